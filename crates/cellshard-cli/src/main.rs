@@ -1,0 +1,446 @@
+//! `cellshard`: synthesize raw Cell Painting data, ingest it into a Delta/Parquet store,
+//! and query the store with SQL.
+//!
+//! Exit status: 0 success; 1 the run failed (store, internal error); 2 bad usage or an
+//! invalid pipeline; 3 the run finished but rejected more inputs than
+//! `--max-reject-fraction` allows.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use cellshard_core::{MetadataTable, Pipeline};
+use cellshard_runtime::discover::WorkerShare;
+use cellshard_runtime::{RunOptions, RunSummary};
+use cellshard_sql::OutputFormat;
+use cellshard_store::Location;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit status when rejects exceed `--max-reject-fraction`.
+const EXIT_REJECTS: u8 = 3;
+/// Exit status for invalid pipelines and usage errors.
+const EXIT_USAGE: u8 = 2;
+/// Exit status when the run itself fails.
+const EXIT_FAILED: u8 = 1;
+
+#[derive(Parser)]
+#[command(name = "cellshard", version, about = "Raw Cell Painting images to a sharded, SQL-queryable Delta/Parquet store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write RxRx1-shaped synthetic raw images (and metadata.csv) from the real design.
+    Synth(SynthArgs),
+    /// Ingest raw images into the store, as a pipeline file says.
+    Run(RunArgs),
+    /// Check a pipeline file without running it.
+    Validate {
+        /// Pipeline TOML file.
+        pipeline: PathBuf,
+    },
+    /// Run SQL over a store (tables sites, plate_stats, rejects, runs).
+    Sql(SqlArgs),
+    /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Working directory for the raw images and the store.
+    #[arg(long, default_value = "demo-out")]
+    out: PathBuf,
+    /// Pipeline to run.
+    #[arg(long, default_value = "pipelines/rxrx1.toml")]
+    pipeline: PathBuf,
+    /// The experiment design (RxRx1 metadata.csv).
+    #[arg(long, env = "CELLSHARD_DESIGN", default_value = "../shared/data/rxrx1/metadata.csv")]
+    design: String,
+    /// Wells per plate to synthesize.
+    #[arg(long, default_value_t = 4)]
+    wells: u32,
+    /// Plates to synthesize.
+    #[arg(long, default_value_t = 2)]
+    plates: u32,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Output URL or path (images go below it, plus metadata.csv).
+    #[arg(long)]
+    out: String,
+    /// The experiment design (RxRx1 metadata.csv).
+    #[arg(long, env = "CELLSHARD_DESIGN", default_value = "../shared/data/rxrx1/metadata.csv")]
+    design: String,
+    /// Experiments to draw, comma separated (default: the first in the design).
+    #[arg(long, value_delimiter = ',')]
+    experiments: Vec<String>,
+    /// Plates per experiment.
+    #[arg(long, default_value_t = 1)]
+    plates: u32,
+    /// Cap on wells per plate (the negative control well is always kept).
+    #[arg(long)]
+    wells: Option<u32>,
+    /// Sites per well.
+    #[arg(long, default_value_t = 2)]
+    sites: u32,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 2048)]
+    size: u32,
+    /// Bits per sample (8 or 16).
+    #[arg(long, default_value_t = 16, value_parser = parse_bit_depth)]
+    bit_depth: u8,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// PNG compression effort.
+    #[arg(long, value_enum, default_value_t = Compression::Default)]
+    compression: Compression,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Compression {
+    Fast,
+    Default,
+    High,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Pipeline TOML file.
+    pipeline: PathBuf,
+    /// Override the pipeline's source URL.
+    #[arg(long)]
+    source: Option<String>,
+    /// Override the pipeline's metadata URLs (repeatable).
+    #[arg(long)]
+    metadata: Vec<String>,
+    /// Override the pipeline's sink (store root) URL.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Also write the JSON run summary to this file.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Largest share of rejected objects that still exits 0.
+    #[arg(long, default_value_t = 0.0)]
+    max_reject_fraction: f64,
+    /// This worker's share of the plates, as I/N (0-based).
+    #[arg(long, default_value = "0/1", value_parser = parse_worker)]
+    worker: WorkerShare,
+    /// CPU threads (0 = one per core).
+    #[arg(long, env = "CELLSHARD_THREADS", default_value_t = 0)]
+    threads: usize,
+    /// Sites in flight per plate (0 = twice the threads).
+    #[arg(long, default_value_t = 0)]
+    inflight: usize,
+    /// Scratch directory for per-plate spill files.
+    #[arg(long, env = "CELLSHARD_SCRATCH")]
+    scratch: Option<PathBuf>,
+    /// Discover and check inputs; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(clap::Args)]
+struct SqlArgs {
+    /// Store root URL or path.
+    #[arg(long)]
+    store: String,
+    /// SQL to run (else read statements from standard input).
+    #[arg(short = 'c', long = "command")]
+    command: Option<String>,
+    /// SQL to run, as a positional argument.
+    query: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Read `sites` as of this Delta version.
+    #[arg(long)]
+    version: Option<i64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_bit_depth(s: &str) -> Result<u8, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("bit depth {s:?}: must be 8 or 16")),
+    }
+}
+
+fn parse_worker(s: &str) -> Result<WorkerShare, String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let index: u32 = i.trim().parse().map_err(|_| format!("worker index {i:?} is not a number"))?;
+    let count: u32 = n.trim().parse().map_err(|_| format!("worker count {n:?} is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(format!("worker {index}/{count}: need 0 <= I < N"));
+    }
+    Ok(WorkerShare { index, count })
+}
+
+fn load_pipeline(path: &PathBuf) -> Result<Pipeline> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read pipeline {}", path.display()))?;
+    Ok(Pipeline::from_toml(&path.display().to_string(), &text)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CELLSHARD_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Synth(a) => synth(a).await.map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_FAILED, e)),
+            Command::Run(a) => run(a).await,
+            Command::Validate { pipeline } => validate(&pipeline).map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_USAGE, e)),
+            Command::Sql(a) => sql(a).await.map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_FAILED, e)),
+            Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_FAILED, e)),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err((code, e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn synth(a: SynthArgs) -> Result<()> {
+    let design_bytes = cellshard_runtime::run::read_object(&a.design, &BTreeMap::new())
+        .await
+        .with_context(|| format!("cannot read the design {} (set --design or CELLSHARD_DESIGN)", a.design))?;
+    let mut design = MetadataTable::new();
+    design.add_csv(&a.design, &design_bytes)?;
+    let cfg = cellshard_synth::SynthConfig {
+        experiments: (!a.experiments.is_empty()).then_some(a.experiments),
+        plates: a.plates,
+        wells: a.wells,
+        sites: a.sites,
+        size: a.size,
+        bit_depth: a.bit_depth,
+        seed: a.seed,
+        compression: match a.compression {
+            Compression::Fast => cellshard_synth::SynthCompression::Fast,
+            Compression::Default => cellshard_synth::SynthCompression::Default,
+            Compression::High => cellshard_synth::SynthCompression::High,
+        },
+        ..Default::default()
+    };
+    let out = Location::parse(&a.out, &BTreeMap::new())?;
+    let total = cellshard_synth::select_sites(&design, &cfg)?.len();
+    let tty = std::io::stderr().is_terminal();
+    let progress = move |n: usize| {
+        if tty {
+            eprint!("\rsynth: {n}/{total} sites");
+        }
+    };
+    let report = cellshard_synth::write_dataset(out.store.clone(), &out.prefix, &design, &cfg, Some(&progress)).await?;
+    if tty {
+        eprintln!();
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": out.url.to_string(),
+            "sites": report.sites,
+            "objects": report.objects,
+            "bytes": report.bytes,
+            "seconds": report.seconds,
+            "metadata": format!("{}metadata.csv", out.url),
+        })
+    );
+    Ok(())
+}
+
+async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
+    let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
+    if !(0.0..=1.0).contains(&a.max_reject_fraction) {
+        return Err((EXIT_USAGE, anyhow::anyhow!("--max-reject-fraction must be within 0..=1")));
+    }
+    let opts = RunOptions {
+        pipeline,
+        source: a.source,
+        metadata: a.metadata,
+        sink: a.sink,
+        worker: a.worker,
+        threads: a.threads,
+        inflight: a.inflight,
+        scratch: a.scratch,
+        dry_run: a.dry_run,
+        progress: !a.no_progress && std::io::stderr().is_terminal(),
+    };
+    let summary: RunSummary = match cellshard_runtime::run(opts).await {
+        Ok(s) => s,
+        Err(e @ cellshard_runtime::Error::Config(_)) => return Err((EXIT_USAGE, e.into())),
+        Err(e) => return Err((EXIT_FAILED, e.into())),
+    };
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| (EXIT_FAILED, e.into()))?;
+    println!("{json}");
+    if let Some(path) = &a.summary {
+        std::fs::write(path, &json)
+            .with_context(|| format!("cannot write the summary to {}", path.display()))
+            .map_err(|e| (EXIT_FAILED, e))?;
+    }
+    if summary.reject_fraction > a.max_reject_fraction {
+        eprintln!(
+            "cellshard: {} of {} objects rejected ({:.1}%), over --max-reject-fraction {}; see the rejects table",
+            summary.objects.rejected,
+            summary.objects.stored + summary.objects.rejected,
+            summary.reject_fraction * 100.0,
+            a.max_reject_fraction
+        );
+        return Ok(ExitCode::from(EXIT_REJECTS));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(path: &PathBuf) -> Result<()> {
+    let p = load_pipeline(path)?;
+    let t = p.transform().map_err(anyhow::Error::msg)?;
+    let (h, w) = t.output_shape();
+    let mut steps = vec![format!(
+        "decode {}-bit{}",
+        t.bit_depth,
+        match (t.width, t.height) {
+            (Some(w), Some(h)) => format!(" {w}x{h}"),
+            _ => String::new(),
+        }
+    )];
+    if t.factor > 1 {
+        steps.push(format!("downsample {}x", t.factor));
+    }
+    if let Some(c) = t.crop {
+        steps.push(format!("center_crop {c}"));
+    }
+    steps.push(format!(
+        "normalize {} ({}) -> {}",
+        match t.method {
+            cellshard_core::NormalizeMethod::Percentile => format!("percentile {}/{}", t.low, t.high),
+            cellshard_core::NormalizeMethod::Zscore => "zscore".into(),
+        },
+        t.reference.as_str(),
+        t.output.numpy_name()
+    ));
+    println!(
+        "ok: pipeline {:?} (hash {}): {}; tensor {}x{}x{} {}; layout {}",
+        p.name,
+        p.hash(),
+        steps.join(" -> "),
+        p.source.channels,
+        h,
+        w,
+        t.output.numpy_name(),
+        p.source.layout
+    );
+    Ok(())
+}
+
+async fn sql(a: SqlArgs) -> Result<()> {
+    let ctx = cellshard_sql::open_session(&a.store, &BTreeMap::new(), a.version).await?;
+    let fmt = match a.format {
+        Format::Table => OutputFormat::Table,
+        Format::Csv => OutputFormat::Csv,
+        Format::Json => OutputFormat::Json,
+    };
+    let one_shot = a.command.or(a.query);
+    let statements: Vec<String> = match one_shot {
+        Some(q) => vec![q],
+        None => {
+            let stdin = std::io::stdin();
+            let mut text = String::new();
+            if stdin.is_terminal() {
+                eprintln!("cellshard sql: tables sites, plate_stats, rejects, runs; end statements with ';', Ctrl-D to quit");
+            }
+            for line in stdin.lock().lines() {
+                text.push_str(&line?);
+                text.push('\n');
+            }
+            text.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+        }
+    };
+    if statements.is_empty() {
+        bail!("no SQL given: pass a query or -c SQL, or pipe statements on standard input");
+    }
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for q in statements {
+        let batches = cellshard_sql::query(&ctx, &q).await?;
+        write!(out, "{}", cellshard_sql::format(&batches, fmt)?)?;
+        if fmt == OutputFormat::Table {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+
+async fn demo(a: DemoArgs) -> Result<()> {
+    let raw = a.out.join("raw").display().to_string();
+    let store = a.out.join("store").display().to_string();
+    let pipeline = load_pipeline(&a.pipeline)?;
+    let t = pipeline.transform().map_err(anyhow::Error::msg)?;
+    eprintln!("demo: 1/3 synthesizing {} plate(s) x {} wells x 2 sites of raw {}x{} {}-bit PNGs into {raw}", a.plates, a.wells, t.width.unwrap_or(2048), t.height.unwrap_or(2048), t.bit_depth);
+    synth(SynthArgs {
+        out: raw.clone(),
+        design: a.design,
+        experiments: vec!["HUVEC-01".into()],
+        plates: a.plates,
+        wells: Some(a.wells),
+        sites: 2,
+        size: t.width.unwrap_or(2048),
+        bit_depth: t.bit_depth,
+        seed: 0,
+        compression: Compression::Default,
+    })
+    .await?;
+    eprintln!("demo: 2/3 ingesting with {} into {store}", a.pipeline.display());
+    let summary = cellshard_runtime::run(RunOptions {
+        pipeline,
+        source: Some(raw.clone()),
+        metadata: vec![format!("{raw}/metadata.csv")],
+        sink: Some(store.clone()),
+        worker: WorkerShare::ALL,
+        threads: 0,
+        inflight: 0,
+        scratch: None,
+        dry_run: false,
+        progress: std::io::stderr().is_terminal(),
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    eprintln!("demo: 3/3 querying the store with SQL");
+    let ctx = cellshard_sql::open_session(&store, &BTreeMap::new(), None).await?;
+    for q in [
+        "SELECT cell_type, experiment, plate, well_type, count(*) AS sites, round(avg(channel_mean[1]), 1) AS mean_ch1 FROM sites GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        "SELECT experiment, plate, channel, low_value, high_value, round(mean, 1) AS mean, pixel_count FROM plate_stats ORDER BY experiment, plate, channel",
+        "SELECT sites_stored, sites_rejected, bytes_in, bytes_out, round(decode_seconds, 2) AS decode_s FROM runs",
+    ] {
+        println!("\n> {q}");
+        let batches = cellshard_sql::query(&ctx, q).await?;
+        println!("{}", cellshard_sql::format(&batches, OutputFormat::Table)?);
+    }
+    eprintln!("demo: done. Try: cargo run -p cellshard-cli -- sql --store {store} -c \"SELECT site_id, well_type, sirna_id FROM sites LIMIT 5\"");
+    Ok(())
+}

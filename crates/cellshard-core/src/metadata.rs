@@ -1,0 +1,336 @@
+//! Experiment metadata: the RxRx1 `metadata.csv` dialect (one row per site) and the Kaggle
+//! competition dialect (`train.csv`, `test.csv`, `*_controls.csv`: one row per well, keyed
+//! by `id_code`). Several files merge into one [`MetadataTable`].
+//!
+//! Every column is carried: the well-known ones are typed (`cell_type`, `dataset`,
+//! `well_type`, `sirna_id`), every other column is kept as a string in `extra`, in the
+//! order first seen. Bad rows do not abort parsing: they are collected in
+//! [`MetadataTable::row_errors`] with file and line, so the run can report them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::{Error, Result, SiteKey};
+
+/// Metadata of one site (or of a whole well, in the Kaggle dialect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteMetadata {
+    /// Cell type, e.g. `HUVEC` (derived from the experiment name when the file lacks it).
+    pub cell_type: String,
+    /// `train` / `test`, when known.
+    pub dataset: Option<String>,
+    /// Experiment name.
+    pub experiment: String,
+    /// Plate number.
+    pub plate: u32,
+    /// Well address.
+    pub well: String,
+    /// Site number; `None` for well-level rows, which apply to every site of the well.
+    pub site: Option<u32>,
+    /// `treatment`, `positive_control`, `negative_control` (or `unknown`).
+    pub well_type: String,
+    /// siRNA id; `None` where withheld (RxRx1 test treatments) or absent.
+    pub sirna_id: Option<i32>,
+    /// Values of [`MetadataTable::extra_columns`], by index; shorter vectors mean trailing `None`s.
+    pub extra: Vec<Option<String>>,
+}
+
+type RowKey = (String, u32, String, Option<u32>);
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// The site's metadata (a site row, or else its well's row).
+    Found(&'a SiteMetadata),
+    /// No row for the site or its well.
+    Missing,
+    /// Two rows for the site disagree; the string names the files and lines.
+    Conflict(&'a str),
+}
+
+/// All metadata rows of a run, merged from one or more files.
+#[derive(Debug, Default, Clone)]
+pub struct MetadataTable {
+    extra_columns: Vec<String>,
+    rows: HashMap<RowKey, (Arc<SiteMetadata>, String)>,
+    conflicts: HashMap<RowKey, String>,
+    /// Rows that could not be used, as `file:line: cause`.
+    pub row_errors: Vec<String>,
+}
+
+const KNOWN: &[&str] = &[
+    "site_id", "well_id", "id_code", "cell_type", "dataset", "experiment", "experiment_name", "plate",
+    "well", "address", "site", "well_type", "sirna_id",
+];
+
+impl MetadataTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names of the carried columns beyond the typed ones.
+    pub fn extra_columns(&self) -> &[String] {
+        &self.extra_columns
+    }
+
+    /// Number of rows (sites or wells).
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no rows were loaded.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Parse one CSV file and merge its rows. `path` names the file in messages and, for the
+    /// Kaggle dialect, gives the dataset (`train...csv` / `test...csv`).
+    pub fn add_csv(&mut self, path: &str, bytes: &[u8]) -> Result<usize> {
+        let err = |message: String| Error::Metadata { path: path.to_string(), message };
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| err(format!("cannot read the header: {e}")))?
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+            .collect();
+        if headers.iter().all(|h| h.is_empty()) {
+            return Err(err("the file is empty (no header row)".into()));
+        }
+        let col = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
+        let kaggle = col(&["id_code"]).is_some();
+        let experiment = col(&["experiment", "experiment_name"]);
+        let plate = col(&["plate"]);
+        let well = col(&["well", "address"]);
+        let (Some(experiment), Some(plate), Some(well)) = (experiment, plate, well) else {
+            return Err(err(format!(
+                "the header lacks required columns: need experiment, plate and well; found {}",
+                headers.join(",")
+            )));
+        };
+        let site = col(&["site"]);
+        let cell_type = col(&["cell_type"]);
+        let dataset = col(&["dataset"]);
+        let well_type = col(&["well_type"]);
+        let sirna = if kaggle { col(&["sirna_id", "sirna"]) } else { col(&["sirna_id"]) };
+        let file_dataset = file_dataset(path);
+
+        let mut extra_map = Vec::new();
+        for (i, h) in headers.iter().enumerate() {
+            if KNOWN.contains(&h.as_str()) || Some(i) == sirna {
+                continue;
+            }
+            let idx = match self.extra_columns.iter().position(|c| c == h) {
+                Some(idx) => idx,
+                None => {
+                    self.extra_columns.push(h.clone());
+                    self.extra_columns.len() - 1
+                }
+            };
+            extra_map.push((i, idx));
+        }
+
+        let mut added = 0;
+        for (n, record) in reader.records().enumerate() {
+            // Line numbers are 1-based and the header is line 1.
+            let line = record.as_ref().ok().and_then(|r| r.position()).map_or(n as u64 + 2, |p| p.line());
+            let at = format!("{path}:{line}");
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    self.row_errors.push(format!("{at}: unreadable row: {e}"));
+                    continue;
+                }
+            };
+            if record.len() != headers.len() {
+                self.row_errors.push(format!(
+                    "{at}: has {} fields, the header has {}",
+                    record.len(),
+                    headers.len()
+                ));
+                continue;
+            }
+            let get = |i: usize| record.get(i).unwrap_or("").trim();
+            let exp = get(experiment).to_string();
+            let well_s = get(well).to_string();
+            if exp.is_empty() || well_s.is_empty() {
+                self.row_errors.push(format!("{at}: empty experiment or well"));
+                continue;
+            }
+            let Ok(plate_n) = get(plate).parse::<u32>() else {
+                self.row_errors.push(format!("{at}: plate {:?} is not a number", get(plate)));
+                continue;
+            };
+            let site_n = match site.map(get) {
+                None => None,
+                Some(s) => match s.parse::<u32>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        self.row_errors.push(format!("{at}: site {s:?} is not a number"));
+                        continue;
+                    }
+                },
+            };
+            let sirna_id = match sirna.map(get) {
+                None | Some("") => None,
+                Some(s) => match s.parse::<i32>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        self.row_errors.push(format!("{at}: sirna id {s:?} is not a number"));
+                        continue;
+                    }
+                },
+            };
+            let mut extra = vec![None; self.extra_columns.len()];
+            for &(i, idx) in &extra_map {
+                let v = get(i);
+                extra[idx] = (!v.is_empty()).then(|| v.to_string());
+            }
+            let meta = SiteMetadata {
+                cell_type: cell_type
+                    .map(get)
+                    .filter(|s| !s.is_empty())
+                    .map_or_else(|| cell_type_of(&exp), str::to_string),
+                dataset: dataset
+                    .map(get)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .or_else(|| file_dataset.clone()),
+                experiment: exp.clone(),
+                plate: plate_n,
+                well: well_s.clone(),
+                site: site_n,
+                well_type: well_type.map(get).filter(|s| !s.is_empty()).map_or_else(
+                    || if kaggle { "treatment".to_string() } else { "unknown".to_string() },
+                    str::to_string,
+                ),
+                sirna_id,
+                extra,
+            };
+            let key = (exp, plate_n, well_s, site_n);
+            match self.rows.get(&key) {
+                Some((existing, _)) if same_row(existing, &meta) => {}
+                Some((_, first_at)) => {
+                    let msg = format!("rows at {first_at} and {at} disagree");
+                    self.row_errors.push(format!("{at}: conflicts with {first_at}"));
+                    self.conflicts.insert(key, msg);
+                }
+                None => {
+                    self.rows.insert(key, (Arc::new(meta), at));
+                    added += 1;
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Metadata for a site: its own row, else its well's row.
+    pub fn lookup(&self, key: &SiteKey) -> Lookup<'_> {
+        let mut k: RowKey = (key.experiment.clone(), key.plate, key.well.clone(), Some(key.site));
+        for _ in 0..2 {
+            if let Some(msg) = self.conflicts.get(&k) {
+                return Lookup::Conflict(msg);
+            }
+            if let Some((row, _)) = self.rows.get(&k) {
+                return Lookup::Found(row);
+            }
+            k.3 = None;
+        }
+        Lookup::Missing
+    }
+
+    /// Every row, in no particular order.
+    pub fn rows(&self) -> impl Iterator<Item = &SiteMetadata> {
+        self.rows.values().map(|(r, _)| r.as_ref())
+    }
+}
+
+fn same_row(a: &SiteMetadata, b: &SiteMetadata) -> bool {
+    let n = a.extra.len().max(b.extra.len());
+    let ext = |v: &Vec<Option<String>>, i: usize| v.get(i).cloned().flatten();
+    a.cell_type == b.cell_type
+        && a.dataset == b.dataset
+        && a.well_type == b.well_type
+        && a.sirna_id == b.sirna_id
+        && (0..n).all(|i| ext(&a.extra, i) == ext(&b.extra, i))
+}
+
+/// `HUVEC-01` -> `HUVEC`.
+pub fn cell_type_of(experiment: &str) -> String {
+    experiment.split('-').next().unwrap_or(experiment).to_string()
+}
+
+/// `.../train_controls.csv` -> `train`; `test.csv` -> `test`.
+fn file_dataset(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    ["train", "test"].into_iter().find(|d| name.starts_with(d)).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(e: &str, p: u32, w: &str, s: u32) -> SiteKey {
+        SiteKey { experiment: e.into(), plate: p, well: w.into(), site: s }
+    }
+
+    #[test]
+    fn rxrx1_dialect_per_site() {
+        let csv = "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna_id,plate_group\n\
+                   HEPG2-01_1_B02_1,HEPG2-01_1_B02,HEPG2,train,HEPG2-01,1,B02,1,negative_control,1138,1\n\
+                   HEPG2-08_1_B03_2,HEPG2-08_1_B03,HEPG2,test,HEPG2-08,1,B03,2,treatment,,1\n";
+        let mut t = MetadataTable::new();
+        assert_eq!(t.add_csv("metadata.csv", csv.as_bytes()).unwrap(), 2);
+        assert_eq!(t.extra_columns(), ["plate_group"]);
+        let Lookup::Found(m) = t.lookup(&key("HEPG2-01", 1, "B02", 1)) else { panic!() };
+        assert_eq!((m.well_type.as_str(), m.sirna_id), ("negative_control", Some(1138)));
+        assert_eq!(m.extra, vec![Some("1".to_string())]);
+        let Lookup::Found(m) = t.lookup(&key("HEPG2-08", 1, "B03", 2)) else { panic!() };
+        assert_eq!(m.sirna_id, None);
+        assert_eq!(t.lookup(&key("HEPG2-08", 1, "B03", 1)), Lookup::Missing);
+    }
+
+    #[test]
+    fn kaggle_dialect_per_well() {
+        let mut t = MetadataTable::new();
+        t.add_csv("kaggle/train.csv", b"id_code,experiment,plate,well,sirna\nHUVEC-01_1_B03,HUVEC-01,1,B03,513\n")
+            .unwrap();
+        t.add_csv(
+            "kaggle/train_controls.csv",
+            b"id_code,experiment,plate,well,sirna,well_type\nHUVEC-01_1_B02,HUVEC-01,1,B02,1138,negative_control\n",
+        )
+        .unwrap();
+        for s in [1, 2] {
+            let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B03", s)) else { panic!() };
+            assert_eq!(m.cell_type, "HUVEC");
+            assert_eq!(m.dataset.as_deref(), Some("train"));
+            assert_eq!((m.well_type.as_str(), m.sirna_id), ("treatment", Some(513)));
+        }
+        let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B02", 1)) else { panic!() };
+        assert_eq!(m.well_type, "negative_control");
+        assert!(t.extra_columns().is_empty());
+    }
+
+    #[test]
+    fn bad_rows_are_collected_and_conflicts_flagged() {
+        let csv = "experiment,plate,well,site,well_type,note\n\
+                   E,1,B02,1,treatment,\"a, quoted note\"\n\
+                   E,x,B02,1,treatment,n\n\
+                   E,1,B03\n\
+                   E,1,B02,1,negative_control,n\n";
+        let mut t = MetadataTable::new();
+        t.add_csv("m.csv", csv.as_bytes()).unwrap();
+        assert_eq!(t.row_errors.len(), 3, "{:?}", t.row_errors);
+        assert!(t.row_errors[0].starts_with("m.csv:3: plate"), "{:?}", t.row_errors);
+        assert!(matches!(t.lookup(&key("E", 1, "B02", 1)), Lookup::Conflict(_)));
+    }
+
+    #[test]
+    fn empty_and_headerless_files() {
+        let mut t = MetadataTable::new();
+        assert!(t.add_csv("empty.csv", b"").is_err());
+        assert!(t.add_csv("bad.csv", b"a,b,c\n1,2,3\n").is_err());
+        assert_eq!(t.add_csv("header.csv", b"experiment,plate,well,site\n").unwrap(), 0);
+    }
+}

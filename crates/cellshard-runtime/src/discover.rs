@@ -1,0 +1,296 @@
+//! Discovery: list the source prefix, match every key against the layout, group channel
+//! files into sites and sites into plates, and join the metadata.
+//!
+//! Every listed object ends in exactly one bucket: *ignored* (the key does not follow the
+//! layout; counted by reason), *rejected* (a reject row says why), or handed on as part of
+//! a complete site. The listing keeps one small entry per matched object (key, size, ETag)
+//! for the plates this worker owns; other workers' plates are only counted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use cellshard_core::layout::KeyMatch;
+use cellshard_core::metadata::Lookup;
+use cellshard_core::{LayoutTemplate, MetadataTable, PlateKey, RejectReason, SiteKey, SiteMetadata};
+use cellshard_store::schema::RejectRow;
+use cellshard_store::Location;
+use futures::TryStreamExt;
+use object_store::path::Path;
+
+use crate::{Error, Result};
+
+/// One source object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Full path in the store.
+    pub path: Path,
+    /// Readable name (URL or local path) for messages and lineage.
+    pub display: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, where the store has one.
+    pub etag: Option<String>,
+}
+
+/// The objects found for one site, by channel.
+#[derive(Debug, Clone, Default)]
+pub struct SiteInputs {
+    /// Dataset from the key, when the layout has one.
+    pub dataset: Option<String>,
+    /// Objects by channel number (several per channel = duplicates).
+    pub channels: BTreeMap<u32, Vec<ObjectRef>>,
+}
+
+/// What listing found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Sites by plate, for the plates this worker owns.
+    pub plates: BTreeMap<PlateKey, BTreeMap<SiteKey, SiteInputs>>,
+    /// Objects listed (all of them, every worker's).
+    pub objects: u64,
+    /// Bytes listed.
+    pub bytes: u64,
+    /// Ignored objects by reason.
+    pub ignored: BTreeMap<String, u64>,
+    /// Objects rejected before grouping (unusable key values), tied to no plate.
+    pub rejects: Vec<RejectRow>,
+    /// Objects belonging to other workers' plates.
+    pub other_workers: u64,
+    /// Every plate seen, in order, with its owner's index.
+    pub all_plates: Vec<PlateKey>,
+}
+
+/// A complete site ready for the transform.
+#[derive(Debug, Clone)]
+pub struct ResolvedSite {
+    /// Key.
+    pub key: SiteKey,
+    /// Metadata row.
+    pub meta: SiteMetadata,
+    /// Dataset (metadata's, else the key's).
+    pub dataset: Option<String>,
+    /// One object per channel, in channel order.
+    pub objects: Vec<ObjectRef>,
+}
+
+/// Which plates a worker owns: plates in sorted order, dealt round-robin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerShare {
+    /// This worker's index (0-based).
+    pub index: u32,
+    /// Number of workers.
+    pub count: u32,
+}
+
+impl WorkerShare {
+    /// The single worker.
+    pub const ALL: WorkerShare = WorkerShare { index: 0, count: 1 };
+}
+
+/// List `source` and group what matches `layout`.
+pub async fn list_source(source: &Location, layout: &LayoutTemplate, share: WorkerShare) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let mut groups: BTreeMap<PlateKey, BTreeMap<SiteKey, SiteInputs>> = BTreeMap::new();
+    let prefix = if source.prefix.as_ref().is_empty() { None } else { Some(&source.prefix) };
+    let mut stream = source.store.list(prefix);
+    while let Some(meta) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::Source { url: source.url.to_string(), source: e })?
+    {
+        listing.objects += 1;
+        listing.bytes += meta.size;
+        let display = source.display(&meta.location);
+        let Some(key) = source.relative(&meta.location) else {
+            *listing.ignored.entry("outside the source prefix".into()).or_default() += 1;
+            continue;
+        };
+        match layout.match_key(key) {
+            KeyMatch::Ignored => {
+                *listing.ignored.entry("key does not match the layout".into()).or_default() += 1;
+            }
+            KeyMatch::Invalid(why) => listing.rejects.push(RejectRow {
+                site_id: None,
+                experiment: None,
+                plate: None,
+                object_path: Some(display),
+                stage: RejectReason::InvalidKey.stage().into(),
+                reason: RejectReason::InvalidKey.code().into(),
+                message: format!("{key}: {why}"),
+            }),
+            KeyMatch::Matched(f) => {
+                let site = SiteKey { experiment: f.experiment, plate: f.plate, well: f.well, site: f.site };
+                let entry = groups.entry(site.plate_key()).or_default().entry(site).or_default();
+                if entry.dataset.is_none() {
+                    entry.dataset = f.dataset;
+                }
+                entry.channels.entry(f.channel).or_default().push(ObjectRef {
+                    path: meta.location.clone(),
+                    display,
+                    size: meta.size,
+                    etag: meta.e_tag.clone(),
+                });
+            }
+        }
+    }
+    for (i, (plate, sites)) in groups.into_iter().enumerate() {
+        listing.all_plates.push(plate.clone());
+        if i as u32 % share.count == share.index {
+            listing.plates.insert(plate, sites);
+        } else {
+            listing.other_workers += sites.values().flat_map(|s| s.channels.values()).map(|v| v.len() as u64).sum::<u64>();
+        }
+    }
+    Ok(listing)
+}
+
+fn reject_rows(key: &SiteKey, objects: &[&ObjectRef], reason: RejectReason, message: &str) -> Vec<RejectRow> {
+    objects
+        .iter()
+        .map(|o| RejectRow {
+            site_id: Some(key.site_id()),
+            experiment: Some(key.experiment.clone()),
+            plate: Some(key.plate as i32),
+            object_path: Some(o.display.clone()),
+            stage: reason.stage().into(),
+            reason: reason.code().into(),
+            message: message.to_string(),
+        })
+        .collect()
+}
+
+fn channel_list(chs: impl Iterator<Item = u32>) -> String {
+    chs.map(|c| format!("w{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Check a plate's sites (channels complete and unique, metadata present) and split them
+/// into complete sites and reject rows (one per object).
+pub fn resolve_plate(
+    sites: BTreeMap<SiteKey, SiteInputs>,
+    metadata: &MetadataTable,
+    channels: u32,
+) -> (Vec<ResolvedSite>, Vec<RejectRow>) {
+    let mut good = Vec::new();
+    let mut rejects = Vec::new();
+    for (key, inputs) in sites {
+        let id = key.site_id();
+        // Channel numbers outside 1..=channels: reject those objects, judge the rest.
+        let mut usable: BTreeMap<u32, Vec<ObjectRef>> = BTreeMap::new();
+        for (ch, objs) in inputs.channels {
+            if ch == 0 || ch > channels {
+                let refs: Vec<&ObjectRef> = objs.iter().collect();
+                let msg = format!("site {id}: channel w{ch} is outside w1..w{channels}");
+                rejects.extend(reject_rows(&key, &refs, RejectReason::ChannelOutOfRange, &msg));
+            } else {
+                usable.insert(ch, objs);
+            }
+        }
+        let all: Vec<&ObjectRef> = usable.values().flatten().collect();
+        if all.is_empty() {
+            continue;
+        }
+        let dups: Vec<u32> = usable.iter().filter(|(_, v)| v.len() > 1).map(|(c, _)| *c).collect();
+        if !dups.is_empty() {
+            let names: Vec<String> = dups
+                .iter()
+                .flat_map(|c| usable[c].iter().map(|o| o.display.clone()))
+                .collect();
+            let msg = format!(
+                "site {id}: more than one file for channel {}: {}",
+                channel_list(dups.iter().copied()),
+                names.join(", ")
+            );
+            rejects.extend(reject_rows(&key, &all, RejectReason::DuplicateChannel, &msg));
+            continue;
+        }
+        let missing: Vec<u32> = (1..=channels).filter(|c| !usable.contains_key(c)).collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "site {id}: missing channels {} (found {})",
+                channel_list(missing.into_iter()),
+                channel_list(usable.keys().copied())
+            );
+            rejects.extend(reject_rows(&key, &all, RejectReason::MissingChannels, &msg));
+            continue;
+        }
+        let meta = match metadata.lookup(&key) {
+            Lookup::Found(m) => m.clone(),
+            Lookup::Missing => {
+                let msg = format!("site {id}: no metadata row for this site or its well");
+                rejects.extend(reject_rows(&key, &all, RejectReason::NoMetadata, &msg));
+                continue;
+            }
+            Lookup::Conflict(why) => {
+                let msg = format!("site {id}: conflicting metadata: {why}");
+                rejects.extend(reject_rows(&key, &all, RejectReason::MetadataConflict, &msg));
+                continue;
+            }
+        };
+        let dataset = meta.dataset.clone().or(inputs.dataset);
+        let objects = usable.into_values().flatten().collect();
+        good.push(ResolvedSite { key, meta, dataset, objects });
+    }
+    (good, rejects)
+}
+
+/// Count of objects in a set of sites.
+pub fn object_count(sites: &BTreeMap<SiteKey, SiteInputs>) -> u64 {
+    sites.values().flat_map(|s| s.channels.values()).map(|v| v.len() as u64).sum()
+}
+
+/// Metadata rows per plate, to report rows that have no images.
+pub fn metadata_by_plate(metadata: &MetadataTable) -> HashMap<PlateKey, usize> {
+    let mut out = HashMap::new();
+    for row in metadata.rows() {
+        *out.entry(PlateKey { experiment: row.experiment.clone(), plate: row.plate }).or_default() += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(name: &str) -> ObjectRef {
+        ObjectRef { path: Path::from(name), display: name.into(), size: 1, etag: None }
+    }
+
+    fn key(site: u32) -> SiteKey {
+        SiteKey { experiment: "E-1".into(), plate: 1, well: "B02".into(), site }
+    }
+
+    #[test]
+    fn resolves_and_rejects_sites() {
+        let mut md = MetadataTable::new();
+        md.add_csv("m.csv", b"experiment,plate,well,site,well_type\nE-1,1,B02,1,negative_control\nE-1,1,B02,2,negative_control\n")
+            .unwrap();
+        let mut sites = BTreeMap::new();
+        let mut complete = SiteInputs::default();
+        for c in 1..=3 {
+            complete.channels.insert(c, vec![obj(&format!("s1_w{c}"))]);
+        }
+        complete.channels.insert(7, vec![obj("s1_w7")]);
+        sites.insert(key(1), complete);
+        let mut partial = SiteInputs::default();
+        partial.channels.insert(1, vec![obj("s2_w1")]);
+        sites.insert(key(2), partial);
+        let mut dup = SiteInputs::default();
+        for c in 1..=3 {
+            dup.channels.insert(c, vec![obj(&format!("s3_w{c}"))]);
+        }
+        dup.channels.get_mut(&2).unwrap().push(obj("s3_w2.PNG"));
+        sites.insert(key(3), dup);
+        let (good, rejects) = resolve_plate(sites, &md, 3);
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].objects.len(), 3);
+        assert_eq!(good[0].meta.well_type, "negative_control");
+        let reasons: Vec<(&str, &str)> =
+            rejects.iter().map(|r| (r.object_path.as_deref().unwrap(), r.reason.as_str())).collect();
+        assert!(reasons.contains(&("s1_w7", "channel_out_of_range")));
+        assert!(reasons.contains(&("s2_w1", "missing_channels")));
+        assert_eq!(reasons.iter().filter(|r| r.1 == "duplicate_channel").count(), 4);
+        let missing = rejects.iter().find(|r| r.reason == "missing_channels").unwrap();
+        assert!(missing.message.contains("missing channels w2, w3 (found w1)"), "{}", missing.message);
+        // site 3 has no metadata row but is rejected for its duplicate first
+        assert_eq!(rejects.len(), 1 + 1 + 4);
+    }
+}

@@ -1,0 +1,40 @@
+//! Runtime errors: these fail a run (bad input fails a site, not the run, and never
+//! reaches here).
+
+/// Result with the runtime [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration or metadata could not be used.
+    #[error(transparent)]
+    Config(#[from] cellshard_core::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] cellshard_store::Error),
+    /// Listing or reading the source failed as a whole.
+    #[error("source {url}: {source}")]
+    Source {
+        /// Where.
+        url: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Local scratch I/O failed.
+    #[error("scratch file in {dir}: {source}")]
+    Scratch {
+        /// Scratch directory.
+        dir: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker thread died; this is a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Objects were neither stored, rejected nor ignored; this is a bug.
+    #[error("conservation violated: {0}")]
+    Conservation(String),
+}

@@ -1,0 +1,439 @@
+//! One plate, two phases.
+//!
+//! Phase 1 fetches each site's channel files, decodes them through the crop-aware decoder
+//! (decode, downsample, center crop in one pass), adds the reference sites' pixels to the
+//! plate's exact per-channel histograms and spills the cropped u16 planes, zstd level 1,
+//! to a scratch file. Phase 2 derives the plate normalization, reads the spill back in
+//! site order, maps and stacks each site on the CPU pool, and streams row groups into the
+//! `sites` writer; the plate is then committed in one transaction.
+//!
+//! Memory bound per plate: `inflight` sites in flight (their PNG bytes, ~6 x 8 MB for raw
+//! RxRx1, and their decoded planes), one merged histogram set (6 x 512 KiB), and one row
+//! group of tensors plus the writer's encode buffer. The spill file holds the plate's
+//! cropped planes on disk (about 1.5 MB per site compressed for raw RxRx1).
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cellshard_core::pipeline::Transform;
+use cellshard_core::{PlateKey, RejectReason};
+use cellshard_stages::decode::{decode_transformed, DecodeErrorKind};
+use cellshard_stages::tensor::stack;
+use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane, PlateNorm};
+use cellshard_store::schema::{PlateStatRow, RejectRow, SiteRow, SitesContext};
+use cellshard_store::table::{PlateCommit, ShardSettings};
+use cellshard_store::{Location, PlateScope, StoreTables};
+use deltalake::writer::DeltaWriter;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+
+use crate::discover::{ObjectRef, ResolvedSite};
+use crate::pool::CpuPool;
+use crate::{Error, Result};
+
+/// Time and byte counters shared by all plates of a run.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Nanoseconds spent waiting on GETs (summed over concurrent requests).
+    pub read_ns: AtomicU64,
+    /// CPU nanoseconds in decode, downsample, crop, histogram and spill.
+    pub decode_ns: AtomicU64,
+    /// CPU nanoseconds in normalize and stack.
+    pub normalize_ns: AtomicU64,
+    /// Nanoseconds writing and committing shards.
+    pub write_ns: AtomicU64,
+    /// Source bytes read.
+    pub bytes_in: AtomicU64,
+    /// Shard bytes written.
+    pub bytes_out: AtomicU64,
+    /// Sites finished (phase 1 and phase 2 each count once), for progress.
+    pub progress: AtomicU64,
+}
+
+fn add_ns(c: &AtomicU64, since: Instant) {
+    c.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// Everything a plate needs that does not change between plates.
+pub struct PlateJob<'a> {
+    /// Image source.
+    pub source: &'a Location,
+    /// The transform.
+    pub transform: Transform,
+    /// Channels per site.
+    pub channels: u32,
+    /// CPU pool.
+    pub pool: &'a CpuPool,
+    /// Sites in flight at once.
+    pub inflight: usize,
+    /// Scratch directory for the spill file.
+    pub scratch: &'a std::path::Path,
+    /// Shared columns of the `sites` rows.
+    pub sites_ctx: &'a SitesContext,
+    /// Parquet settings.
+    pub shard: ShardSettings,
+    /// Counters.
+    pub counters: &'a Counters,
+    /// Progress callback (sites finished so far in this run).
+    pub on_progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// What happened to a plate.
+#[derive(Debug, Default, Clone)]
+pub struct PlateReport {
+    /// Sites stored.
+    pub sites_stored: u64,
+    /// Objects stored.
+    pub objects_stored: u64,
+    /// Reject rows written for the plate (one per object).
+    pub rejects: Vec<RejectRow>,
+    /// The commit.
+    pub commit: PlateCommit,
+}
+
+struct Spilled {
+    site: ResolvedSite,
+    offset: u64,
+    len: usize,
+}
+
+enum Phase1 {
+    Ok { spill: Vec<u8> },
+    Rejected(Vec<RejectRow>),
+}
+
+async fn fetch(source: &Location, obj: &ObjectRef, counters: &Counters) -> std::result::Result<bytes::Bytes, String> {
+    let t = Instant::now();
+    let res = async {
+        let r = source.store.get(&obj.path).await?;
+        r.bytes().await
+    }
+    .await;
+    add_ns(&counters.read_ns, t);
+    match res {
+        Ok(b) => {
+            counters.bytes_in.fetch_add(b.len() as u64, Ordering::Relaxed);
+            Ok(b)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", obj.display)),
+    }
+}
+
+fn site_rejects(site: &ResolvedSite, reason: RejectReason, message: &str) -> Vec<RejectRow> {
+    site.objects
+        .iter()
+        .map(|o| RejectRow {
+            site_id: Some(site.key.site_id()),
+            experiment: Some(site.key.experiment.clone()),
+            plate: Some(site.key.plate as i32),
+            object_path: Some(o.display.clone()),
+            stage: reason.stage().into(),
+            reason: reason.code().into(),
+            message: message.to_string(),
+        })
+        .collect()
+}
+
+/// Decode one site's channel files, add to the histograms, compress the planes.
+fn phase1_cpu(
+    site: &ResolvedSite,
+    files: &[bytes::Bytes],
+    spec: &DecodeSpec,
+    t: &Transform,
+    hist: Option<&Mutex<Vec<Histogram>>>,
+) -> Phase1 {
+    let mut planes: Vec<Plane> = Vec::with_capacity(files.len());
+    for (obj, bytes) in site.objects.iter().zip(files) {
+        match decode_transformed(bytes, spec, t.factor, t.crop) {
+            Ok(p) => planes.push(p),
+            Err(e) => {
+                let reason = match e.kind {
+                    DecodeErrorKind::Corrupt => RejectReason::Decode,
+                    DecodeErrorKind::Format => RejectReason::Format,
+                };
+                let msg = format!("site {}: {}: {e}", site.key.site_id(), obj.display);
+                return Phase1::Rejected(site_rejects(site, reason, &msg));
+            }
+        }
+    }
+    if let Some(first) = planes.first() {
+        if let Some((i, p)) = planes.iter().enumerate().find(|(_, p)| (p.width, p.height) != (first.width, first.height)) {
+            let msg = format!(
+                "site {}: channel files disagree in size: {} gives {}x{}, {} gives {}x{}",
+                site.key.site_id(),
+                site.objects[0].display,
+                first.width,
+                first.height,
+                site.objects[i].display,
+                p.width,
+                p.height
+            );
+            return Phase1::Rejected(site_rejects(site, RejectReason::InconsistentChannels, &msg));
+        }
+    }
+    if let Some(hist) = hist {
+        let mut local: Vec<Histogram> = planes
+            .iter()
+            .map(|p| {
+                let mut h = Histogram::new();
+                h.add(&p.data);
+                h
+            })
+            .collect();
+        // A poisoned lock means another job panicked; the run fails on that job already.
+        if let Ok(mut shared) = hist.lock() {
+            for (s, l) in shared.iter_mut().zip(local.drain(..)) {
+                s.merge(&l);
+            }
+        }
+    }
+    let (w, h) = planes.first().map_or((0, 0), |p| (p.width, p.height));
+    let mut raw = Vec::with_capacity(8 + planes.len() * w as usize * h as usize * 2);
+    raw.extend_from_slice(&w.to_le_bytes());
+    raw.extend_from_slice(&h.to_le_bytes());
+    for p in &planes {
+        for v in &p.data {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    match zstd::bulk::compress(&raw, 1) {
+        Ok(spill) => Phase1::Ok { spill },
+        Err(e) => Phase1::Rejected(site_rejects(site, RejectReason::Decode, &format!("spill compression failed: {e}"))),
+    }
+}
+
+fn unspill(bytes: &[u8], channels: usize) -> std::result::Result<Vec<Plane>, String> {
+    let raw = zstd::stream::decode_all(bytes).map_err(|e| format!("spill read failed: {e}"))?;
+    if raw.len() < 8 {
+        return Err("spill record too short".into());
+    }
+    let w = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    let h = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+    let n = w as usize * h as usize;
+    if raw.len() != 8 + channels * n * 2 {
+        return Err("spill record has the wrong length".into());
+    }
+    Ok(raw[8..]
+        .chunks_exact(n * 2)
+        .map(|c| Plane::new(w, h, c.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()))
+        .collect())
+}
+
+/// Process and commit one plate. `rejects` holds the plate's discovery rejects; they are
+/// committed with the plate.
+pub async fn process_plate(
+    job: &PlateJob<'_>,
+    tables: &mut StoreTables,
+    plate: &PlateKey,
+    sites: Vec<ResolvedSite>,
+    mut rejects: Vec<RejectRow>,
+) -> Result<PlateReport> {
+    let t = job.transform;
+    let spec = DecodeSpec { bit_depth: t.bit_depth, width: t.width, height: t.height, max_pixels: t.max_pixels };
+    let channels = job.channels as usize;
+    let hist = Arc::new(Mutex::new((0..channels).map(|_| Histogram::new()).collect::<Vec<_>>()));
+    let scratch_err = |source: std::io::Error| Error::Scratch { dir: job.scratch.display().to_string(), source };
+    let mut spill_file = tempfile::tempfile_in(job.scratch).map_err(scratch_err)?;
+    let mut offset = 0u64;
+    let mut spilled: Vec<Spilled> = Vec::new();
+    let mut ref_sites = 0i32;
+    let cell_type = sites.first().map(|s| s.meta.cell_type.clone()).unwrap_or_else(|| {
+        cellshard_core::metadata::cell_type_of(&plate.experiment)
+    });
+
+    // Phase 1.
+    let mut stream = futures::stream::iter(sites.into_iter())
+        .map(|site| {
+            let hist = hist.clone();
+            async move {
+                let files: Vec<std::result::Result<bytes::Bytes, String>> =
+                    futures::future::join_all(site.objects.iter().map(|o| fetch(job.source, o, job.counters))).await;
+                if let Some(Err(msg)) = files.iter().find(|r| r.is_err()) {
+                    let msg = format!("site {}: {msg}", site.key.site_id());
+                    let rows = site_rejects(&site, RejectReason::ReadFailed, &msg);
+                    return Ok::<_, Error>((site, Phase1::Rejected(rows), false));
+                }
+                let files: Vec<bytes::Bytes> = files.into_iter().filter_map(|r| r.ok()).collect();
+                let in_ref = t.reference.includes(&site.meta.well_type);
+                let counters = job.counters;
+                let started = Instant::now();
+                let (site, out) = job
+                    .pool
+                    .run(move || {
+                        let out = phase1_cpu(&site, &files, &spec, &t, in_ref.then_some(&*hist));
+                        (site, out)
+                    })
+                    .await?;
+                add_ns(&counters.decode_ns, started);
+                Ok((site, out, in_ref))
+            }
+        })
+        .buffered(job.inflight.max(1));
+    while let Some((site, out, in_ref)) = stream.try_next().await? {
+        match out {
+            Phase1::Ok { spill } => {
+                spill_file.write_all(&spill).map_err(scratch_err)?;
+                spilled.push(Spilled { site, offset, len: spill.len() });
+                offset += spill.len() as u64;
+                ref_sites += i32::from(in_ref);
+            }
+            Phase1::Rejected(rows) => rejects.extend(rows),
+        }
+        (job.on_progress)(job.counters.progress.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+    drop(stream);
+
+    // Normalization from the reference histograms.
+    let hist = Arc::try_unwrap(hist)
+        .map_err(|_| Error::Internal("histograms still shared after phase 1".into()))?
+        .into_inner()
+        .map_err(|_| Error::Internal("histogram lock poisoned".into()))?;
+    let mut stats = Vec::new();
+    let mut norms = Vec::new();
+    let mut norm_error = None;
+    if !spilled.is_empty() {
+        for (c, h) in hist.iter().enumerate() {
+            match ChannelNorm::from_histogram(t.method, t.low, t.high, h) {
+                Ok(n) => {
+                    let (low_value, high_value) = match n {
+                        ChannelNorm::Percentile { lo, hi } => (Some(i32::from(lo)), Some(i32::from(hi))),
+                        ChannelNorm::Zscore { .. } => (None, None),
+                    };
+                    let pct = t.method == cellshard_core::NormalizeMethod::Percentile;
+                    stats.push(PlateStatRow {
+                        experiment: plate.experiment.clone(),
+                        cell_type: cell_type.clone(),
+                        plate: plate.plate as i32,
+                        channel: c as i32 + 1,
+                        method: t.method.as_str().into(),
+                        reference: t.reference.as_str().into(),
+                        p_low: pct.then_some(t.low),
+                        p_high: pct.then_some(t.high),
+                        low_value,
+                        high_value,
+                        mean: h.mean().unwrap_or(0.0),
+                        std: h.std().unwrap_or(0.0),
+                        min: h.min().map_or(0, i32::from),
+                        max: h.max().map_or(0, i32::from),
+                        pixel_count: h.total() as i64,
+                        site_count: ref_sites,
+                        pipeline_hash: job.sites_ctx.pipeline_hash.clone(),
+                        run_id: job.sites_ctx.run_id.clone(),
+                    });
+                    norms.push(n);
+                }
+                Err(why) => {
+                    norm_error = Some(format!(
+                        "plate {plate}: channel w{} cannot be normalized: {why} in the reference population '{}' ({} of {} stored sites are in it)",
+                        c + 1,
+                        t.reference.as_str(),
+                        ref_sites,
+                        spilled.len()
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(msg) = norm_error {
+        for s in spilled.drain(..) {
+            rejects.extend(site_rejects(&s.site, RejectReason::Normalize, &msg));
+            (job.on_progress)(job.counters.progress.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+        stats.clear();
+    }
+
+    // Phase 2.
+    let scope = PlateScope { cell_type, experiment: plate.experiment.clone(), plate: plate.plate as i32 };
+    let mut report = PlateReport::default();
+    let mut writer = if spilled.is_empty() { None } else { Some(tables.sites_writer(&job.shard)?) };
+    if let Some(w) = writer.as_mut() {
+        let norm = Arc::new(PlateNorm::new(norms, t.output));
+        let file = Arc::new(spill_file);
+        let rows_per_group = job.shard.rows_per_group.max(1);
+        let mut rows: Vec<SiteRow> = Vec::with_capacity(rows_per_group);
+        let mut stream = futures::stream::iter(spilled.into_iter())
+            .map(|s| {
+                let norm = norm.clone();
+                let file = file.clone();
+                let counters = job.counters;
+                async move {
+                    let started = Instant::now();
+                    let out = job
+                        .pool
+                        .run(move || {
+                            let mut buf = vec![0u8; s.len];
+                            file.read_exact_at(&mut buf, s.offset).map_err(|e| format!("spill read failed: {e}"))?;
+                            let planes = unspill(&buf, channels)?;
+                            Ok::<_, String>((s.site, stack(&planes, &norm)))
+                        })
+                        .await?;
+                    add_ns(&counters.normalize_ns, started);
+                    Ok::<_, Error>(out)
+                }
+            })
+            .buffered(job.inflight.max(1));
+        while let Some(out) = stream.try_next().await? {
+            let (site, tensor) = out.map_err(|e| Error::Scratch { dir: job.scratch.display().to_string(), source: std::io::Error::other(e) })?;
+            report.sites_stored += 1;
+            report.objects_stored += site.objects.len() as u64;
+            rows.push(site_row(site, tensor));
+            if rows.len() == rows_per_group {
+                write_rows(job, w, &mut rows).await?;
+            }
+            (job.on_progress)(job.counters.progress.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+        if !rows.is_empty() {
+            write_rows(job, w, &mut rows).await?;
+        }
+    }
+    let started = Instant::now();
+    report.commit = tables
+        .commit_plate(&scope, writer.as_mut(), &stats, &rejects, &job.sites_ctx.pipeline_hash, &job.sites_ctx.run_id)
+        .await?;
+    add_ns(&job.counters.write_ns, started);
+    job.counters.bytes_out.fetch_add(report.commit.bytes_written, Ordering::Relaxed);
+    report.rejects = rejects;
+    Ok(report)
+}
+
+fn site_row(site: ResolvedSite, tensor: cellshard_stages::SiteTensor) -> SiteRow {
+    let m = site.meta;
+    SiteRow {
+        site_id: site.key.site_id(),
+        well_id: site.key.well_id(),
+        cell_type: m.cell_type,
+        dataset: site.dataset,
+        experiment: site.key.experiment,
+        plate: site.key.plate as i32,
+        well: site.key.well,
+        site: site.key.site as i32,
+        well_type: m.well_type,
+        sirna_id: m.sirna_id,
+        extra: m.extra,
+        channel_mean: tensor.channel_mean,
+        channel_std: tensor.channel_std,
+        source_paths: site.objects.iter().map(|o| o.display.clone()).collect(),
+        source_etags: site.objects.iter().map(|o| o.etag.clone()).collect(),
+        source_sizes: site.objects.iter().map(|o| o.size as i64).collect(),
+        tensor: tensor.bytes,
+    }
+}
+
+async fn write_rows(
+    job: &PlateJob<'_>,
+    writer: &mut deltalake::writer::RecordBatchWriter,
+    rows: &mut Vec<SiteRow>,
+) -> Result<()> {
+    let started = Instant::now();
+    let batch = job.sites_ctx.batch(rows)?;
+    rows.clear();
+    writer.write(batch).await.map_err(|e| {
+        Error::Store(cellshard_store::Error::Delta { table: "sites".into(), source: Box::new(e) })
+    })?;
+    add_ns(&job.counters.write_ns, started);
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! A run: load the pipeline's metadata, list the source, process this worker's plates one
+//! by one (parallel within the plate), commit each plate, then record the run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use cellshard_core::{MetadataTable, Pipeline, RejectReason};
+use cellshard_store::schema::{RejectRow, RunRow, SitesContext, RUN_COUNTS};
+use cellshard_store::table::{rows_per_group, ShardSettings};
+use cellshard_store::{Location, StoreTables};
+
+use crate::discover::{list_source, object_count, resolve_plate, WorkerShare};
+use crate::plate::{process_plate, Counters, PlateJob};
+use crate::pool::CpuPool;
+use crate::summary::{ObjectCounts, RunSummary, StageSeconds};
+use crate::{Error, Result};
+
+/// How to run a pipeline: the file's semantics plus runtime knobs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// Override of `source.url`.
+    pub source: Option<String>,
+    /// Override of `metadata.urls`.
+    pub metadata: Vec<String>,
+    /// Override of `sink.url`.
+    pub sink: Option<String>,
+    /// This worker's share of the plates.
+    pub worker: WorkerShare,
+    /// CPU threads (0 = one per core).
+    pub threads: usize,
+    /// Sites in flight per plate (0 = twice the threads).
+    pub inflight: usize,
+    /// Scratch directory for plate spills (default: the system temp dir).
+    pub scratch: Option<PathBuf>,
+    /// Discover and check only; write nothing.
+    pub dry_run: bool,
+    /// Draw a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// Read one object named by a URL or path.
+pub async fn read_object(text: &str, options: &BTreeMap<String, String>) -> Result<bytes::Bytes> {
+    let (parent, name) = match text.trim_end_matches('/').rsplit_once('/') {
+        Some((p, n)) if !p.is_empty() && !p.ends_with(':') => (p.to_string(), n.to_string()),
+        Some((p, n)) if p.is_empty() => ("/".to_string(), n.to_string()),
+        _ => (".".to_string(), text.to_string()),
+    };
+    let loc = Location::parse(&parent, options)?;
+    Ok(loc.get(&name).await?)
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Run the pipeline and return its summary. Bad input never fails the run; it becomes
+/// reject rows. The run fails on configuration, store and internal errors.
+pub async fn run(opts: RunOptions) -> Result<RunSummary> {
+    let wall = Instant::now();
+    let started_us = now_us();
+    let p = &opts.pipeline;
+    let transform = p.transform().map_err(|message| cellshard_core::Error::Pipeline { path: p.name.clone(), message })?;
+    let layout = p.layout()?;
+    let source_url = opts.source.clone().unwrap_or_else(|| p.source.url.clone());
+    let sink_url = opts.sink.clone().unwrap_or_else(|| p.sink.url.clone());
+    let metadata_urls = if opts.metadata.is_empty() { p.metadata.urls.clone() } else { opts.metadata.clone() };
+    let source = Location::parse(&source_url, &p.source.options)?;
+    let sink = Location::parse(&sink_url, &p.sink.options)?;
+    let run_id = format!(
+        "{}-w{}of{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+        opts.worker.index,
+        opts.worker.count
+    );
+
+    // Metadata.
+    let mut metadata = MetadataTable::new();
+    for url in &metadata_urls {
+        let bytes = read_object(url, &p.source.options).await?;
+        metadata.add_csv(url, &bytes)?;
+    }
+
+    // Discovery.
+    let t_list = Instant::now();
+    let listing = list_source(&source, &layout, opts.worker).await?;
+    let list_seconds = t_list.elapsed().as_secs_f64();
+
+    let (height, width) = transform.output_shape();
+    let sites_ctx = SitesContext {
+        extra_columns: metadata.extra_columns().to_vec(),
+        shape: [p.source.channels, height, width],
+        dtype: transform.output.numpy_name().into(),
+        pipeline: p.name.clone(),
+        pipeline_hash: p.hash(),
+        run_id: run_id.clone(),
+    };
+    let tensor_bytes = u64::from(p.source.channels) * u64::from(height) * u64::from(width) * transform.output.size() as u64;
+    let shard = ShardSettings {
+        zstd_level: p.sink.zstd_level,
+        rows_per_group: rows_per_group(p.sink.row_group_size.bytes(), tensor_bytes),
+        target_file_size: p.sink.target_file_size.bytes(),
+    };
+
+    let mut summary = RunSummary {
+        run_id: run_id.clone(),
+        pipeline: p.name.clone(),
+        pipeline_hash: sites_ctx.pipeline_hash.clone(),
+        worker: format!("{}/{}", opts.worker.index, opts.worker.count),
+        source: source.url.to_string(),
+        sink: sink.url.to_string(),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    summary.objects = ObjectCounts {
+        discovered: listing.objects,
+        ignored: listing.ignored.values().sum(),
+        other_workers: listing.other_workers,
+        rejected: listing.rejects.len() as u64,
+        stored: 0,
+    };
+    summary.ignored_by_reason = listing.ignored.clone();
+    summary.metadata_errors = metadata.row_errors.clone();
+    let mut run_rejects: Vec<RejectRow> = listing.rejects.clone();
+    run_rejects.extend(metadata.row_errors.iter().map(|e| {
+        let (at, msg) = e.split_once(": ").unwrap_or((e.as_str(), e.as_str()));
+        RejectRow {
+            site_id: None,
+            experiment: None,
+            plate: None,
+            object_path: Some(at.to_string()),
+            stage: "metadata".into(),
+            reason: "bad_metadata_row".into(),
+            message: msg.to_string(),
+        }
+    }));
+    let count_reject = |summary: &mut RunSummary, rows: &[RejectRow]| {
+        for r in rows {
+            *summary.rejects_by_reason.entry(r.reason.clone()).or_default() += 1;
+        }
+    };
+    count_reject(&mut summary, &run_rejects);
+
+    let total_sites: u64 = listing.plates.values().map(|s| s.len() as u64).sum();
+    let bar = progress_bar(opts.progress && !opts.dry_run, total_sites * 2);
+    let counters = Counters::default();
+    let pool = CpuPool::new(opts.threads)?;
+    let inflight = if opts.inflight == 0 { pool.threads() * 2 } else { opts.inflight };
+    let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    let on_progress = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    let job = PlateJob {
+        source: &source,
+        transform,
+        channels: p.source.channels,
+        pool: &pool,
+        inflight,
+        scratch: &scratch,
+        sites_ctx: &sites_ctx,
+        shard,
+        counters: &counters,
+        on_progress: &on_progress,
+    };
+
+    let mut tables = if opts.dry_run { None } else { Some(StoreTables::open_or_create(&sink, &sites_ctx.schema()).await?) };
+    for (plate, sites) in listing.plates {
+        summary.plates += 1;
+        summary.sites.discovered += sites.len() as u64;
+        let objects = object_count(&sites);
+        let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels);
+        if let Some(tables) = tables.as_mut() {
+            if let Some(b) = &bar {
+                b.set_message(plate.to_string());
+            }
+            let report = process_plate(&job, tables, &plate, good, rejects).await?;
+            summary.sites.stored += report.sites_stored;
+            summary.objects.stored += report.objects_stored;
+            summary.objects.rejected += report.rejects.len() as u64;
+            count_reject(&mut summary, &report.rejects);
+            if report.objects_stored + report.rejects.len() as u64 != objects {
+                return Err(Error::Conservation(format!(
+                    "plate {plate}: {objects} objects, {} stored + {} rejected",
+                    report.objects_stored,
+                    report.rejects.len()
+                )));
+            }
+        } else {
+            // Dry run: discovery verdicts only.
+            summary.objects.stored += good.iter().map(|s| s.objects.len() as u64).sum::<u64>();
+            summary.sites.stored += good.len() as u64;
+            summary.objects.rejected += rejects.len() as u64;
+            count_reject(&mut summary, &rejects);
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    summary.sites.rejected = summary.sites.discovered - summary.sites.stored;
+    let secs = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
+    summary.bytes_in = counters.bytes_in.load(Ordering::Relaxed);
+    summary.bytes_out = counters.bytes_out.load(Ordering::Relaxed);
+    let attempted = summary.objects.stored + summary.objects.rejected;
+    summary.reject_fraction = if attempted == 0 { 0.0 } else { summary.objects.rejected as f64 / attempted as f64 };
+    summary.conservation().map_err(Error::Conservation)?;
+    summary.seconds = StageSeconds {
+        list: list_seconds,
+        read: secs(&counters.read_ns),
+        decode: secs(&counters.decode_ns),
+        normalize: secs(&counters.normalize_ns),
+        write: secs(&counters.write_ns),
+        total: wall.elapsed().as_secs_f64(),
+    };
+    summary.sites_per_second = summary.sites.stored as f64 / summary.seconds.total.max(1e-9);
+
+    if let Some(tables) = tables.as_mut() {
+        let o = &summary.objects;
+        let values = [
+            o.discovered,
+            o.ignored,
+            o.rejected,
+            o.stored,
+            summary.sites.discovered,
+            summary.sites.stored,
+            summary.sites.rejected,
+            summary.plates,
+            summary.bytes_in,
+            summary.bytes_out,
+            summary.metadata_errors.len() as u64,
+        ];
+        let s = &summary.seconds;
+        let row = RunRow {
+            run_id,
+            pipeline: p.name.clone(),
+            pipeline_hash: summary.pipeline_hash.clone(),
+            worker: summary.worker.clone(),
+            started_us,
+            finished_us: now_us(),
+            counts: RUN_COUNTS.iter().zip(values).map(|(k, v)| (k.to_string(), v as i64)).collect(),
+            stage_seconds: vec![
+                ("list".into(), s.list),
+                ("read".into(), s.read),
+                ("decode".into(), s.decode),
+                ("normalize".into(), s.normalize),
+                ("write".into(), s.write),
+            ],
+            summary_json: serde_json::to_string(&summary).unwrap_or_default(),
+        };
+        tables.commit_run(&row, &run_rejects, opts.worker.index == 0).await?;
+    }
+    Ok(summary)
+}
+
+fn progress_bar(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} site-steps ({per_sec}, ETA {eta}) {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// The reject reasons a run can produce, for documentation and tests.
+pub fn reject_codes() -> Vec<&'static str> {
+    use RejectReason::*;
+    [
+        MissingChannels,
+        DuplicateChannel,
+        ChannelOutOfRange,
+        InvalidKey,
+        NoMetadata,
+        MetadataConflict,
+        ReadFailed,
+        Decode,
+        Format,
+        InconsistentChannels,
+        Normalize,
+    ]
+    .iter()
+    .map(|r| r.code())
+    .collect()
+}

@@ -1,0 +1,107 @@
+//! The JSON run summary printed (and optionally written) at the end of every run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Object accounting: `discovered = stored + rejected + ignored + other_workers`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectCounts {
+    /// Objects listed under the source prefix.
+    pub discovered: u64,
+    /// Objects that are part of a stored site.
+    pub stored: u64,
+    /// Objects with a reject row.
+    pub rejected: u64,
+    /// Objects whose keys do not follow the layout.
+    pub ignored: u64,
+    /// Objects of plates owned by other workers.
+    pub other_workers: u64,
+}
+
+/// Site accounting for the plates this worker processed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SiteCounts {
+    /// Sites seen (complete or not).
+    pub discovered: u64,
+    /// Sites stored.
+    pub stored: u64,
+    /// Sites rejected.
+    pub rejected: u64,
+}
+
+/// Seconds per stage (summed over concurrent work, so they can exceed wall time).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StageSeconds {
+    /// Listing the source.
+    pub list: f64,
+    /// Waiting on GETs.
+    pub read: f64,
+    /// Decode, downsample, crop, histogram, spill (CPU).
+    pub decode: f64,
+    /// Normalize and stack (CPU).
+    pub normalize: f64,
+    /// Writing shards and committing.
+    pub write: f64,
+    /// Wall time of the whole run.
+    pub total: f64,
+}
+
+/// The run summary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Pipeline hash.
+    pub pipeline_hash: String,
+    /// `I/N`.
+    pub worker: String,
+    /// Source URL.
+    pub source: String,
+    /// Store URL.
+    pub sink: String,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// Objects.
+    pub objects: ObjectCounts,
+    /// Ignored objects by reason.
+    pub ignored_by_reason: BTreeMap<String, u64>,
+    /// Sites.
+    pub sites: SiteCounts,
+    /// Reject rows by reason code.
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    /// Metadata rows that could not be used (file:line: cause).
+    pub metadata_errors: Vec<String>,
+    /// Plates this worker processed.
+    pub plates: u64,
+    /// Plates skipped by `--incremental` (unchanged).
+    pub plates_unchanged: u64,
+    /// Source bytes read.
+    pub bytes_in: u64,
+    /// Shard bytes written.
+    pub bytes_out: u64,
+    /// Seconds per stage.
+    pub seconds: StageSeconds,
+    /// Stored sites per second of wall time.
+    pub sites_per_second: f64,
+    /// Rejected objects / (stored + rejected objects).
+    pub reject_fraction: f64,
+}
+
+impl RunSummary {
+    /// Check the conservation equation; the message explains a mismatch.
+    pub fn conservation(&self) -> Result<(), String> {
+        let o = &self.objects;
+        let sum = o.stored + o.rejected + o.ignored + o.other_workers;
+        if sum == o.discovered {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} objects discovered but {} stored + {} rejected + {} ignored + {} other workers' = {sum}",
+                o.discovered, o.stored, o.rejected, o.ignored, o.other_workers
+            ))
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The image stages of cellshard: PNG decode, 2x downsample, center crop, per-plate
+//! histograms and normalization, and stacking into a channel-major tensor.
+//!
+//! Pure CPU code on byte slices and `Vec`s: no async, no I/O, no threads of its own. The
+//! runtime calls it from a bounded CPU pool. The exact semantics are pinned by tests here
+//! (unit and property tests) because the store's bytes must be reproducible.
+
+pub mod crop;
+pub mod decode;
+pub mod downsample;
+pub mod histogram;
+pub mod normalize;
+pub mod plane;
+pub mod tensor;
+
+pub use tensor::SiteTensor;
+
+pub use decode::{DecodeError, DecodeSpec};
+pub use histogram::Histogram;
+pub use normalize::{ChannelNorm, PlateNorm};
+pub use plane::Plane;

@@ -1,0 +1,87 @@
+//! Stack normalized channels into one channel-major (C x H x W) little-endian tensor.
+
+use cellshard_core::OutputDtype;
+
+use crate::{PlateNorm, Plane};
+
+/// A site's stored tensor and its per-channel output statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteTensor {
+    /// C x H x W values, little-endian.
+    pub bytes: Vec<u8>,
+    /// Mean of each output channel (in output units).
+    pub channel_mean: Vec<f64>,
+    /// Population standard deviation of each output channel.
+    pub channel_std: Vec<f64>,
+}
+
+/// Normalize and stack `planes` (one per channel, all the same size).
+pub fn stack(planes: &[Plane], norm: &PlateNorm) -> SiteTensor {
+    let per_channel: usize = planes.first().map_or(0, |p| p.data.len()) * norm.output.size();
+    let mut bytes = Vec::with_capacity(per_channel * planes.len());
+    let mut channel_mean = Vec::with_capacity(planes.len());
+    let mut channel_std = Vec::with_capacity(planes.len());
+    for (c, plane) in planes.iter().enumerate() {
+        let start = bytes.len();
+        norm.apply(c, &plane.data, &mut bytes);
+        let (m, s) = moments(&bytes[start..], norm.output);
+        channel_mean.push(m);
+        channel_std.push(s);
+    }
+    SiteTensor { bytes, channel_mean, channel_std }
+}
+
+/// Mean and population standard deviation of little-endian values of `dtype`.
+pub fn moments(bytes: &[u8], dtype: OutputDtype) -> (f64, f64) {
+    let (mut n, mut s, mut ss) = (0f64, 0f64, 0f64);
+    let mut push = |v: f64| {
+        n += 1.0;
+        s += v;
+        ss += v * v;
+    };
+    match dtype {
+        OutputDtype::U8 => {
+            // A histogram keeps the sum exact and fast for 8-bit data.
+            let mut h = [0u64; 256];
+            bytes.iter().for_each(|&b| h[usize::from(b)] += 1);
+            for (v, &c) in h.iter().enumerate() {
+                let (v, c) = (v as f64, c as f64);
+                n += c;
+                s += v * c;
+                ss += v * v * c;
+            }
+        }
+        OutputDtype::U16 => bytes.chunks_exact(2).for_each(|b| push(f64::from(u16::from_le_bytes([b[0], b[1]])))),
+        OutputDtype::F16 => bytes
+            .chunks_exact(2)
+            .for_each(|b| push(half::f16::from_le_bytes([b[0], b[1]]).to_f64())),
+        OutputDtype::F32 => bytes
+            .chunks_exact(4)
+            .for_each(|b| push(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))),
+    }
+    if n == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mean = s / n;
+    (mean, (ss / n - mean * mean).max(0.0).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChannelNorm;
+
+    #[test]
+    fn channel_major_layout() {
+        let norm = PlateNorm::new(
+            vec![ChannelNorm::Percentile { lo: 0, hi: 255 }, ChannelNorm::Percentile { lo: 0, hi: 510 }],
+            OutputDtype::U8,
+        );
+        let a = Plane::new(2, 1, vec![10, 20]);
+        let b = Plane::new(2, 1, vec![100, 510]);
+        let t = stack(&[a, b], &norm);
+        assert_eq!(t.bytes, vec![10, 20, 50, 255]);
+        assert_eq!(t.channel_mean, vec![15.0, 152.5]);
+        assert_eq!(t.channel_std[0], 5.0);
+    }
+}

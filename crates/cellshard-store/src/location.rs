@@ -1,0 +1,182 @@
+//! Store locations: a URL (`s3://`, `gs://`, `az://`, `file://`, `memory://`) or a local
+//! path, resolved to an object store rooted at the bucket (or filesystem root) plus a
+//! prefix inside it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// `memory://NAME/...` stores live for the whole process so that one command's writer and
+/// another's reader (in tests) see the same bytes.
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+
+/// A resolved location.
+#[derive(Clone)]
+pub struct Location {
+    /// The normalized URL (local paths become absolute `file://` URLs).
+    pub url: Url,
+    /// The store, rooted at the bucket or filesystem root.
+    pub store: Arc<dyn ObjectStore>,
+    /// The prefix of this location inside `store`.
+    pub prefix: Path,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Location({})", self.url)
+    }
+}
+
+/// Turn a URL or a local path into a URL; paths become absolute `file://` URLs.
+pub fn resolve_url(text: &str) -> Result<Url> {
+    let err = |message: String| Error::Location { url: text.to_string(), message };
+    if text.trim().is_empty() {
+        return Err(err("empty location".into()));
+    }
+    if text.contains("://") {
+        let url = Url::parse(text).map_err(|e| err(e.to_string()))?;
+        return match url.scheme() {
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "file" | "memory" | "http" | "https" => Ok(url),
+            other => Err(err(format!("unsupported scheme {other:?}; use s3, gs, az, file, memory or a local path"))),
+        };
+    }
+    let abs = std::path::absolute(text).map_err(|e| err(e.to_string()))?;
+    // Resolve `.` and `..` lexically: object store paths refuse them.
+    let mut clean = std::path::PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    Url::from_directory_path(&clean).map_err(|_| err("cannot turn the path into a file URL".into()))
+}
+
+impl Location {
+    /// Resolve `text` with object store `options` (endpoint, region, ...). Credentials come
+    /// from the standard environment variables of each cloud unless given in `options`.
+    pub fn parse(text: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let url = resolve_url(text)?;
+        Self::from_url(url, options)
+    }
+
+    /// Resolve a URL.
+    pub fn from_url(mut url: Url, options: &BTreeMap<String, String>) -> Result<Self> {
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let err = |message: String| Error::Location { url: url.to_string(), message };
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
+            "memory" => {
+                let name = url.host_str().unwrap_or("").to_string();
+                let mut stores = MEMORY_STORES.lock().map_err(|_| err("memory store registry poisoned".into()))?;
+                let store = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
+                let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
+                (store, prefix)
+            }
+            "file" => {
+                let path = url.to_file_path().map_err(|_| err("not a local file URL".into()))?;
+                std::fs::create_dir_all(&path).ok();
+                let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
+                (Arc::new(object_store::local::LocalFileSystem::new()), prefix)
+            }
+            _ => {
+                let mut opts: Vec<(String, String)> = std::env::vars()
+                    .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect();
+                opts.extend(options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
+                let (store, prefix) = object_store::parse_url_opts(&url, opts).map_err(|e| err(e.to_string()))?;
+                (Arc::from(store), prefix)
+            }
+        };
+        Ok(Self { url, store, prefix })
+    }
+
+    /// A location below this one (created on local filesystems, where Delta needs it).
+    pub fn child(&self, name: &str) -> Location {
+        let mut url = self.url.clone();
+        url.set_path(&format!("{}{}/", self.url.path(), name.trim_matches('/')));
+        if let Ok(path) = url.to_file_path() {
+            std::fs::create_dir_all(path).ok();
+        }
+        Location { url, store: self.store.clone(), prefix: self.prefix.clone().join(name.trim_matches('/')) }
+    }
+
+    /// Full path of `relative` (a key below this location).
+    pub fn path(&self, relative: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in relative.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// Key of `path` relative to this location's prefix, if it is below it.
+    pub fn relative<'a>(&self, path: &'a Path) -> Option<&'a str> {
+        let full = path.as_ref();
+        let prefix = self.prefix.as_ref();
+        if prefix.is_empty() {
+            return Some(full);
+        }
+        full.strip_prefix(prefix)?.strip_prefix('/')
+    }
+
+    /// Read a whole object below this location.
+    pub async fn get(&self, relative: &str) -> Result<bytes::Bytes> {
+        let path = self.path(relative);
+        let res = self.store.get(&path).await.map_err(|source| Error::ObjectStore { url: self.display(&path), source })?;
+        res.bytes().await.map_err(|source| Error::ObjectStore { url: self.display(&path), source })
+    }
+
+    /// Write a whole object below this location.
+    pub async fn put(&self, relative: &str, bytes: bytes::Bytes) -> Result<()> {
+        let path = self.path(relative);
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|source| Error::ObjectStore { url: self.display(&path), source })?;
+        Ok(())
+    }
+
+    /// A readable name for an object (scheme, bucket and key).
+    pub fn display(&self, path: &Path) -> String {
+        match self.url.scheme() {
+            "file" => format!("/{path}"),
+            scheme => format!("{scheme}://{}/{path}", self.url.host_str().unwrap_or("")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_file_urls() {
+        let u = resolve_url("/tmp/x").unwrap();
+        assert_eq!(u.as_str(), "file:///tmp/x/");
+        assert_eq!(resolve_url("/tmp/a/../b/./c").unwrap().as_str(), "file:///tmp/b/c/");
+        assert!(resolve_url("ftp://h/x").is_err());
+        assert!(resolve_url("").is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_stores_are_shared_by_name() {
+        let a = Location::parse("memory://t1/root", &BTreeMap::new()).unwrap();
+        a.put("x/y.txt", bytes::Bytes::from_static(b"hi")).await.unwrap();
+        let b = Location::parse("memory://t1/root/x", &BTreeMap::new()).unwrap();
+        assert_eq!(&b.get("y.txt").await.unwrap()[..], b"hi");
+        assert_eq!(b.relative(&b.path("y.txt")), Some("y.txt"));
+        assert_eq!(a.child("x").url.as_str(), "memory://t1/root/x/");
+    }
+}

@@ -1,0 +1,433 @@
+//! The tables' Arrow schemas and typed rows, converted to `RecordBatch`es in one place.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+use crate::{Error, Result};
+
+/// Partition columns of `sites`.
+pub const SITES_PARTITIONS: [&str; 2] = ["cell_type", "experiment"];
+
+/// Name of the tensor column.
+pub const TENSOR: &str = "tensor";
+
+/// Columns of `sites` that get Delta file statistics (data skipping); the tensor never does.
+pub const SITES_STATS_COLUMNS: &str = "plate,well,site,site_id,well_id,dataset,well_type,sirna_id";
+
+fn list(item: DataType, nullable: bool) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, nullable)))
+}
+
+/// What every row of one `sites` write shares.
+#[derive(Debug, Clone)]
+pub struct SitesContext {
+    /// Metadata columns beyond the typed ones, stored as strings, in order.
+    pub extra_columns: Vec<String>,
+    /// Tensor shape (channels, height, width).
+    pub shape: [u32; 3],
+    /// numpy dtype name of the tensor elements.
+    pub dtype: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Pipeline hash.
+    pub pipeline_hash: String,
+    /// Run id.
+    pub run_id: String,
+}
+
+/// One stored site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteRow {
+    /// `{experiment}_{plate}_{well}_{site}`.
+    pub site_id: String,
+    /// `{experiment}_{plate}_{well}`.
+    pub well_id: String,
+    /// Cell type (partition).
+    pub cell_type: String,
+    /// train / test.
+    pub dataset: Option<String>,
+    /// Experiment (partition).
+    pub experiment: String,
+    /// Plate.
+    pub plate: i32,
+    /// Well.
+    pub well: String,
+    /// Site.
+    pub site: i32,
+    /// Well type.
+    pub well_type: String,
+    /// siRNA id.
+    pub sirna_id: Option<i32>,
+    /// Values of the context's extra columns.
+    pub extra: Vec<Option<String>>,
+    /// Per-channel mean of the stored values.
+    pub channel_mean: Vec<f64>,
+    /// Per-channel standard deviation of the stored values.
+    pub channel_std: Vec<f64>,
+    /// Source objects, one per channel, in channel order.
+    pub source_paths: Vec<String>,
+    /// Their ETags, where the store gives them.
+    pub source_etags: Vec<Option<String>>,
+    /// Their sizes in bytes.
+    pub source_sizes: Vec<i64>,
+    /// C x H x W little-endian tensor.
+    pub tensor: Vec<u8>,
+}
+
+impl SitesContext {
+    /// The `sites` schema. Shape and dtype are also recorded in the tensor field's metadata.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("site_id", DataType::Utf8, false),
+            Field::new("well_id", DataType::Utf8, false),
+            Field::new("cell_type", DataType::Utf8, false),
+            Field::new("dataset", DataType::Utf8, true),
+            Field::new("experiment", DataType::Utf8, false),
+            Field::new("plate", DataType::Int32, false),
+            Field::new("well", DataType::Utf8, false),
+            Field::new("site", DataType::Int32, false),
+            Field::new("well_type", DataType::Utf8, false),
+            Field::new("sirna_id", DataType::Int32, true),
+        ];
+        fields.extend(self.extra_columns.iter().map(|c| Field::new(c, DataType::Utf8, true)));
+        fields.extend([
+            Field::new("channels", DataType::Int32, false),
+            Field::new("height", DataType::Int32, false),
+            Field::new("width", DataType::Int32, false),
+            Field::new("dtype", DataType::Utf8, false),
+            Field::new("channel_mean", list(DataType::Float64, true), true),
+            Field::new("channel_std", list(DataType::Float64, true), true),
+            Field::new("source_paths", list(DataType::Utf8, true), true),
+            Field::new("source_etags", list(DataType::Utf8, true), true),
+            Field::new("source_sizes", list(DataType::Int64, true), true),
+            Field::new("pipeline", DataType::Utf8, false),
+            Field::new("pipeline_hash", DataType::Utf8, false),
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new(TENSOR, DataType::Binary, false).with_metadata(HashMap::from([
+                ("cellshard.shape".to_string(), format!("[{},{},{}]", self.shape[0], self.shape[1], self.shape[2])),
+                ("cellshard.dtype".to_string(), self.dtype.clone()),
+                ("cellshard.layout".to_string(), "CHW,little-endian".to_string()),
+            ])),
+        ]);
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Rows to a batch (rows should already be in plate, well, site order).
+    pub fn batch(&self, rows: &[SiteRow]) -> Result<RecordBatch> {
+        let n = rows.len();
+        let s = |f: &dyn Fn(&SiteRow) -> &str| -> ArrayRef {
+            let mut b = StringBuilder::with_capacity(n, n * 16);
+            rows.iter().for_each(|r| b.append_value(f(r)));
+            Arc::new(b.finish())
+        };
+        let so = |f: &dyn Fn(&SiteRow) -> Option<&str>| -> ArrayRef {
+            let mut b = StringBuilder::with_capacity(n, n * 8);
+            rows.iter().for_each(|r| b.append_option(f(r)));
+            Arc::new(b.finish())
+        };
+        let i = |f: &dyn Fn(&SiteRow) -> Option<i32>| -> ArrayRef {
+            let mut b = Int32Builder::with_capacity(n);
+            rows.iter().for_each(|r| b.append_option(f(r)));
+            Arc::new(b.finish())
+        };
+        let konst_i = |v: u32| -> ArrayRef {
+            let mut b = Int32Builder::with_capacity(n);
+            (0..n).for_each(|_| b.append_value(v as i32));
+            Arc::new(b.finish())
+        };
+        let konst_s = |v: &str| -> ArrayRef {
+            let mut b = StringBuilder::with_capacity(n, n * v.len());
+            (0..n).for_each(|_| b.append_value(v));
+            Arc::new(b.finish())
+        };
+        let f64_list = |f: &dyn Fn(&SiteRow) -> &[f64]| -> ArrayRef {
+            let mut b = ListBuilder::new(Float64Builder::new());
+            for r in rows {
+                f(r).iter().for_each(|v| b.values().append_value(*v));
+                b.append(true);
+            }
+            Arc::new(b.finish())
+        };
+        let mut cols: Vec<ArrayRef> = vec![
+            s(&|r| &r.site_id),
+            s(&|r| &r.well_id),
+            s(&|r| &r.cell_type),
+            so(&|r| r.dataset.as_deref()),
+            s(&|r| &r.experiment),
+            i(&|r| Some(r.plate)),
+            s(&|r| &r.well),
+            i(&|r| Some(r.site)),
+            s(&|r| &r.well_type),
+            i(&|r| r.sirna_id),
+        ];
+        for idx in 0..self.extra_columns.len() {
+            cols.push(so(&|r| r.extra.get(idx).and_then(|v| v.as_deref())));
+        }
+        cols.push(konst_i(self.shape[0]));
+        cols.push(konst_i(self.shape[1]));
+        cols.push(konst_i(self.shape[2]));
+        cols.push(konst_s(&self.dtype));
+        cols.push(f64_list(&|r| &r.channel_mean));
+        cols.push(f64_list(&|r| &r.channel_std));
+        let mut paths = ListBuilder::new(StringBuilder::new());
+        let mut etags = ListBuilder::new(StringBuilder::new());
+        let mut sizes = ListBuilder::new(Int64Builder::new());
+        for r in rows {
+            r.source_paths.iter().for_each(|p| paths.values().append_value(p));
+            paths.append(true);
+            r.source_etags.iter().for_each(|e| etags.values().append_option(e.as_deref()));
+            etags.append(true);
+            r.source_sizes.iter().for_each(|v| sizes.values().append_value(*v));
+            sizes.append(true);
+        }
+        cols.push(Arc::new(paths.finish()));
+        cols.push(Arc::new(etags.finish()));
+        cols.push(Arc::new(sizes.finish()));
+        cols.push(konst_s(&self.pipeline));
+        cols.push(konst_s(&self.pipeline_hash));
+        cols.push(konst_s(&self.run_id));
+        let bytes: usize = rows.iter().map(|r| r.tensor.len()).sum();
+        let mut t = BinaryBuilder::with_capacity(n, bytes);
+        rows.iter().for_each(|r| t.append_value(&r.tensor));
+        cols.push(Arc::new(t.finish()));
+        RecordBatch::try_new(self.schema(), cols).map_err(|source| Error::Arrow { table: "sites".into(), source })
+    }
+}
+
+/// One channel's statistics for one plate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlateStatRow {
+    /// Experiment.
+    pub experiment: String,
+    /// Cell type.
+    pub cell_type: String,
+    /// Plate.
+    pub plate: i32,
+    /// Channel (1-based, as in the file names).
+    pub channel: i32,
+    /// `percentile` or `zscore`.
+    pub method: String,
+    /// `all`, `controls` or `negative_controls`.
+    pub reference: String,
+    /// Requested lower percentile (percentile method).
+    pub p_low: Option<f64>,
+    /// Requested upper percentile.
+    pub p_high: Option<f64>,
+    /// Sample value at `p_low` (the clip floor).
+    pub low_value: Option<i32>,
+    /// Sample value at `p_high` (the clip ceiling).
+    pub high_value: Option<i32>,
+    /// Mean of the reference samples.
+    pub mean: f64,
+    /// Standard deviation of the reference samples.
+    pub std: f64,
+    /// Smallest reference sample.
+    pub min: i32,
+    /// Largest reference sample.
+    pub max: i32,
+    /// Reference samples counted.
+    pub pixel_count: i64,
+    /// Reference sites counted.
+    pub site_count: i32,
+    /// Pipeline hash.
+    pub pipeline_hash: String,
+    /// Run id.
+    pub run_id: String,
+}
+
+/// The `plate_stats` schema.
+pub fn plate_stats_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("experiment", DataType::Utf8, false),
+        Field::new("cell_type", DataType::Utf8, false),
+        Field::new("plate", DataType::Int32, false),
+        Field::new("channel", DataType::Int32, false),
+        Field::new("method", DataType::Utf8, false),
+        Field::new("reference", DataType::Utf8, false),
+        Field::new("p_low", DataType::Float64, true),
+        Field::new("p_high", DataType::Float64, true),
+        Field::new("low_value", DataType::Int32, true),
+        Field::new("high_value", DataType::Int32, true),
+        Field::new("mean", DataType::Float64, false),
+        Field::new("std", DataType::Float64, false),
+        Field::new("min", DataType::Int32, false),
+        Field::new("max", DataType::Int32, false),
+        Field::new("pixel_count", DataType::Int64, false),
+        Field::new("site_count", DataType::Int32, false),
+        Field::new("pipeline_hash", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+    ]))
+}
+
+/// Rows to a `plate_stats` batch.
+pub fn plate_stats_batch(rows: &[PlateStatRow]) -> Result<RecordBatch> {
+    let s = |f: &dyn Fn(&PlateStatRow) -> &str| -> ArrayRef {
+        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<arrow::array::StringArray>())
+    };
+    let i = |f: &dyn Fn(&PlateStatRow) -> Option<i32>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<arrow::array::Int32Array>())
+    };
+    let d = |f: &dyn Fn(&PlateStatRow) -> Option<f64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<arrow::array::Float64Array>())
+    };
+    let cols: Vec<ArrayRef> = vec![
+        s(&|r| &r.experiment),
+        s(&|r| &r.cell_type),
+        i(&|r| Some(r.plate)),
+        i(&|r| Some(r.channel)),
+        s(&|r| &r.method),
+        s(&|r| &r.reference),
+        d(&|r| r.p_low),
+        d(&|r| r.p_high),
+        i(&|r| r.low_value),
+        i(&|r| r.high_value),
+        d(&|r| Some(r.mean)),
+        d(&|r| Some(r.std)),
+        i(&|r| Some(r.min)),
+        i(&|r| Some(r.max)),
+        Arc::new(rows.iter().map(|r| Some(r.pixel_count)).collect::<arrow::array::Int64Array>()),
+        i(&|r| Some(r.site_count)),
+        s(&|r| &r.pipeline_hash),
+        s(&|r| &r.run_id),
+    ];
+    RecordBatch::try_new(plate_stats_schema(), cols).map_err(|source| Error::Arrow { table: "plate_stats".into(), source })
+}
+
+/// One input that did not make it into `sites`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRow {
+    /// Site id, when the input could be tied to a site.
+    pub site_id: Option<String>,
+    /// Experiment, when known.
+    pub experiment: Option<String>,
+    /// Plate, when known.
+    pub plate: Option<i32>,
+    /// The object (or metadata file and line).
+    pub object_path: Option<String>,
+    /// Stage that rejected it.
+    pub stage: String,
+    /// Reason code.
+    pub reason: String,
+    /// Plain-words message.
+    pub message: String,
+}
+
+/// The `rejects` schema.
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("site_id", DataType::Utf8, true),
+        Field::new("experiment", DataType::Utf8, true),
+        Field::new("plate", DataType::Int32, true),
+        Field::new("object_path", DataType::Utf8, true),
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, false),
+        Field::new("pipeline_hash", DataType::Utf8, false),
+        Field::new("run_id", DataType::Utf8, false),
+    ]))
+}
+
+/// Rows to a `rejects` batch.
+pub fn rejects_batch(rows: &[RejectRow], pipeline_hash: &str, run_id: &str) -> Result<RecordBatch> {
+    fn so<'a>(rows: &'a [RejectRow], f: impl Fn(&'a RejectRow) -> Option<&'a str>) -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<arrow::array::StringArray>())
+    }
+    let cols: Vec<ArrayRef> = vec![
+        so(rows, |r| r.site_id.as_deref()),
+        so(rows, |r| r.experiment.as_deref()),
+        Arc::new(rows.iter().map(|r| r.plate).collect::<arrow::array::Int32Array>()),
+        so(rows, |r| r.object_path.as_deref()),
+        so(rows, |r| Some(&r.stage)),
+        so(rows, |r| Some(&r.reason)),
+        so(rows, |r| Some(&r.message)),
+        Arc::new(arrow::array::StringArray::from(vec![pipeline_hash; rows.len()])),
+        Arc::new(arrow::array::StringArray::from(vec![run_id; rows.len()])),
+    ];
+    RecordBatch::try_new(rejects_schema(), cols).map_err(|source| Error::Arrow { table: "rejects".into(), source })
+}
+
+/// One run (or one worker's share of a run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Pipeline hash.
+    pub pipeline_hash: String,
+    /// `I/N`.
+    pub worker: String,
+    /// Start, microseconds since the epoch.
+    pub started_us: i64,
+    /// End, microseconds since the epoch.
+    pub finished_us: i64,
+    /// Counters by name (objects_discovered, sites_stored, bytes_in, ...).
+    pub counts: Vec<(String, i64)>,
+    /// Seconds per stage.
+    pub stage_seconds: Vec<(String, f64)>,
+    /// The JSON run summary.
+    pub summary_json: String,
+}
+
+/// Counter columns of `runs`, in order.
+pub const RUN_COUNTS: [&str; 11] = [
+    "objects_discovered",
+    "objects_ignored",
+    "objects_rejected",
+    "objects_stored",
+    "sites_discovered",
+    "sites_stored",
+    "sites_rejected",
+    "plates",
+    "bytes_in",
+    "bytes_out",
+    "metadata_rows_rejected",
+];
+
+/// Stage-time columns of `runs` (seconds), in order.
+pub const RUN_STAGES: [&str; 5] = ["list", "read", "decode", "normalize", "write"];
+
+/// The `runs` schema.
+pub fn runs_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let mut fields = vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("pipeline", DataType::Utf8, false),
+        Field::new("pipeline_hash", DataType::Utf8, false),
+        Field::new("worker", DataType::Utf8, false),
+        Field::new("started_at", ts.clone(), false),
+        Field::new("finished_at", ts, false),
+    ];
+    fields.extend(RUN_COUNTS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
+    fields.extend(RUN_STAGES.iter().map(|c| Field::new(format!("{c}_seconds"), DataType::Float64, false)));
+    fields.push(Field::new("summary", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// One row to a `runs` batch.
+pub fn runs_batch(r: &RunRow) -> Result<RecordBatch> {
+    let s = |v: &str| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![v])) };
+    let ts = |v: i64| -> ArrayRef {
+        let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        b.append_value(v);
+        Arc::new(b.finish())
+    };
+    let mut cols = vec![s(&r.run_id), s(&r.pipeline), s(&r.pipeline_hash), s(&r.worker), ts(r.started_us), ts(r.finished_us)];
+    for c in RUN_COUNTS {
+        let v = r.counts.iter().find(|(k, _)| k == c).map_or(0, |(_, v)| *v);
+        cols.push(Arc::new(arrow::array::Int64Array::from(vec![v])));
+    }
+    for c in RUN_STAGES {
+        let v = r.stage_seconds.iter().find(|(k, _)| k == c).map_or(0.0, |(_, v)| *v);
+        cols.push(Arc::new(arrow::array::Float64Array::from(vec![v])));
+    }
+    cols.push(s(&r.summary_json));
+    RecordBatch::try_new(runs_schema(), cols).map_err(|source| Error::Arrow { table: "runs".into(), source })
+}

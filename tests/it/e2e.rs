@@ -1,0 +1,167 @@
+//! synth -> run -> sql on synthetic raw data, checked against an independent computation.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::*;
+
+async fn synth_tiny(dir: &Path) -> String {
+    let raw = dir.join("raw");
+    let cfg = cellshard_synth::SynthConfig {
+        experiments: Some(vec!["HUVEC-01".into()]),
+        plates: 2,
+        wells: Some(3),
+        sites: 2,
+        size: 256,
+        bit_depth: 16,
+        seed: 7,
+        ..Default::default()
+    };
+    let loc = cellshard_store::Location::parse(&raw.display().to_string(), &BTreeMap::new()).unwrap();
+    let report = cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &cfg, None).await.unwrap();
+    assert_eq!(report.sites, 12);
+    raw.display().to_string()
+}
+
+fn decode16(path: &Path) -> (u32, u32, Vec<u16>) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut d = png::Decoder::new(std::io::Cursor::new(&bytes[..]));
+    d.set_transformations(png::Transformations::IDENTITY);
+    let mut r = d.read_info().unwrap();
+    let mut buf = vec![0u8; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    assert_eq!(info.bit_depth, png::BitDepth::Sixteen);
+    let px = buf[..info.buffer_size()].chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+    (info.width, info.height, px)
+}
+
+/// Naive 2x2 mean with round-half-to-even, then the centred crop.
+fn downsample_crop(w: u32, h: u32, px: &[u16], crop: u32) -> Vec<u16> {
+    let (dw, dh) = (w / 2, h / 2);
+    let (ox, oy) = ((dw - crop) / 2, (dh - crop) / 2);
+    let mut out = Vec::new();
+    for y in oy..oy + crop {
+        for x in ox..ox + crop {
+            let at = |xx: u32, yy: u32| f64::from(px[(yy * w + xx) as usize]);
+            let m = (at(2 * x, 2 * y) + at(2 * x + 1, 2 * y) + at(2 * x, 2 * y + 1) + at(2 * x + 1, 2 * y + 1)) / 4.0;
+            let f = m.floor();
+            let r = if m - f > 0.5 || (m - f == 0.5 && f % 2.0 == 1.0) { f + 1.0 } else { f };
+            out.push(r as u16);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synth_run_sql_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = synth_tiny(dir.path()).await;
+    let store_path = dir.path().join("store");
+    let store = store_path.display().to_string();
+    let md = vec![format!("{raw}/metadata.csv")];
+
+    let s = run(pipeline("tiny.toml"), &raw, &md, &store, 2).await;
+    assert_eq!(s.objects.discovered, 73, "{s:?}");
+    assert_eq!((s.objects.stored, s.objects.rejected, s.objects.ignored), (72, 0, 1));
+    assert_eq!((s.sites.discovered, s.sites.stored, s.plates), (12, 12, 2));
+    assert_eq!(s.reject_fraction, 0.0);
+    assert!(s.bytes_in > 0 && s.bytes_out > 0);
+
+    // Partitions on disk: one cell type, one experiment; every shard holds one plate.
+    let sites_dir = store_path.join("sites");
+    let shards: Vec<PathBuf> = files(&sites_dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    assert!(!shards.is_empty());
+    for shard in &shards {
+        let rel = shard.strip_prefix(&sites_dir).unwrap().display().to_string();
+        assert!(rel.starts_with("cell_type=HUVEC/experiment=HUVEC-01/"), "{rel}");
+        let reader = SerializedFileReader::new(File::open(shard).unwrap()).unwrap();
+        let meta = reader.metadata();
+        let schema = meta.file_metadata().schema_descr();
+        let tensor_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "tensor").unwrap();
+        let plate_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "plate").unwrap();
+        let mut plates = std::collections::BTreeSet::new();
+        for rg in 0..meta.num_row_groups() {
+            let rgm = meta.row_group(rg);
+            let col = rgm.column(tensor_idx);
+            assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{:?}", col.compression());
+            assert!(col.statistics().is_none(), "tensor statistics must be off");
+            assert!(col.dictionary_page_offset().is_none(), "tensor dictionary must be off");
+            // One value per data page.
+            let mut pages = reader.get_row_group(rg).unwrap().get_column_page_reader(tensor_idx).unwrap();
+            let mut data_pages = 0;
+            while let Some(page) = pages.get_next_page().unwrap() {
+                if page.page_type() != parquet::basic::PageType::DICTIONARY_PAGE {
+                    assert_eq!(page.num_values(), 1);
+                    data_pages += 1;
+                }
+            }
+            assert_eq!(data_pages as i64, rgm.num_rows());
+            let stats = rgm.column(plate_idx).statistics().unwrap();
+            let (lo, hi) = match stats {
+                parquet::file::statistics::Statistics::Int32(s) => (*s.min_opt().unwrap(), *s.max_opt().unwrap()),
+                other => panic!("{other:?}"),
+            };
+            plates.insert(lo);
+            plates.insert(hi);
+        }
+        assert_eq!(plates.len(), 1, "{rel} spans plates {plates:?}");
+    }
+
+    // Delta log: table creation plus one commit per plate.
+    let log: Vec<PathBuf> = files(&sites_dir.join("_delta_log")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    assert_eq!(log.len(), 3, "{log:?}");
+    let commit = std::fs::read_to_string(&log[1]).unwrap();
+    assert!(commit.contains("\"add\"") && commit.contains("\"experiment\":\"HUVEC-01\""), "{commit}");
+
+    // SQL: counts per plate and row order.
+    let rows = sql(&store, "SELECT plate, count(*) FROM sites GROUP BY plate ORDER BY plate").await;
+    assert_eq!(strings(&rows, 0), ["1", "2"]);
+    assert_eq!(strings(&rows, 1), ["6", "6"]);
+    let rows = sql(&store, "SELECT count(*) FROM plate_stats").await;
+    assert_eq!(strings(&rows, 0), ["12"]);
+
+    // Tensor bytes equal an independent computation of the whole transform for plate 1.
+    let rows = sql(&store, "SELECT site_id, source_paths, tensor FROM sites WHERE plate = 1 ORDER BY well, site").await;
+    let ids = strings(&rows, 0);
+    let tensors = binaries(&rows, 2);
+    assert_eq!(ids.len(), 6);
+    let raw_dir = PathBuf::from(&raw);
+    let mut cropped: Vec<Vec<Vec<u16>>> = Vec::new(); // [site][channel]
+    for id in &ids {
+        let parts: Vec<&str> = id.rsplitn(3, '_').collect(); // site, well, rest
+        let (site, well) = (parts[0], parts[1]);
+        let mut chans = Vec::new();
+        for ch in 1..=6 {
+            let p = raw_dir.join(format!("train/HUVEC-01/Plate1/{well}_s{site}_w{ch}.png"));
+            let (w, h, px) = decode16(&p);
+            chans.push(downsample_crop(w, h, &px, 64));
+        }
+        cropped.push(chans);
+    }
+    for (i, tensor) in tensors.iter().enumerate() {
+        assert_eq!(tensor.len(), 6 * 64 * 64);
+        for ch in 0..6 {
+            let plate: Vec<Vec<u16>> = cropped.iter().map(|s| s[ch].clone()).collect();
+            let expect = reference_normalize(&plate, 0.1, 99.9, &cropped[i][ch]);
+            assert!(tensor[ch * 4096..(ch + 1) * 4096] == expect[..], "site {} channel {}", ids[i], ch + 1);
+        }
+    }
+
+    // A rerun replaces each plate atomically: same rows, new files, old ones removed.
+    let before = sql(&store, "SELECT site_id, tensor FROM sites ORDER BY site_id").await;
+    let s2 = run(pipeline("tiny.toml"), &raw, &md, &store, 1).await;
+    assert_eq!(s2.sites.stored, 12);
+    let after = sql(&store, "SELECT site_id, tensor FROM sites ORDER BY site_id").await;
+    assert_eq!(strings(&before, 0), strings(&after, 0));
+    assert_eq!(binaries(&before, 1), binaries(&after, 1), "same inputs must give identical tensors");
+    let rows = sql(&store, "SELECT count(*) FROM plate_stats").await;
+    assert_eq!(strings(&rows, 0), ["12"]);
+    let rows = sql(&store, "SELECT count(*), count(DISTINCT run_id) FROM runs").await;
+    assert_eq!(strings(&rows, 0), ["2"]);
+    let log: Vec<PathBuf> = files(&sites_dir.join("_delta_log")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    assert_eq!(log.len(), 5);
+    let last = std::fs::read_to_string(log.last().unwrap()).unwrap();
+    assert!(last.contains("\"remove\""), "the rerun must remove the plate's earlier files");
+}

@@ -1,0 +1,129 @@
+//! End-to-end tests of cellshard, linked into one test binary.
+
+mod e2e;
+mod real_data;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::record_batch::RecordBatch;
+use cellshard_core::{MetadataTable, Pipeline};
+use cellshard_runtime::discover::WorkerShare;
+use cellshard_runtime::{RunOptions, RunSummary};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shared real-data folder beside the repository.
+pub fn shared_data() -> PathBuf {
+    repo().join("../shared/data/rxrx1")
+}
+
+/// The real RxRx1 design.
+pub fn design() -> MetadataTable {
+    let path = shared_data().join("metadata.csv");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut t = MetadataTable::new();
+    t.add_csv("metadata.csv", &bytes).unwrap();
+    t
+}
+
+/// A pipeline from `pipelines/`.
+pub fn pipeline(name: &str) -> Pipeline {
+    let path = repo().join("pipelines").join(name);
+    Pipeline::from_toml(name, &std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Run a pipeline with source/metadata/sink overrides.
+pub async fn run(p: Pipeline, source: &str, metadata: &[String], sink: &str, threads: usize) -> RunSummary {
+    cellshard_runtime::run(RunOptions {
+        pipeline: p,
+        source: Some(source.to_string()),
+        metadata: metadata.to_vec(),
+        sink: Some(sink.to_string()),
+        worker: WorkerShare::ALL,
+        threads,
+        inflight: 0,
+        scratch: None,
+        dry_run: false,
+        progress: false,
+    })
+    .await
+    .unwrap()
+}
+
+/// Run SQL over a store.
+pub async fn sql(store: &str, q: &str) -> Vec<RecordBatch> {
+    let ctx = cellshard_sql::open_session(store, &BTreeMap::new(), None).await.unwrap();
+    cellshard_sql::query(&ctx, q).await.unwrap()
+}
+
+/// First column of a result as strings.
+pub fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = arrow::compute::cast(b.column(col), &arrow::datatypes::DataType::Utf8).unwrap();
+        let c = c.as_string::<i32>();
+        out.extend((0..c.len()).map(|i| if c.is_null(i) { "NULL".to_string() } else { c.value(i).to_string() }));
+    }
+    out
+}
+
+/// Binary column values.
+pub fn binaries(batches: &[RecordBatch], col: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = b.column(col);
+        match c.data_type() {
+            arrow::datatypes::DataType::Binary => out.extend(c.as_binary::<i32>().iter().map(|v| v.unwrap().to_vec())),
+            arrow::datatypes::DataType::LargeBinary => out.extend(c.as_binary::<i64>().iter().map(|v| v.unwrap().to_vec())),
+            arrow::datatypes::DataType::BinaryView => out.extend(c.as_binary_view().iter().map(|v| v.unwrap().to_vec())),
+            other => panic!("not binary: {other}"),
+        }
+    }
+    out
+}
+
+/// Every file below `dir`, recursively.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reference implementation of the per-plate percentile normalization to u8, written
+/// independently of the stages crate: nearest-rank percentiles over all pixels of the
+/// plate, clip, scale with round-half-to-even.
+pub fn reference_normalize(plate_pixels: &[Vec<u16>], low: f64, high: f64, site: &[u16]) -> Vec<u8> {
+    let mut all: Vec<u16> = plate_pixels.iter().flatten().copied().collect();
+    all.sort_unstable();
+    let n = all.len() as f64;
+    // ceil(p/100*n), treating products within 1e-9 of an integer as that integer.
+    let rank = |p: f64| {
+        let x = p / 100.0 * n;
+        let x = if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) { x.round() } else { x };
+        (x.ceil().clamp(1.0, n) as usize) - 1
+    };
+    let (lo, hi) = (all[rank(low)] as f64, all[rank(high)] as f64);
+    site.iter()
+        .map(|&x| {
+            if hi <= lo {
+                return if f64::from(x) <= lo { 0 } else { 255 };
+            }
+            let v = (f64::from(x).clamp(lo, hi) - lo) * 255.0 / (hi - lo);
+            let f = v.floor();
+            let r = if v - f > 0.5 || (v - f == 0.5 && f % 2.0 == 1.0) { f + 1.0 } else { f };
+            r as u8
+        })
+        .collect()
+}
