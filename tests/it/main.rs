@@ -1,5 +1,6 @@
 //! End-to-end tests of cellshard, linked into one test binary.
 
+mod discovery;
 mod e2e;
 mod real_data;
 

@@ -1,0 +1,93 @@
+//! The command-line contract: exit codes, error messages, output formats.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cellshard<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cellshard")).args(args).current_dir(repo()).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn validate_accepts_shipped_pipelines() {
+    for p in ["pipelines/rxrx1.toml", "pipelines/rxrx1-release.toml", "pipelines/tiny.toml"] {
+        let out = cellshard(["validate", p]);
+        assert!(out.status.success(), "{p}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with("ok: pipeline"), "{}", text(&out.stdout));
+    }
+    let out = cellshard(["validate", "pipelines/rxrx1.toml"]);
+    assert!(text(&out.stdout).contains("downsample 2x -> center_crop 512"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn validate_names_the_unknown_key_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let good = std::fs::read_to_string(repo().join("pipelines/tiny.toml")).unwrap();
+    std::fs::write(&bad, good.replace("size = 64", "size = 64\nsise = 65")).unwrap();
+    let line = good.lines().position(|l| l == "size = 64").unwrap() + 2;
+    let out = cellshard(["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("unknown key `sise` at line {line}")), "{err}");
+
+    let out = cellshard(["validate", "no/such/pipeline.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/pipeline.toml"));
+}
+
+#[test]
+fn run_exit_codes_follow_the_reject_fraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let summary = dir.path().join("summary.json");
+    let args = |frac: &str| {
+        vec![
+            "run".to_string(),
+            "pipelines/rxrx1-release.toml".into(),
+            "--sink".into(),
+            store.display().to_string(),
+            "--summary".into(),
+            summary.display().to_string(),
+            "--max-reject-fraction".into(),
+            frac.into(),
+        ]
+    };
+    let out = cellshard(args("0"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("16 of 40 objects rejected"), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["objects"]["discovered"], 40);
+    assert_eq!(json["sites"]["stored"], 4);
+
+    let out = cellshard(args("0.5"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let s = store.display().to_string();
+    let out = cellshard(["sql", "--store", &s, "--format", "csv", "-c", "SELECT site_id, well_type FROM sites ORDER BY site_id LIMIT 2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "site_id,well_type\nHEPG2-01_1_B02_1,negative_control\nHUVEC-01_1_B02_1,negative_control\n");
+    let out = cellshard(["sql", "--store", &s, "--format", "json", "SELECT count(*) AS n FROM rejects"]);
+    assert_eq!(text(&out.stdout).trim(), r#"{"n":16}"#);
+    let out = cellshard(["sql", "--store", &s, "-c", "SELECT site_id, tensor FROM sites ORDER BY site_id LIMIT 1"]);
+    assert!(text(&out.stdout).contains("<1572864 bytes>"), "{}", text(&out.stdout));
+    let out = cellshard(["sql", "--store", &s, "-c", "SELECT nope FROM sites"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = cellshard(["synth", "--out", "/tmp/x", "--bit-depth", "12"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("must be 8 or 16"), "{}", text(&out.stderr));
+    let out = cellshard(["run", "pipelines/tiny.toml", "--worker", "3/2"]);
+    assert_eq!(out.status.code(), Some(2));
+}
