@@ -3,6 +3,7 @@
 mod discovery;
 mod e2e;
 mod real_data;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

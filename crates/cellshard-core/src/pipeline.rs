@@ -47,6 +47,9 @@ pub struct Source {
     /// Object store options (endpoint, region, ...); credentials belong in the environment.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Budget of source bytes fetched but not yet decoded; a slow consumer slows the reads.
+    #[serde(default = "default_inflight")]
+    pub max_inflight: ByteSize,
 }
 
 /// Metadata files.
@@ -221,6 +224,9 @@ fn default_layout() -> String {
 fn default_channels() -> u32 {
     6
 }
+fn default_inflight() -> ByteSize {
+    ByteSize::mib(512)
+}
 fn default_zstd_level() -> i32 {
     3
 }
@@ -294,6 +300,9 @@ impl Pipeline {
         }
         if !(1..=22).contains(&self.sink.zstd_level) {
             return Err(format!("sink.zstd_level = {} is out of range 1..=22", self.sink.zstd_level));
+        }
+        if self.source.max_inflight.bytes() < (1 << 20) {
+            return Err("source.max_inflight must be at least 1MiB".into());
         }
         if self.sink.row_group_size.bytes() < 1024 {
             return Err("sink.row_group_size must be at least 1KiB".into());

@@ -69,6 +69,10 @@ pub struct PlateJob<'a> {
     pub pool: &'a CpuPool,
     /// Sites in flight at once.
     pub inflight: usize,
+    /// Budget of fetched-but-undecoded source bytes, in KiB permits.
+    pub budget: &'a tokio::sync::Semaphore,
+    /// Size of the whole budget in KiB permits.
+    pub budget_kib: u32,
     /// Scratch directory for the spill file.
     pub scratch: &'a std::path::Path,
     /// Shared columns of the `sites` rows.
@@ -249,6 +253,13 @@ pub async fn process_plate(
         .map(|site| {
             let hist = hist.clone();
             async move {
+                // Reserve the site's bytes before fetching: reads wait while decoding lags.
+                let kib: u64 = site.objects.iter().map(|o| o.size.div_ceil(1024)).sum();
+                let _permit = job
+                    .budget
+                    .acquire_many(kib.min(u64::from(job.budget_kib)).max(1) as u32)
+                    .await
+                    .map_err(|_| Error::Internal("byte budget closed".into()))?;
                 let files: Vec<std::result::Result<bytes::Bytes, String>> =
                     futures::future::join_all(site.objects.iter().map(|o| fetch(job.source, o, job.counters))).await;
                 if let Some(Err(msg)) = files.iter().find(|r| r.is_err()) {

@@ -150,6 +150,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let pool = CpuPool::new(opts.threads)?;
     let inflight = if opts.inflight == 0 { pool.threads() * 2 } else { opts.inflight };
     let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
+    let budget_kib = (p.source.max_inflight.bytes() / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
+    let budget = tokio::sync::Semaphore::new(budget_kib as usize);
     let on_progress = |n: u64| {
         if let Some(b) = &bar {
             b.set_position(n);
@@ -161,6 +163,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         channels: p.source.channels,
         pool: &pool,
         inflight,
+        budget: &budget,
+        budget_kib,
         scratch: &scratch,
         sites_ctx: &sites_ctx,
         shard,
@@ -216,6 +220,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         write: secs(&counters.write_ns),
         total: wall.elapsed().as_secs_f64(),
     };
+    summary.retries = source.stats.retries() + sink.stats.retries();
+    summary.requests = source.stats.requests.load(Ordering::Relaxed) + sink.stats.requests.load(Ordering::Relaxed);
     summary.sites_per_second = summary.sites.stored as f64 / summary.seconds.total.max(1e-9);
 
     if let Some(tables) = tables.as_mut() {

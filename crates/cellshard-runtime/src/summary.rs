@@ -82,6 +82,10 @@ pub struct RunSummary {
     pub bytes_in: u64,
     /// Shard bytes written.
     pub bytes_out: u64,
+    /// HTTP requests to cloud stores (source and sink, every attempt).
+    pub requests: u64,
+    /// Attempts that failed transiently and were retried with backoff.
+    pub retries: u64,
     /// Seconds per stage.
     pub seconds: StageSeconds,
     /// Stored sites per second of wall time.

@@ -3,9 +3,17 @@
 //! prefix inside it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::client::{ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
+use object_store::{BackoffConfig, RetryConfig};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
@@ -16,6 +24,74 @@ use crate::{Error, Result};
 /// another's reader (in tests) see the same bytes.
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
 
+/// Request counters of one location's HTTP client.
+#[derive(Debug, Default)]
+pub struct IoStats {
+    /// HTTP requests sent (every attempt).
+    pub requests: AtomicU64,
+    /// Attempts that failed transiently (5xx, 429, timeouts, resets); each one is retried
+    /// with exponential backoff and jitter until `max_retries` or `retry_timeout` is reached.
+    pub transient_failures: AtomicU64,
+}
+
+impl IoStats {
+    /// Attempts that were retried (or exhausted the retry budget).
+    pub fn retries(&self) -> u64 {
+        self.transient_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts requests and transient failures on the way to the real HTTP client.
+#[derive(Debug)]
+struct CountingService {
+    inner: HttpClient,
+    stats: Arc<IoStats>,
+}
+
+#[async_trait::async_trait]
+impl HttpService for CountingService {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let res = self.inner.execute(req).await;
+        let transient = match &res {
+            Ok(r) => r.status().is_server_error() || r.status().as_u16() == 429,
+            Err(_) => true,
+        };
+        if transient {
+            self.stats.transient_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        res
+    }
+}
+
+#[derive(Debug)]
+struct CountingConnector {
+    stats: Arc<IoStats>,
+}
+
+impl HttpConnector for CountingConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let inner = ReqwestConnector::default().connect(options)?;
+        Ok(HttpClient::new(CountingService { inner, stats: self.stats.clone() }))
+    }
+}
+
+/// Retry policy for cloud stores: options `max_retries` (default 10) and `retry_timeout`
+/// (seconds, default 180); backoff starts at 100 ms, doubles, caps at 15 s, with jitter.
+fn retry_config(options: &BTreeMap<String, String>) -> std::result::Result<RetryConfig, String> {
+    let num = |k: &str, default: u64| -> std::result::Result<u64, String> {
+        options.get(k).map_or(Ok(default), |v| v.parse().map_err(|_| format!("option {k} must be a number")))
+    };
+    Ok(RetryConfig {
+        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(15), base: 2.0 },
+        max_retries: num("max_retries", 10)? as usize,
+        retry_timeout: Duration::from_secs(num("retry_timeout", 180)?),
+    })
+}
+
+/// Keys cellshard reads itself; everything else goes to the object store builder.
+const OWN_OPTIONS: [&str; 2] = ["max_retries", "retry_timeout"];
+
 /// A resolved location.
 #[derive(Clone)]
 pub struct Location {
@@ -25,6 +101,8 @@ pub struct Location {
     pub store: Arc<dyn ObjectStore>,
     /// The prefix of this location inside `store`.
     pub prefix: Path,
+    /// HTTP request counters (zero for local and memory stores).
+    pub stats: Arc<IoStats>,
 }
 
 impl std::fmt::Debug for Location {
@@ -42,7 +120,7 @@ pub fn resolve_url(text: &str) -> Result<Url> {
     if text.contains("://") {
         let url = Url::parse(text).map_err(|e| err(e.to_string()))?;
         return match url.scheme() {
-            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "file" | "memory" | "http" | "https" => Ok(url),
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "file" | "memory" => Ok(url),
             other => Err(err(format!("unsupported scheme {other:?}; use s3, gs, az, file, memory or a local path"))),
         };
     }
@@ -75,6 +153,7 @@ impl Location {
             url.set_path(&format!("{}/", url.path()));
         }
         let err = |message: String| Error::Location { url: url.to_string(), message };
+        let stats = Arc::new(IoStats::default());
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
             "memory" => {
                 let name = url.host_str().unwrap_or("").to_string();
@@ -89,17 +168,56 @@ impl Location {
                 let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
                 (Arc::new(object_store::local::LocalFileSystem::new()), prefix)
             }
-            _ => {
-                let mut opts: Vec<(String, String)> = std::env::vars()
-                    .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                    .collect();
-                opts.extend(options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())));
-                let (store, prefix) = object_store::parse_url_opts(&url, opts).map_err(|e| err(e.to_string()))?;
-                (Arc::from(store), prefix)
+            scheme @ ("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl") => {
+                let retry = retry_config(options).map_err(err)?;
+                let connector = CountingConnector { stats: stats.clone() };
+                // Credentials and endpoints come from each cloud's standard environment
+                // variables (`from_env`), overridable per pipeline. Values never appear in
+                // messages: only unknown option *names* are reported.
+                let opts = options.iter().filter(|(k, _)| !OWN_OPTIONS.contains(&k.as_str()));
+                let unknown = |k: &str| err(format!("unknown store option {k:?} for {scheme}://"));
+                let build_err = |e: object_store::Error| err(format!("cannot configure the store: {e}"));
+                let store: Arc<dyn ObjectStore> = match scheme {
+                    "s3" | "s3a" => {
+                        // Delta commits need put-if-absent; S3 (and MinIO, R2, ...) support
+                        // `If-None-Match: *`, so concurrent writers are safe without a lock table.
+                        let mut b = AmazonS3Builder::from_env()
+                            .with_url(url.as_str())
+                            .with_conditional_put(S3ConditionalPut::ETagMatch)
+                            .with_retry(retry)
+                            .with_http_connector(connector);
+                        for (k, v) in opts {
+                            b = b.with_config(AmazonS3ConfigKey::from_str(k).map_err(|_| unknown(k))?, v);
+                        }
+                        Arc::new(b.build().map_err(build_err)?)
+                    }
+                    "gs" => {
+                        let mut b = GoogleCloudStorageBuilder::from_env()
+                            .with_url(url.as_str())
+                            .with_retry(retry)
+                            .with_http_connector(connector);
+                        for (k, v) in opts {
+                            b = b.with_config(GoogleConfigKey::from_str(k).map_err(|_| unknown(k))?, v);
+                        }
+                        Arc::new(b.build().map_err(build_err)?)
+                    }
+                    _ => {
+                        let mut b = MicrosoftAzureBuilder::from_env()
+                            .with_url(url.as_str())
+                            .with_retry(retry)
+                            .with_http_connector(connector);
+                        for (k, v) in opts {
+                            b = b.with_config(AzureConfigKey::from_str(k).map_err(|_| unknown(k))?, v);
+                        }
+                        Arc::new(b.build().map_err(build_err)?)
+                    }
+                };
+                let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
+                (store, prefix)
             }
+            other => return Err(err(format!("unsupported scheme {other:?}"))),
         };
-        Ok(Self { url, store, prefix })
+        Ok(Self { url, store, prefix, stats })
     }
 
     /// A location below this one (created on local filesystems, where Delta needs it).
@@ -109,7 +227,12 @@ impl Location {
         if let Ok(path) = url.to_file_path() {
             std::fs::create_dir_all(path).ok();
         }
-        Location { url, store: self.store.clone(), prefix: self.prefix.clone().join(name.trim_matches('/')) }
+        Location {
+            url,
+            store: self.store.clone(),
+            prefix: self.prefix.clone().join(name.trim_matches('/')),
+            stats: self.stats.clone(),
+        }
     }
 
     /// Full path of `relative` (a key below this location).

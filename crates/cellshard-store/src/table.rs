@@ -83,8 +83,40 @@ fn delta_err(table: &Location) -> impl Fn(DeltaTableError) -> Error + '_ {
     move |e| Error::Delta { table: table.url.to_string(), source: Box::new(e) }
 }
 
+/// Delta log stores for the cloud schemes. The default log store commits with
+/// put-if-absent (`PutMode::Create`); our S3 stores enable conditional put, GCS and Azure
+/// support it natively, so several writers on different machines commit safely without
+/// DynamoDB or another lock service.
+#[derive(Debug, Default)]
+struct ConditionalPutLogStores;
+
+impl deltalake::logstore::LogStoreFactory for ConditionalPutLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &url::Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
+        Ok(deltalake::logstore::default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
+fn register_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let registry = deltalake::logstore::logstore_factories();
+        for scheme in ["s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl"] {
+            if let Ok(u) = url::Url::parse(&format!("{scheme}://")) {
+                registry.insert(u, Arc::new(ConditionalPutLogStores));
+            }
+        }
+    });
+}
+
 /// Open the Delta table at `loc`; `Ok(None)` when there is none yet.
 pub async fn open_table(loc: &Location, version: Option<i64>) -> Result<Option<DeltaTable>> {
+    register_log_stores();
     let err = delta_err(loc);
     let mut builder = DeltaTableBuilder::from_url(loc.url.clone())
         .map_err(&err)?
@@ -116,6 +148,7 @@ pub async fn open_or_create(
     if let Some(t) = open_table(loc, None).await? {
         return Ok(t);
     }
+    register_log_stores();
     let err = delta_err(loc);
     let kernel: StructType = schema.clone().try_into_kernel().map_err(|e| err(e.into()))?;
     let table = DeltaTableBuilder::from_url(loc.url.clone())

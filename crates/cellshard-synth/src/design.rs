@@ -43,13 +43,18 @@ pub(crate) fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<
     let chosen: BTreeSet<&str> = match &cfg.experiments {
         None => experiments.keys().take(1).copied().collect(),
         Some(list) if list.is_empty() => {
-            return Err(Error::Config("the experiment list is empty; leave it unset for the first experiment".into()));
+            return Err(Error::Config(
+                "the experiment list is empty; leave it unset for the first experiment".into(),
+            ));
         }
         Some(list) => {
             let mut set = BTreeSet::new();
             for name in list {
                 let Some((key, _)) = experiments.get_key_value(name.as_str()) else {
-                    return Err(Error::UnknownExperiment { name: name.clone(), known: known_list(&experiments) });
+                    return Err(Error::UnknownExperiment {
+                        name: name.clone(),
+                        known: known_list(&experiments),
+                    });
                 };
                 set.insert(*key);
             }
@@ -59,7 +64,9 @@ pub(crate) fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<
 
     let mut out = Vec::new();
     for experiment in chosen {
-        let Some(plates) = experiments.get(experiment) else { continue };
+        let Some(plates) = experiments.get(experiment) else {
+            continue;
+        };
         if plates.len() < cfg.plates as usize {
             return Err(Error::NotInDesign(format!(
                 "{} plates asked for, but experiment {experiment} has only {} in the design",
@@ -73,11 +80,18 @@ pub(crate) fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<
             let mut max_site = 0;
             let mut site_level = false;
             for name in picked {
-                let Some(rows) = wells.get(name) else { continue };
+                let Some(rows) = wells.get(name) else {
+                    continue;
+                };
                 if rows.sites.is_empty() {
                     if let Some(row) = rows.well {
                         for s in 1..=cfg.sites {
-                            out.push(SynthSite { meta: SiteMetadata { site: Some(s), ..row.clone() } });
+                            out.push(SynthSite {
+                                meta: SiteMetadata {
+                                    site: Some(s),
+                                    ..row.clone()
+                                },
+                            });
                         }
                     }
                 } else {
@@ -85,7 +99,9 @@ pub(crate) fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<
                     for (&s, row) in &rows.sites {
                         max_site = max_site.max(s);
                         if s >= 1 && s <= cfg.sites {
-                            out.push(SynthSite { meta: (*row).clone() });
+                            out.push(SynthSite {
+                                meta: (*row).clone(),
+                            });
                         }
                     }
                 }
@@ -99,14 +115,18 @@ pub(crate) fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<
         }
     }
     if out.is_empty() {
-        return Err(Error::NotInDesign("the configuration selects no sites of the design".into()));
+        return Err(Error::NotInDesign(
+            "the configuration selects no sites of the design".into(),
+        ));
     }
     Ok(out)
 }
 
 /// The first `cap` wells in sorted order, always including the negative control well.
 fn pick_wells<'a>(sorted: &[&'a str], cap: Option<u32>) -> Vec<&'a str> {
-    let Some(cap) = cap.map(|c| c as usize) else { return sorted.to_vec() };
+    let Some(cap) = cap.map(|c| c as usize) else {
+        return sorted.to_vec();
+    };
     if cap >= sorted.len() {
         return sorted.to_vec();
     }
@@ -174,13 +194,20 @@ pub(crate) fn metadata_csv(design: &MetadataTable, sites: &[SynthSite]) -> Resul
 mod tests {
     use super::*;
 
-    const DESIGN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/rxrx1/metadata.csv");
+    const DESIGN: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/rxrx1/metadata.csv"
+    );
 
     fn real_design() -> MetadataTable {
         let bytes = std::fs::read(DESIGN).unwrap();
         let mut t = MetadataTable::new();
         t.add_csv("metadata.csv", &bytes).unwrap();
-        assert!(t.row_errors.is_empty(), "{:?}", &t.row_errors[..t.row_errors.len().min(5)]);
+        assert!(
+            t.row_errors.is_empty(),
+            "{:?}",
+            &t.row_errors[..t.row_errors.len().min(5)]
+        );
         t
     }
 
@@ -197,14 +224,24 @@ mod tests {
         let sites = select_sites(&design, &cfg).unwrap();
         assert_eq!(sites.len(), 12);
         for plate in [1, 2] {
-            let wells: BTreeSet<&str> =
-                sites.iter().filter(|s| s.meta.plate == plate).map(|s| s.meta.well.as_str()).collect();
+            let wells: BTreeSet<&str> = sites
+                .iter()
+                .filter(|s| s.meta.plate == plate)
+                .map(|s| s.meta.well.as_str())
+                .collect();
             assert_eq!(wells.len(), 3, "plate {plate}: {wells:?}");
             assert!(wells.contains("B02"), "plate {plate}: {wells:?}");
         }
-        assert!(sites.iter().all(|s| s.meta.experiment == "HUVEC-01" && matches!(s.meta.plate, 1 | 2)));
+        assert!(
+            sites
+                .iter()
+                .all(|s| s.meta.experiment == "HUVEC-01" && matches!(s.meta.plate, 1 | 2))
+        );
         // Ordered by (experiment, plate, well, site).
-        let keys: Vec<_> = sites.iter().map(|s| (s.meta.plate, s.meta.well.clone(), s.meta.site)).collect();
+        let keys: Vec<_> = sites
+            .iter()
+            .map(|s| (s.meta.plate, s.meta.well.clone(), s.meta.site))
+            .collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);
@@ -213,19 +250,40 @@ mod tests {
 
         let err = select_sites(
             &design,
-            &SynthConfig { experiments: Some(vec!["HUVEC-99".into()]), ..SynthConfig::default() },
+            &SynthConfig {
+                experiments: Some(vec!["HUVEC-99".into()]),
+                ..SynthConfig::default()
+            },
         )
         .unwrap_err();
-        assert!(err.to_string().contains("experiment HUVEC-99 is not in the design"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("experiment HUVEC-99 is not in the design"),
+            "{err}"
+        );
 
         // Default: the first experiment by name, plate 1, every well, both sites.
         let all = select_sites(&design, &SynthConfig::default()).unwrap();
-        assert!(all.iter().all(|s| s.meta.experiment == "HEPG2-01" && s.meta.plate == 1));
+        assert!(
+            all.iter()
+                .all(|s| s.meta.experiment == "HEPG2-01" && s.meta.plate == 1)
+        );
         assert!(all.len() > 500, "{}", all.len());
 
-        let too_many = SynthConfig { plates: 5, ..SynthConfig::default() };
-        assert!(select_sites(&design, &too_many).unwrap_err().to_string().contains("only 4"));
-        let three_sites = SynthConfig { sites: 3, ..SynthConfig::default() };
+        let too_many = SynthConfig {
+            plates: 5,
+            ..SynthConfig::default()
+        };
+        assert!(
+            select_sites(&design, &too_many)
+                .unwrap_err()
+                .to_string()
+                .contains("only 4")
+        );
+        let three_sites = SynthConfig {
+            sites: 3,
+            ..SynthConfig::default()
+        };
         assert!(select_sites(&design, &three_sites).is_err());
     }
 
@@ -250,14 +308,22 @@ mod tests {
                 b"id_code,experiment,plate,well,sirna\nE-1_1_B03,E-1,1,B03,5\nE-1_1_B04,E-1,1,B04,6\n",
             )
             .unwrap();
-        let cfg = SynthConfig { sites: 3, ..SynthConfig::default() };
+        let cfg = SynthConfig {
+            sites: 3,
+            ..SynthConfig::default()
+        };
         let sites = select_sites(&design, &cfg).unwrap();
         assert_eq!(sites.len(), 6);
         let csv = metadata_csv(&design, &sites).unwrap();
         let mut back = MetadataTable::new();
         assert_eq!(back.add_csv("metadata.csv", &csv).unwrap(), 6);
         let text = String::from_utf8(csv).unwrap();
-        assert!(text.starts_with("site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna_id\n"));
-        assert!(text.contains("E-1_1_B04_3,E-1_1_B04,E,train,E-1,1,B04,3,treatment,6"), "{text}");
+        assert!(text.starts_with(
+            "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna_id\n"
+        ));
+        assert!(
+            text.contains("E-1_1_B04_3,E-1_1_B04,E,train,E-1,1,B04,3,treatment,6"),
+            "{text}"
+        );
     }
 }

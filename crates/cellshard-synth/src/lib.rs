@@ -157,7 +157,8 @@ pub fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<Vec<Syn
 /// Render one channel (1-based) of one site: `size * size` samples, row-major (values below
 /// 256 when `bit_depth` is 8). Pure and deterministic in (seed, site, channel); experiment,
 /// plate, well and site of `site` place the cells, its cell type shapes them, its well type
-/// and siRNA give the phenotype.
+/// and siRNA give the phenotype. Only `size`, `bit_depth` (8, else 16-bit values) and `seed`
+/// of `cfg` matter here.
 pub fn render_channel(cfg: &SynthConfig, site: &SiteMetadata, channel: u32) -> Vec<u16> {
     scene::Scene::new(cfg.size, cfg.bit_depth, cfg.seed, site).render(channel)
 }
@@ -175,13 +176,21 @@ pub fn encode_png(cfg: &SynthConfig, samples: &[u16]) -> Result<Vec<u8>> {
         8 => {
             let mut bytes = Vec::with_capacity(samples.len());
             for &v in samples {
-                let b = u8::try_from(v).map_err(|_| Error::Config(format!("sample {v} does not fit 8 bits")))?;
+                let b = u8::try_from(v)
+                    .map_err(|_| Error::Config(format!("sample {v} does not fit 8 bits")))?;
                 bytes.push(b);
             }
             (png::BitDepth::Eight, bytes)
         }
-        16 => (png::BitDepth::Sixteen, samples.iter().flat_map(|v| v.to_be_bytes()).collect()),
-        other => return Err(Error::Config(format!("bit_depth is {other}, must be 8 or 16"))),
+        16 => (
+            png::BitDepth::Sixteen,
+            samples.iter().flat_map(|v| v.to_be_bytes()).collect(),
+        ),
+        other => {
+            return Err(Error::Config(format!(
+                "bit_depth is {other}, must be 8 or 16"
+            )));
+        }
     };
     let mut out = Vec::with_capacity(bytes.len() / 2 + 1024);
     let mut encoder = png::Encoder::new(&mut out, cfg.size, cfg.size);
@@ -197,12 +206,19 @@ pub fn encode_png(cfg: &SynthConfig, samples: &[u16]) -> Result<Vec<u8>> {
 /// Render and encode every channel of one site (channels in parallel on rayon).
 fn site_pngs(cfg: &SynthConfig, meta: &SiteMetadata) -> Result<Vec<Vec<u8>>> {
     let scene = scene::Scene::new(cfg.size, cfg.bit_depth, cfg.seed, meta);
-    (1..=cfg.channels).into_par_iter().map(|ch| encode_png(cfg, &scene.render(ch))).collect()
+    (1..=cfg.channels)
+        .into_par_iter()
+        .map(|ch| encode_png(cfg, &scene.render(ch)))
+        .collect()
 }
 
 /// `prefix/key` as an object path.
 fn join(prefix: &Path, key: &str) -> Result<Path> {
-    let text = if prefix.as_ref().is_empty() { key.to_string() } else { format!("{prefix}/{key}") };
+    let text = if prefix.as_ref().is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}/{key}")
+    };
     Path::parse(&text).map_err(|source| Error::Path { path: text, source })
 }
 
@@ -264,7 +280,9 @@ pub async fn write_dataset(
                 let bytes: u64 = pngs.iter().map(|p| p.len() as u64).sum();
                 let count = pngs.len();
                 let puts = keys.iter().zip(pngs).map(|(key, png)| {
-                    store.put_opts(key, PutPayload::from(png), PutOptions::default()).map_err(Error::from)
+                    store
+                        .put_opts(key, PutPayload::from(png), PutOptions::default())
+                        .map_err(Error::from)
                 });
                 futures::future::try_join_all(puts).await?;
                 Ok::<_, Error>((count, bytes))
@@ -272,7 +290,12 @@ pub async fn write_dataset(
         })
         .buffer_unordered(in_flight);
 
-    let mut report = SynthReport { sites: 0, objects: 0, bytes: 0, seconds: 0.0 };
+    let mut report = SynthReport {
+        sites: 0,
+        objects: 0,
+        bytes: 0,
+        seconds: 0.0,
+    };
     while let Some(result) = results.next().await {
         let (count, bytes) = result?;
         report.sites += 1;
@@ -286,7 +309,13 @@ pub async fn write_dataset(
 
     let csv = design::metadata_csv(design, &sites)?;
     report.bytes += csv.len() as u64;
-    store.put_opts(&join(prefix, "metadata.csv")?, PutPayload::from(csv), PutOptions::default()).await?;
+    store
+        .put_opts(
+            &join(prefix, "metadata.csv")?,
+            PutPayload::from(csv),
+            PutOptions::default(),
+        )
+        .await?;
     report.objects += 1;
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
@@ -313,7 +342,10 @@ mod tests {
     }
 
     fn small(size: u32) -> SynthConfig {
-        SynthConfig { size, ..SynthConfig::default() }
+        SynthConfig {
+            size,
+            ..SynthConfig::default()
+        }
     }
 
     fn percentile(v: &[u16], p: f64) -> u16 {
@@ -335,11 +367,23 @@ mod tests {
             assert_eq!(a.len(), 128 * 128);
             assert_eq!(a, render_channel(&cfg, &s, ch), "channel {ch}");
         }
-        let other_seed = SynthConfig { seed: 1, ..cfg.clone() };
-        assert_ne!(render_channel(&cfg, &s, 1), render_channel(&other_seed, &s, 1));
+        let other_seed = SynthConfig {
+            seed: 1,
+            ..cfg.clone()
+        };
+        assert_ne!(
+            render_channel(&cfg, &s, 1),
+            render_channel(&other_seed, &s, 1)
+        );
         assert_ne!(render_channel(&cfg, &s, 1), render_channel(&cfg, &s, 2));
-        assert_ne!(render_channel(&cfg, &s, 1), render_channel(&cfg, &site("HUVEC-01", 1, "B04"), 1));
-        let s2 = SiteMetadata { site: Some(2), ..s.clone() };
+        assert_ne!(
+            render_channel(&cfg, &s, 1),
+            render_channel(&cfg, &site("HUVEC-01", 1, "B04"), 1)
+        );
+        let s2 = SiteMetadata {
+            site: Some(2),
+            ..s.clone()
+        };
         assert_ne!(render_channel(&cfg, &s, 1), render_channel(&cfg, &s2, 1));
     }
 
@@ -349,7 +393,10 @@ mod tests {
         for experiment in ["HUVEC-01", "HEPG2-03", "RPE-02", "U2OS-01"] {
             let img = render_channel(&cfg, &site(experiment, 1, "B02"), 1);
             let (median, p99) = (percentile(&img, 0.5), percentile(&img, 0.99));
-            assert!(median > 150 && median < 1500, "{experiment}: median {median}");
+            assert!(
+                median > 150 && median < 1500,
+                "{experiment}: median {median}"
+            );
             assert!(p99 > 5 * median, "{experiment}: p99 {p99}, median {median}");
             assert!(p99 > 4_000, "{experiment}: p99 {p99}");
         }
@@ -361,9 +408,17 @@ mod tests {
         let s = site("U2OS-01", 2, "C05");
         let images: Vec<Vec<u16>> = (1..=6).map(|ch| render_channel(&cfg, &s, ch)).collect();
         for (i, img) in images.iter().enumerate() {
-            let (p10, p50, p99) = (percentile(img, 0.1), percentile(img, 0.5), percentile(img, 0.99));
+            let (p10, p50, p99) = (
+                percentile(img, 0.1),
+                percentile(img, 0.5),
+                percentile(img, 0.99),
+            );
             assert!(p10 > 100, "channel {}: p10 {p10}", i + 1);
-            assert!(f64::from(p99) > 2.5 * f64::from(p50), "channel {}: p50 {p50} p99 {p99}", i + 1);
+            assert!(
+                f64::from(p99) > 2.5 * f64::from(p50),
+                "channel {}: p50 {p50} p99 {p99}",
+                i + 1
+            );
         }
         // Hoechst (nuclear) and WGA (membranes) put their light in different places.
         let corr = correlation(&images[0], &images[5]);
@@ -384,12 +439,22 @@ mod tests {
 
     #[test]
     fn eight_bit_output_fits_a_byte() {
-        let cfg = SynthConfig { bit_depth: 8, ..small(256) };
-        let s = SiteMetadata { well_type: "positive_control".into(), sirna_id: Some(1110), ..site("U2OS-02", 3, "D10") };
+        let cfg = SynthConfig {
+            bit_depth: 8,
+            ..small(256)
+        };
+        let s = SiteMetadata {
+            well_type: "positive_control".into(),
+            sirna_id: Some(1110),
+            ..site("U2OS-02", 3, "D10")
+        };
         for ch in 1..=6 {
             let img = render_channel(&cfg, &s, ch);
             assert!(img.iter().all(|&v| v < 256), "channel {ch}");
-            assert!(percentile(&img, 0.999) > 20, "channel {ch} is too dark for 8 bits");
+            assert!(
+                percentile(&img, 0.999) > 20,
+                "channel {ch} is too dark for 8 bits"
+            );
         }
         assert!(encode_png(&cfg, &render_channel(&cfg, &s, 1)).is_ok());
         assert!(encode_png(&cfg, &[300; 256 * 256]).is_err());
@@ -401,8 +466,14 @@ mod tests {
         // Find the dimmest and brightest experiments of the design's naming scheme.
         let names: Vec<String> = (1..=24).map(|i| format!("HUVEC-{i:02}")).collect();
         let gain = |e: &str| scene::batch_gain(e, 1, 1);
-        let lo = names.iter().min_by(|a, b| gain(a).total_cmp(&gain(b))).unwrap();
-        let hi = names.iter().max_by(|a, b| gain(a).total_cmp(&gain(b))).unwrap();
+        let lo = names
+            .iter()
+            .min_by(|a, b| gain(a).total_cmp(&gain(b)))
+            .unwrap();
+        let hi = names
+            .iter()
+            .max_by(|a, b| gain(a).total_cmp(&gain(b)))
+            .unwrap();
         assert!(gain(hi) > 1.5 * gain(lo), "{} vs {}", gain(hi), gain(lo));
         let cfg = small(256);
         let mean_of = |e: &str, plate| {
@@ -412,17 +483,35 @@ mod tests {
         let (m_lo, m_hi) = (mean_of(lo, 1), mean_of(hi, 1));
         assert!(m_hi > 1.3 * m_lo, "{hi}: {m_hi}, {lo}: {m_lo}");
         // Plate gain: the same experiment differs between plates, within [0.85, 1.15]^2.
-        let plates: Vec<f32> = (1..=4).map(|p| scene::batch_gain("HUVEC-01", p, 1)).collect();
-        assert!(plates.iter().all(|g| (0.6 * 0.85 * 0.9..1.4 * 1.15 * 1.1).contains(g)));
-        let spread = plates.iter().cloned().fold(f32::MIN, f32::max) / plates.iter().cloned().fold(f32::MAX, f32::min);
+        let plates: Vec<f32> = (1..=4)
+            .map(|p| scene::batch_gain("HUVEC-01", p, 1))
+            .collect();
+        assert!(
+            plates
+                .iter()
+                .all(|g| (0.6 * 0.85 * 0.9..1.4 * 1.15 * 1.1).contains(g))
+        );
+        let spread = plates.iter().cloned().fold(f32::MIN, f32::max)
+            / plates.iter().cloned().fold(f32::MAX, f32::min);
         assert!(spread > 1.02, "plate gains {plates:?}");
     }
 
     #[test]
     fn config_validation_names_the_field() {
-        let bad = SynthConfig { bit_depth: 12, ..SynthConfig::default() };
-        assert!(bad.validate().unwrap_err().to_string().contains("bit_depth"));
-        let bad = SynthConfig { layout: "{experiment}/x.png".into(), ..SynthConfig::default() };
+        let bad = SynthConfig {
+            bit_depth: 12,
+            ..SynthConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bit_depth")
+        );
+        let bad = SynthConfig {
+            layout: "{experiment}/x.png".into(),
+            ..SynthConfig::default()
+        };
         assert!(bad.validate().is_err());
         assert!(SynthConfig::default().validate().is_ok());
     }
@@ -457,34 +546,48 @@ mod tests {
         let progress = |_n: usize| {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         };
-        let report = write_dataset(store.clone(), &prefix, &design, &cfg, Some(&progress)).await.unwrap();
+        let report = write_dataset(store.clone(), &prefix, &design, &cfg, Some(&progress))
+            .await
+            .unwrap();
         // HUVEC-01 plate 1: B02, B03; RPE-09 plate 1: C04. One site each.
         assert_eq!(report.sites, 3);
         assert_eq!(report.objects, 3 * 6 + 1);
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
 
         let listed: Vec<object_store::ObjectMeta> =
-            futures::TryStreamExt::try_collect(store.list(Some(&prefix))).await.unwrap();
+            futures::TryStreamExt::try_collect(store.list(Some(&prefix)))
+                .await
+                .unwrap();
         assert_eq!(listed.len(), report.objects);
         assert_eq!(listed.iter().map(|m| m.size).sum::<u64>(), report.bytes);
         let mut keys: Vec<String> = listed.iter().map(|m| m.location.to_string()).collect();
         keys.sort();
         assert!(keys.contains(&"raw/run1/metadata.csv".to_string()));
-        assert!(keys.contains(&"raw/run1/train/HUVEC-01/Plate1/B02_s1_w1.png".to_string()), "{keys:?}");
-        assert!(keys.contains(&"raw/run1/test/RPE-09/Plate1/C04_s1_w6.png".to_string()), "{keys:?}");
+        assert!(
+            keys.contains(&"raw/run1/train/HUVEC-01/Plate1/B02_s1_w1.png".to_string()),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"raw/run1/test/RPE-09/Plate1/C04_s1_w6.png".to_string()),
+            "{keys:?}"
+        );
         let layout = LayoutTemplate::parse(RXRX1_LAYOUT).unwrap();
         for key in keys.iter().filter(|k| k.ends_with(".png")) {
             let rel = key.strip_prefix("raw/run1/").unwrap();
             assert!(
-                matches!(layout.match_key(rel), cellshard_core::layout::KeyMatch::Matched(_)),
+                matches!(
+                    layout.match_key(rel),
+                    cellshard_core::layout::KeyMatch::Matched(_)
+                ),
                 "{key}"
             );
-            let bytes = object_store::ObjectStoreExt::get(store.as_ref(), &Path::from(key.as_str()))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let bytes =
+                object_store::ObjectStoreExt::get(store.as_ref(), &Path::from(key.as_str()))
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
             let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
             let reader = decoder.read_info().unwrap();
             let info = reader.info();
@@ -493,49 +596,133 @@ mod tests {
             assert_eq!(info.color_type, png::ColorType::Grayscale);
         }
 
-        let csv = object_store::ObjectStoreExt::get(store.as_ref(), &Path::from("raw/run1/metadata.csv"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let csv =
+            object_store::ObjectStoreExt::get(store.as_ref(), &Path::from("raw/run1/metadata.csv"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
         let mut back = MetadataTable::new();
         assert_eq!(back.add_csv("metadata.csv", &csv).unwrap(), 3);
         assert!(back.row_errors.is_empty(), "{:?}", back.row_errors);
         assert_eq!(back.extra_columns(), ["plate_group"]);
         let rpe = back.rows().find(|r| r.experiment == "RPE-09").unwrap();
-        assert_eq!((rpe.site, rpe.sirna_id, rpe.dataset.as_deref()), (Some(1), None, Some("test")));
+        assert_eq!(
+            (rpe.site, rpe.sirna_id, rpe.dataset.as_deref()),
+            (Some(1), None, Some("test"))
+        );
         assert_eq!(rpe.extra, vec![Some("0".to_string())]);
     }
 
     #[tokio::test]
     async fn eight_bit_pngs_decode_to_the_same_samples() {
         let store = Arc::new(InMemory::new());
-        let cfg = SynthConfig { size: 48, bit_depth: 8, sites: 1, wells: Some(1), ..SynthConfig::default() };
-        let report = write_dataset(store.clone(), &Path::from(""), &tiny_design(), &cfg, None).await.unwrap();
-        assert_eq!(report.objects, 7);
-        let bytes = object_store::ObjectStoreExt::get(store.as_ref(), &Path::from("train/HUVEC-01/Plate1/B02_s1_w3.png"))
-            .await
-            .unwrap()
-            .bytes()
+        let cfg = SynthConfig {
+            size: 48,
+            bit_depth: 8,
+            sites: 1,
+            wells: Some(1),
+            ..SynthConfig::default()
+        };
+        let report = write_dataset(store.clone(), &Path::from(""), &tiny_design(), &cfg, None)
             .await
             .unwrap();
-        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+        assert_eq!(report.objects, 7);
+        let bytes = object_store::ObjectStoreExt::get(
+            store.as_ref(),
+            &Path::from("train/HUVEC-01/Plate1/B02_s1_w3.png"),
+        )
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!(info.bit_depth, png::BitDepth::Eight);
         let design = tiny_design();
         let meta = select_sites(&design, &cfg).unwrap().remove(0).meta;
-        let expected: Vec<u8> = render_channel(&cfg, &meta, 3).into_iter().map(|v| v as u8).collect();
+        let expected: Vec<u8> = render_channel(&cfg, &meta, 3)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
         assert_eq!(&buf[..info.buffer_size()], &expected[..]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_a_slice_of_the_real_design() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/rxrx1/metadata.csv"
+        );
+        let mut design = MetadataTable::new();
+        design
+            .add_csv("metadata.csv", &std::fs::read(path).unwrap())
+            .unwrap();
+        let cfg = SynthConfig {
+            experiments: Some(vec!["HUVEC-01".into()]),
+            wells: Some(2),
+            size: 64,
+            ..SynthConfig::default()
+        };
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let future = write_dataset(
+            Arc::clone(&store),
+            &Path::from("synth"),
+            &design,
+            &cfg,
+            None,
+        );
+        fn assert_send<T: Send>(t: T) -> T {
+            t
+        }
+        let report = assert_send(future).await.unwrap();
+        // Plate 1, wells B02 and B03, two sites each.
+        assert_eq!(report.sites, 4);
+        assert_eq!(report.objects, 4 * 6 + 1);
+        let listed: Vec<object_store::ObjectMeta> =
+            futures::TryStreamExt::try_collect(store.list(None))
+                .await
+                .unwrap();
+        assert_eq!(listed.len(), 25);
+        assert!(
+            listed
+                .iter()
+                .any(|m| m.location.as_ref() == "synth/train/HUVEC-01/Plate1/B03_s2_w6.png")
+        );
+        let csv =
+            object_store::ObjectStoreExt::get(store.as_ref(), &Path::from("synth/metadata.csv"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+        let text = String::from_utf8(csv.to_vec()).unwrap();
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.contains(
+            "HUVEC-01_1_B02_1,HUVEC-01_1_B02,HUVEC,train,HUVEC-01,1,B02,1,negative_control,1138,"
+        ));
     }
 
     #[tokio::test]
     async fn unknown_experiment_is_a_clear_error() {
         let store = Arc::new(InMemory::new());
-        let cfg = SynthConfig { experiments: Some(vec!["HUVEC-99".into()]), size: 32, ..SynthConfig::default() };
-        let err = write_dataset(store, &Path::from("x"), &tiny_design(), &cfg, None).await.unwrap_err();
-        assert_eq!(err.to_string(), "experiment HUVEC-99 is not in the design (it has HUVEC-01, RPE-09)");
+        let cfg = SynthConfig {
+            experiments: Some(vec!["HUVEC-99".into()]),
+            size: 32,
+            ..SynthConfig::default()
+        };
+        let err = write_dataset(store, &Path::from("x"), &tiny_design(), &cfg, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "experiment HUVEC-99 is not in the design (it has HUVEC-01, RPE-09)"
+        );
     }
 
     /// Time one 2048 x 2048 16-bit site, six channels, render + encode, single-threaded.
@@ -555,13 +742,25 @@ mod tests {
             let img = scene.render(ch);
             let t_render = t.elapsed();
             let png = encode_png(&cfg, &img).unwrap();
-            println!("channel {ch}: render {t_render:?}, encode {:?}, {} bytes", t.elapsed() - t_render, png.len());
+            println!(
+                "channel {ch}: render {t_render:?}, encode {:?}, {} bytes",
+                t.elapsed() - t_render,
+                png.len()
+            );
             total_png += png.len();
         }
-        println!("scene + owner {t_owner:?}; site total {:?} ({} cells, {total_png} bytes)", t0.elapsed(), scene.cells.len());
+        println!(
+            "scene + owner {t_owner:?}; site total {:?} ({} cells, {total_png} bytes)",
+            t0.elapsed(),
+            scene.cells.len()
+        );
         let t = Instant::now();
         let pngs = site_pngs(&cfg, &s).unwrap();
-        println!("site_pngs (rayon over channels): {:?}, {} objects", t.elapsed(), pngs.len());
+        println!(
+            "site_pngs (rayon over channels): {:?}, {} objects",
+            t.elapsed(),
+            pngs.len()
+        );
     }
 }
 
@@ -576,11 +775,20 @@ mod preview {
     #[test]
     #[ignore]
     fn preview_site() {
-        let Ok(dir) = std::env::var("SYNTH_PREVIEW") else { return };
+        let Ok(dir) = std::env::var("SYNTH_PREVIEW") else {
+            return;
+        };
         std::fs::create_dir_all(&dir).unwrap();
-        let size: u32 = std::env::var("SYNTH_PREVIEW_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(1024);
-        let cell_type = std::env::var("SYNTH_PREVIEW_EXPERIMENT").unwrap_or_else(|_| "HUVEC-01".into());
-        let cfg = SynthConfig { size, ..SynthConfig::default() };
+        let size: u32 = std::env::var("SYNTH_PREVIEW_SIZE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1024);
+        let cell_type =
+            std::env::var("SYNTH_PREVIEW_EXPERIMENT").unwrap_or_else(|_| "HUVEC-01".into());
+        let cfg = SynthConfig {
+            size,
+            ..SynthConfig::default()
+        };
         let meta = SiteMetadata {
             cell_type: cellshard_core::metadata::cell_type_of(&cell_type),
             dataset: Some("train".into()),
@@ -592,8 +800,14 @@ mod preview {
             sirna_id: Some(1138),
             extra: vec![],
         };
-        let colors: [[f32; 3]; 6] =
-            [[19., 0., 249.], [42., 255., 31.], [255., 0., 25.], [45., 255., 252.], [250., 0., 253.], [254., 255., 40.]];
+        let colors: [[f32; 3]; 6] = [
+            [19., 0., 249.],
+            [42., 255., 31.],
+            [255., 0., 25.],
+            [45., 255., 252.],
+            [250., 0., 253.],
+            [254., 255., 40.],
+        ];
         let n = (size * size) as usize;
         let mut rgb = vec![0f32; n * 3];
         for ch in 1..=6u32 {
@@ -602,10 +816,19 @@ mod preview {
             sorted.sort_unstable();
             let lo = f32::from(sorted[n / 100]);
             let hi = f32::from(sorted[n * 999 / 1000]);
-            let scaled: Vec<u8> =
-                img.iter().map(|&v| ((f32::from(v) - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0) as u8).collect();
-            let eight = SynthConfig { bit_depth: 8, ..cfg.clone() };
-            let png = encode_png(&eight, &scaled.iter().map(|&v| u16::from(v)).collect::<Vec<_>>()).unwrap();
+            let scaled: Vec<u8> = img
+                .iter()
+                .map(|&v| ((f32::from(v) - lo) / (hi - lo) * 255.0).clamp(0.0, 255.0) as u8)
+                .collect();
+            let eight = SynthConfig {
+                bit_depth: 8,
+                ..cfg.clone()
+            };
+            let png = encode_png(
+                &eight,
+                &scaled.iter().map(|&v| u16::from(v)).collect::<Vec<_>>(),
+            )
+            .unwrap();
             std::fs::write(format!("{dir}/w{ch}.png"), png).unwrap();
             let c = colors[(ch - 1) as usize];
             for (i, &v) in scaled.iter().enumerate() {
@@ -620,7 +843,10 @@ mod preview {
         let mut enc = png::Encoder::new(&mut out, size, size);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        enc.write_header().unwrap().write_image_data(&bytes).unwrap();
+        enc.write_header()
+            .unwrap()
+            .write_image_data(&bytes)
+            .unwrap();
         std::fs::write(format!("{dir}/composite.png"), out).unwrap();
     }
 }

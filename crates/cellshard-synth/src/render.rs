@@ -107,7 +107,11 @@ fn blur(data: &mut [f32], r: usize) {
     let mut tmp = vec![0f32; TILE * TILE];
     let norm = 1.0 / (2 * r + 1) as f32;
     for pass in 0..2 {
-        let (src, dst): (&[f32], &mut [f32]) = if pass == 0 { (data, &mut tmp) } else { (&tmp, data) };
+        let (src, dst): (&[f32], &mut [f32]) = if pass == 0 {
+            (data, &mut tmp)
+        } else {
+            (&tmp, data)
+        };
         for line in 0..TILE {
             // pass 0 runs along rows and writes transposed; pass 1 does the same again.
             let at = |i: usize| src[line * TILE + (i % TILE)];
@@ -123,7 +127,11 @@ fn blur(data: &mut [f32], r: usize) {
 fn normalize(data: &mut [f32]) {
     let n = data.len() as f64;
     let mean = data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = data.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let var = data
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     let inv = if var > 0.0 { 1.0 / var.sqrt() } else { 1.0 };
     for v in data {
         *v = ((f64::from(*v) - mean) * inv) as f32;
@@ -154,7 +162,11 @@ impl Line {
         let sigma = (0.9 * scale).max(0.6);
         let mut pos = 8.0;
         while pos < (LINE - 8) as f32 {
-            let bright = if rng.f32() < 0.35 { rng.range(0.6, 1.0) } else { rng.range(0.1, 0.35) };
+            let bright = if rng.f32() < 0.35 {
+                rng.range(0.6, 1.0)
+            } else {
+                rng.range(0.1, 0.35)
+            };
             let reach = (3.0 * sigma).ceil() as i32;
             for d in -reach..=reach {
                 let j = (pos.round() as i32 + d) as usize & (LINE - 1);
@@ -172,9 +184,16 @@ impl Line {
         let raw: Vec<f32> = (0..LINE).map(|_| rng.f32()).collect();
         let r = (14.0 * scale).round().max(1.0) as usize;
         let mut data: Vec<f32> = (0..LINE)
-            .map(|i| (0..=2 * r).map(|k| raw[(i + LINE + k - r) & (LINE - 1)]).sum::<f32>() / (2 * r + 1) as f32)
+            .map(|i| {
+                (0..=2 * r)
+                    .map(|k| raw[(i + LINE + k - r) & (LINE - 1)])
+                    .sum::<f32>()
+                    / (2 * r + 1) as f32
+            })
             .collect();
-        let (lo, hi) = data.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) = data
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
         let span = (hi - lo).max(1e-6);
         for v in &mut data {
             *v = 0.05 + 0.95 * ((*v - lo) / span).powf(1.5);
@@ -242,7 +261,11 @@ impl Scene {
                     let tex = (0.45 + 0.8 * ridge * ridge) * (1.0 + 0.2 * fine.at(tx, ty));
                     let g = (rn - 1.0).max(0.0);
                     let peri = 1.0 / (1.0 + 0.9 * g * g);
-                    let inside = if rn < 1.0 { 0.3 + 0.7 * smooth01((rn - 0.72) / 0.28) } else { 1.0 };
+                    let inside = if rn < 1.0 {
+                        0.3 + 0.7 * smooth01((rn - 0.72) / 0.28)
+                    } else {
+                        1.0
+                    };
                     let fade = 0.25 + 0.75 * smooth01(p.edge / (3.0 * c.edge_w));
                     ER * c.fac[1] * (0.15 + 0.85 * peri) * inside * fade * tex
                 });
@@ -264,7 +287,10 @@ impl Scene {
                     let t = fine.at(p.xi + c.tex[0], p.yi + c.tex[1]);
                     let band = bump(p.edge / (1.5 * c.edge_w)) * (0.7 + 0.3 * t);
                     let mitotic = if c.mitotic { 1.6 } else { 1.0 };
-                    ACTIN * c.fac[2] * mitotic * (0.45 * band + 0.9 * fib + 0.12 * (1.0 + 0.3 * t)).max(0.0)
+                    ACTIN
+                        * c.fac[2]
+                        * mitotic
+                        * (0.45 * band + 0.9 * fib + 0.12 * (1.0 + 0.3 * t)).max(0.0)
                 });
             }
             3 => {
@@ -280,10 +306,17 @@ impl Scene {
                         let g = rn - 1.0;
                         let peri = 1.0 / (1.0 + 0.8 * g * g);
                         let fade = 0.3 + 0.7 * smooth01(p.edge / (3.0 * c.edge_w));
-                        RNA * c.fac[3] * (0.08 + 0.17 * peri) * fade * (1.0 + 0.3 * fine.at(tx, ty)).max(0.0)
+                        RNA * c.fac[3]
+                            * (0.08 + 0.17 * peri)
+                            * fade
+                            * (1.0 + 0.3 * fine.at(tx, ty)).max(0.0)
                     }
                 });
-                self.nucleoli_pass(&mut sig, |cell, b, t| NUCLEOLUS * cell.fac[3] * b * (0.85 + 0.15 * t), false);
+                self.nucleoli_pass(
+                    &mut sig,
+                    |cell, b, t| NUCLEOLUS * cell.fac[3] * b * (0.85 + 0.15 * t),
+                    false,
+                );
             }
             4 => {
                 let tubules = Tile::tubules(sub(1), s);
@@ -304,11 +337,17 @@ impl Scene {
                     let (tx, ty) = (p.xi + c.tex[0], p.yi + c.tex[1]);
                     let membrane = bump(p.edge / (0.8 * c.edge_w));
                     let q = c.golgi.q(p.x, p.y);
-                    let golgi = if q < 1.0 { (1.0 - q) * (0.3 + 0.7 * (0.5 + 0.5 * coarse.at(tx, ty)).max(0.0)) } else { 0.0 };
+                    let golgi = if q < 1.0 {
+                        (1.0 - q) * (0.3 + 0.7 * (0.5 + 0.5 * coarse.at(tx, ty)).max(0.0))
+                    } else {
+                        0.0
+                    };
                     let rn = c.nuc_r(p.x, p.y);
                     let envelope = bump((rn - 1.0).abs() / 0.12);
                     let vesicles = (fine.at(tx, ty) - 1.7).max(0.0);
-                    GOLGI * c.fac[5] * (0.6 * membrane + 1.3 * golgi + 0.1 * envelope + 0.6 * vesicles + 0.1)
+                    GOLGI
+                        * c.fac[5]
+                        * (0.6 * membrane + 1.3 * golgi + 0.1 * envelope + 0.6 * vesicles + 0.1)
                 });
             }
         }
@@ -328,7 +367,9 @@ impl Scene {
                 if id == NONE {
                     continue;
                 }
-                let Some(cell) = self.cells.get(id as usize) else { continue };
+                let Some(cell) = self.cells.get(id as usize) else {
+                    continue;
+                };
                 let rho = f32::from(owner.best[k]) * Q;
                 let second = f32::from(owner.second[k]) * Q;
                 let p = Px {
@@ -348,7 +389,9 @@ impl Scene {
     fn nuclei(&self, sig: &mut [f32], coarse: &Tile, fine: &Tile) {
         let n = self.n;
         for c in &self.cells {
-            let Some((_, ys)) = c.nucleus.clipped(n) else { continue };
+            let Some((_, ys)) = c.nucleus.clipped(n) else {
+                continue;
+            };
             let contrast = if c.mitotic { 0.5 } else { 0.22 };
             for y in ys {
                 let py = y as f32 + 0.5;
@@ -373,15 +416,24 @@ impl Scene {
         let n = self.n as i32;
         let mut rng = Rng::new(combine(self.seed, hash_str("nucleoli")));
         for nu in &self.nucleoli {
-            let Some(cell) = self.cells.get(nu.cell) else { continue };
+            let Some(cell) = self.cells.get(nu.cell) else {
+                continue;
+            };
             let t = rng.normal();
             let reach = nu.r + 1.0;
-            let (x0, x1) = (((nu.x - reach).floor() as i32).max(0), ((nu.x + reach).ceil() as i32).min(n));
-            let (y0, y1) = (((nu.y - reach).floor() as i32).max(0), ((nu.y + reach).ceil() as i32).min(n));
+            let (x0, x1) = (
+                ((nu.x - reach).floor() as i32).max(0),
+                ((nu.x + reach).ceil() as i32).min(n),
+            );
+            let (y0, y1) = (
+                ((nu.y - reach).floor() as i32).max(0),
+                ((nu.y + reach).ceil() as i32).min(n),
+            );
             let inv = 1.0 / (nu.r + 0.5);
             for y in y0..y1 {
                 for x in x0..x1 {
-                    let d = ((x as f32 + 0.5 - nu.x).powi(2) + (y as f32 + 0.5 - nu.y).powi(2)).sqrt();
+                    let d =
+                        ((x as f32 + 0.5 - nu.x).powi(2) + (y as f32 + 0.5 - nu.y).powi(2)).sqrt();
                     let b = bump(d * inv) * nu.bright;
                     if b <= 0.0 {
                         continue;
@@ -404,7 +456,8 @@ impl Scene {
         let gain = batch_gain(&self.experiment, self.plate, channel);
         let pheno = self.phenotype.channel[model];
         let exp_hash = hash_str(&self.experiment);
-        let bg_level = BACKGROUND[model] * crate::rng::unit_from(combine(exp_hash, 0xb9), 0.85, 1.15);
+        let bg_level =
+            BACKGROUND[model] * crate::rng::unit_from(combine(exp_hash, 0xb9), 0.85, 1.15);
 
         // Smooth background drift: a sum of separable products of slow cosines.
         let mut rng = Rng::new(combine(seed, hash_str("drift")));
@@ -412,10 +465,20 @@ impl Scene {
         let mut terms: Vec<(f32, Vec<f32>, Vec<f32>)> = Vec::new();
         for _ in 0..3 {
             let amp = rng.range(0.04, 0.1);
-            let (fx, px) = (rng.range(0.3, 1.1) * std::f32::consts::TAU, rng.range(0.0, std::f32::consts::TAU));
-            let (fy, py) = (rng.range(0.3, 1.1) * std::f32::consts::TAU, rng.range(0.0, std::f32::consts::TAU));
-            let xs = (0..n).map(|i| (fx * (i as f32 + 0.5) * inv_n + px).cos()).collect();
-            let ys = (0..n).map(|i| (fy * (i as f32 + 0.5) * inv_n + py).cos()).collect();
+            let (fx, px) = (
+                rng.range(0.3, 1.1) * std::f32::consts::TAU,
+                rng.range(0.0, std::f32::consts::TAU),
+            );
+            let (fy, py) = (
+                rng.range(0.3, 1.1) * std::f32::consts::TAU,
+                rng.range(0.0, std::f32::consts::TAU),
+            );
+            let xs = (0..n)
+                .map(|i| (fx * (i as f32 + 0.5) * inv_n + px).cos())
+                .collect();
+            let ys = (0..n)
+                .map(|i| (fy * (i as f32 + 0.5) * inv_n + py).cos())
+                .collect();
             terms.push((amp, xs, ys));
         }
         // Vignetting: 1 - VIGNETTE * (ux + uy), with ux + uy = 1 in the corners.

@@ -57,7 +57,7 @@ impl Rng {
 
     /// Uniform integer in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     /// Approximately standard normal (Irwin-Hall sum of four uniforms, rescaled): cheap,

@@ -93,7 +93,11 @@ fn morph(cell_type: &str) -> Morph {
 #[inline]
 fn diamond_angle(u: f32, v: f32) -> f32 {
     if v >= 0.0 {
-        if u >= 0.0 { v / (u + v) } else { 1.0 - u / (v - u) }
+        if u >= 0.0 {
+            v / (u + v)
+        } else {
+            1.0 - u / (v - u)
+        }
     } else if u < 0.0 {
         2.0 - v / (-u - v)
     } else {
@@ -127,7 +131,11 @@ impl Ellipse {
     fn new(cx: f32, cy: f32, a: f32, b: f32, theta: f32) -> Self {
         let (s, c) = theta.sin_cos();
         let (a, b) = (a.max(0.5), b.max(0.5));
-        Ellipse { cx, cy, m: [c / a, s / a, -s / b, c / b] }
+        Ellipse {
+            cx,
+            cy,
+            m: [c / a, s / a, -s / b, c / b],
+        }
     }
 
     /// Squared normalized radius (1 on the boundary).
@@ -141,7 +149,10 @@ impl Ellipse {
     fn uv(&self, px: f32, py: f32) -> (f32, f32) {
         let dx = px - self.cx;
         let dy = py - self.cy;
-        (self.m[0] * dx + self.m[1] * dy, self.m[2] * dx + self.m[3] * dy)
+        (
+            self.m[0] * dx + self.m[1] * dy,
+            self.m[2] * dx + self.m[3] * dy,
+        )
     }
 }
 
@@ -179,8 +190,19 @@ impl Shape {
         let (a, b) = (a.max(0.5), b.max(0.5));
         let hx = ((a * c).powi(2) + (b * s).powi(2)).sqrt() * pmax + 2.0;
         let hy = ((a * s).powi(2) + (b * c).powi(2)).sqrt() * pmax + 2.0;
-        let bbox = [(cx - hx).floor() as i32, (cy - hy).floor() as i32, (cx + hx).ceil() as i32, (cy + hy).ceil() as i32];
-        Shape { ellipse, inv_p, pmax2: pmax * pmax, inv_pmax2: 1.0 / (pmax * pmax), bbox }
+        let bbox = [
+            (cx - hx).floor() as i32,
+            (cy - hy).floor() as i32,
+            (cx + hx).ceil() as i32,
+            (cy + hy).ceil() as i32,
+        ];
+        Shape {
+            ellipse,
+            inv_p,
+            pmax2: pmax * pmax,
+            inv_pmax2: 1.0 / (pmax * pmax),
+            bbox,
+        }
     }
 
     /// Normalized radius at a pixel centre: below 1 inside, `INFINITY` far outside.
@@ -222,11 +244,14 @@ impl Shape {
     }
 
     /// The bounding box clipped to an `n` x `n` image, as ranges.
-    pub(crate) fn clipped(&self, n: usize) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    pub(crate) fn clipped(
+        &self,
+        n: usize,
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
         let n = n as i32;
         let [x0, y0, x1, y1] = self.bbox;
         let (x0, y0, x1, y1) = (x0.max(0), y0.max(0), x1.min(n), y1.min(n));
-        (x0 < x1 && y0 < y1).then(|| (x0 as usize..x1 as usize, y0 as usize..y1 as usize))
+        (x0 < x1 && y0 < y1).then_some((x0 as usize..x1 as usize, y0 as usize..y1 as usize))
     }
 }
 
@@ -281,19 +306,31 @@ pub(crate) struct Phenotype {
 /// for treatments, stronger for positive controls. Depends on the siRNA only, so it is the
 /// same in every experiment and plate (that is what a model should learn).
 pub(crate) fn phenotype(well_type: &str, sirna_id: Option<i32>) -> Phenotype {
-    let neutral = Phenotype { size: 1.0, density: 1.0, channel: [1.0; 6] };
+    let neutral = Phenotype {
+        size: 1.0,
+        density: 1.0,
+        channel: [1.0; 6],
+    };
     let Some(id) = sirna_id else { return neutral };
     if well_type == "negative_control" {
         return neutral;
     }
-    let amp = if well_type == "positive_control" { 0.15 } else { 0.05 };
+    let amp = if well_type == "positive_control" {
+        0.15
+    } else {
+        0.05
+    };
     let h = combine(hash_str("sirna"), id as u64);
     let u = |i: u64| unit_from(combine(h, i), -amp, amp);
     let mut channel = [1.0; 6];
     for (i, c) in channel.iter_mut().enumerate() {
         *c = 1.0 + 1.2 * u(10 + i as u64);
     }
-    Phenotype { size: 1.0 + u(1), density: 1.0 + u(2), channel }
+    Phenotype {
+        size: 1.0 + u(1),
+        density: 1.0 + u(2),
+        channel,
+    }
 }
 
 /// Experiment x plate x channel gain: the batch effect. Deterministic from the names only
@@ -302,8 +339,16 @@ pub(crate) fn phenotype(well_type: &str, sirna_id: Option<i32>) -> Phenotype {
 pub(crate) fn batch_gain(experiment: &str, plate: u32, channel: u32) -> f32 {
     let e = hash_str(experiment);
     let exp = unit_from(combine(hash_str("gain/experiment"), e), 0.6, 1.4);
-    let chan = unit_from(combine(combine(hash_str("gain/channel"), e), u64::from(channel)), 0.9, 1.1);
-    let plate = unit_from(combine(combine(hash_str("gain/plate"), e), u64::from(plate)), 0.85, 1.15);
+    let chan = unit_from(
+        combine(combine(hash_str("gain/channel"), e), u64::from(channel)),
+        0.9,
+        1.1,
+    );
+    let plate = unit_from(
+        combine(combine(hash_str("gain/plate"), e), u64::from(plate)),
+        0.85,
+        1.15,
+    );
     exp * chan * plate
 }
 
@@ -379,7 +424,11 @@ impl Scene {
                 let y = (gy as f32 - 0.5 + rng.range(-0.42, 0.42)) * spacing;
                 let keep = rng.f32();
                 let (fx, fy) = (x / n.max(1) as f32, y / n.max(1) as f32);
-                let field: f32 = waves.iter().map(|&(wx, wy, p)| (wx * fx + wy * fy + p).cos()).sum::<f32>() / 3.0;
+                let field: f32 = waves
+                    .iter()
+                    .map(|&(wx, wy, p)| (wx * fx + wy * fy + p).cos())
+                    .sum::<f32>()
+                    / 3.0;
                 let occupancy = (per_well_density * (1.0 + m.clump * field)).clamp(0.05, 1.0);
                 if keep > occupancy {
                     continue;
@@ -390,8 +439,9 @@ impl Scene {
                         if cx < 0 || cy < 0 || cx >= grid || cy >= grid {
                             return false;
                         }
-                        placed[(cy * grid + cx) as usize]
-                            .is_some_and(|(px, py)| (px - x).powi(2) + (py - y).powi(2) < (0.5 * spacing).powi(2))
+                        placed[(cy * grid + cx) as usize].is_some_and(|(px, py)| {
+                            (px - x).powi(2) + (py - y).powi(2) < (0.5 * spacing).powi(2)
+                        })
                     })
                 });
                 if too_close {
@@ -399,10 +449,24 @@ impl Scene {
                 }
                 placed[(gy * grid + gx) as usize] = Some((x, y));
                 let index = cells.len();
-                let field_angle =
-                    flow_base + 0.9 * flow.iter().map(|&(wx, wy, p)| (wx * fx + wy * fy + p).cos()).sum::<f32>();
-                let theta = field_angle + (1.0 - m.align) * rng.range(-PI / 2.0, PI / 2.0) + 0.15 * rng.normal();
-                cells.push(make_cell(&mut rng, &m, &phenotype, scale, spacing, (x, y, theta), index, &mut nucleoli));
+                let field_angle = flow_base
+                    + 0.9
+                        * flow
+                            .iter()
+                            .map(|&(wx, wy, p)| (wx * fx + wy * fy + p).cos())
+                            .sum::<f32>();
+                let theta = field_angle
+                    + (1.0 - m.align) * rng.range(-PI / 2.0, PI / 2.0)
+                    + 0.15 * rng.normal();
+                cells.push(make_cell(
+                    &mut rng,
+                    &m,
+                    &phenotype,
+                    (scale, spacing),
+                    (x, y, theta),
+                    index,
+                    &mut nucleoli,
+                ));
             }
         }
         Scene {
@@ -430,7 +494,9 @@ impl Scene {
         let mut best = vec![u16::MAX; n * n];
         let mut second = vec![u16::MAX; n * n];
         for (i, cell) in self.cells.iter().enumerate() {
-            let Some((_, ys)) = cell.cyto.clipped(n) else { continue };
+            let Some((_, ys)) = cell.cyto.clipped(n) else {
+                continue;
+            };
             for y in ys {
                 let py = y as f32 + 0.5;
                 let row = y * n;
@@ -459,7 +525,9 @@ impl Scene {
         }
         // A nucleus always belongs to its own cell.
         for (i, cell) in self.cells.iter().enumerate() {
-            let Some((_, ys)) = cell.nucleus.clipped(n) else { continue };
+            let Some((_, ys)) = cell.nucleus.clipped(n) else {
+                continue;
+            };
             for y in ys {
                 let py = y as f32 + 0.5;
                 for x in cell.nucleus.row_span(y, n) {
@@ -483,8 +551,7 @@ fn make_cell(
     rng: &mut Rng,
     m: &Morph,
     phenotype: &Phenotype,
-    scale: f32,
-    spacing: f32,
+    (scale, spacing): (f32, f32),
     (x, y, theta): (f32, f32, f32),
     index: usize,
     nucleoli: &mut Vec<Nucleolus>,
@@ -506,18 +573,31 @@ fn make_cell(
         wobble *= 0.3;
     }
     let (a, b) = (radius * elongation.sqrt(), radius / elongation.sqrt());
-    let harmonics: Vec<(f32, f32)> =
-        (0..6).map(|k| (wobble * rng.range(0.2, 1.0) / (k as f32 + 1.0).powf(0.6), rng.range(0.0, TAU))).collect();
+    let harmonics: Vec<(f32, f32)> = (0..6)
+        .map(|k| {
+            (
+                wobble * rng.range(0.2, 1.0) / (k as f32 + 1.0).powf(0.6),
+                rng.range(0.0, TAU),
+            )
+        })
+        .collect();
 
-    let rn = (rng.range(m.nucleus.0, m.nucleus.1) * scale * nuc_size * phenotype.size.sqrt()).max(0.6);
-    let nuc_elong = if mitotic { 1.0 } else { 1.0 + (elongation - 1.0) * 0.35 + rng.range(0.0, 0.15) };
+    let rn =
+        (rng.range(m.nucleus.0, m.nucleus.1) * scale * nuc_size * phenotype.size.sqrt()).max(0.6);
+    let nuc_elong = if mitotic {
+        1.0
+    } else {
+        1.0 + (elongation - 1.0) * 0.35 + rng.range(0.0, 0.15)
+    };
     let nuc_theta = theta + 0.3 * rng.normal();
     let (an, bn) = (rn * nuc_elong.sqrt(), rn / nuc_elong.sqrt());
     // The nucleus sits off-centre; the Golgi faces the larger side of the cytoplasm.
     let off_dir = rng.range(0.0, TAU);
     let off = rng.range(0.0, 0.3) * (b - bn).max(0.0);
     let (nx, ny) = (x + off * off_dir.cos(), y + off * off_dir.sin());
-    let nuc_harm: Vec<(f32, f32)> = (0..3).map(|_| (rng.range(0.0, 0.05), rng.range(0.0, TAU))).collect();
+    let nuc_harm: Vec<(f32, f32)> = (0..3)
+        .map(|_| (rng.range(0.0, 0.05), rng.range(0.0, TAU)))
+        .collect();
     let nucleus = Shape::new(nx, ny, an, bn, nuc_theta, &nuc_harm);
 
     let golgi_dir = off_dir + PI + 0.6 * rng.normal();
@@ -552,7 +632,12 @@ fn make_cell(
         *f = (1.0 + 0.2 * rng.normal()).max(0.4);
     }
     let fibre_dir = theta + 0.2 * rng.normal();
-    let fibre = [fibre_dir.cos(), fibre_dir.sin(), rng.range(0.0, 1024.0), rng.range(0.0, 1024.0)];
+    let fibre = [
+        fibre_dir.cos(),
+        fibre_dir.sin(),
+        rng.range(0.0, 1024.0),
+        rng.range(0.0, 1024.0),
+    ];
     let tex = [rng.below(512) as i32, rng.below(512) as i32];
     Cell {
         cyto: Shape::new(x, y, a, b, theta, &harmonics),
@@ -586,7 +671,11 @@ mod tests {
             let d = i as f32 * 0.01;
             let phi = angle_of_diamond(d);
             let back = diamond_angle(phi.cos(), phi.sin());
-            let back = if back > 3.99 && d < 0.01 { back - 4.0 } else { back };
+            let back = if back > 3.99 && d < 0.01 {
+                back - 4.0
+            } else {
+                back
+            };
             assert!((back - d).abs() < 1e-3, "{d} -> {phi} -> {back}");
         }
     }
@@ -603,7 +692,10 @@ mod tests {
             for x in 0..100 {
                 if s.rho(x as f32 + 0.5, y as f32 + 0.5).is_finite() {
                     assert!(x >= x0 && x < x1 && y >= y0 && y < y1, "{x},{y}");
-                    assert!(s.row_span(y as usize, 100).contains(&(x as usize)), "{x},{y}");
+                    assert!(
+                        s.row_span(y as usize, 100).contains(&(x as usize)),
+                        "{x},{y}"
+                    );
                 }
             }
         }
@@ -631,7 +723,8 @@ mod tests {
         let count = inside.count();
         assert!((300..800).contains(&count), "{count} cells");
         let owner = scene.owner();
-        let covered = owner.id.iter().filter(|&&i| i != NONE).count() as f64 / owner.id.len() as f64;
+        let covered =
+            owner.id.iter().filter(|&&i| i != NONE).count() as f64 / owner.id.len() as f64;
         assert!((0.5..0.97).contains(&covered), "coverage {covered}");
     }
 }

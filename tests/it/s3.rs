@@ -1,0 +1,255 @@
+//! The S3 protocol end to end against a real S3 server on 127.0.0.1 (s3s over a local
+//! directory, SigV4 authentication on), with a fault layer in front of it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::*;
+
+const ACCESS_KEY: &str = "cellshard-test-access";
+/// The secret must never appear in any message, log line, summary or table.
+const SECRET_KEY: &str = "sEcReT-cellshard-9f8e7d6c5b4a";
+
+/// Faults injected in front of the S3 server. Transient faults are answered before the
+/// request reaches the server (as a throttling or failing front end would), so a retry is
+/// always safe; permanent faults answer 403 for matching keys.
+#[derive(Default)]
+pub struct Faults {
+    /// Share of requests that fail transiently, in parts per thousand.
+    pub transient_per_mille: AtomicU64,
+    /// Requests seen.
+    pub requests: AtomicU64,
+    /// Transient faults injected.
+    pub injected: AtomicU64,
+    /// Key substrings answered with 403 Forbidden on GET.
+    pub forbidden: Mutex<Vec<String>>,
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn xml_error(status: u16, code: &str) -> s3s::HttpResponse {
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>");
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/xml")
+        .body(s3s::Body::from(body))
+        .unwrap()
+}
+
+/// An S3 server on a loopback port, stopped when dropped.
+pub struct S3Server {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The fault layer.
+    pub faults: Arc<Faults>,
+    _root: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl S3Server {
+    /// Start a server with the given buckets.
+    pub async fn start(buckets: &[&str]) -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(root.path().join(b)).unwrap();
+        }
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let s3 = builder.build();
+        let faults = Arc::new(Faults::default());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let f = faults.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { continue };
+                let s3 = s3.clone();
+                let f = f.clone();
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let s3 = s3.clone();
+                    let f = f.clone();
+                    async move {
+                        let n = f.requests.fetch_add(1, Ordering::Relaxed);
+                        let path = req.uri().path().to_string();
+                        let safe = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+                        if safe && f.forbidden.lock().unwrap().iter().any(|k| path.contains(k.as_str())) {
+                            return Ok(xml_error(403, "AccessDenied"));
+                        }
+                        let share = f.transient_per_mille.load(Ordering::Relaxed);
+                        let r = mix(n);
+                        if share > 0 && r % 1000 < share {
+                            f.injected.fetch_add(1, Ordering::Relaxed);
+                            match (r >> 20) % 3 {
+                                0 => return Ok(xml_error(503, "SlowDown")),
+                                1 if safe => {
+                                    // Drop the connection without an answer (a reset).
+                                    return Err(s3s::HttpError::new(Box::new(std::io::Error::other("injected reset"))));
+                                }
+                                _ => return Ok(xml_error(500, "InternalError")),
+                            }
+                        }
+                        if share > 0 && (r >> 40) % 10 == 0 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        s3.call(req.map(s3s::Body::from)).await
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(socket), svc)
+                        .await;
+                });
+            }
+        });
+        S3Server { endpoint: format!("http://{addr}"), faults, _root: root, task }
+    }
+
+    /// Store options for this server (credentials included, as a pipeline could carry them).
+    pub fn options(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("endpoint".to_string(), self.endpoint.clone()),
+            ("allow_http".to_string(), "true".to_string()),
+            ("region".to_string(), "us-east-1".to_string()),
+            ("access_key_id".to_string(), ACCESS_KEY.to_string()),
+            ("secret_access_key".to_string(), SECRET_KEY.to_string()),
+            ("max_retries".to_string(), "12".to_string()),
+        ])
+    }
+}
+
+fn synth_cfg() -> cellshard_synth::SynthConfig {
+    cellshard_synth::SynthConfig {
+        experiments: Some(vec!["HUVEC-01".into()]),
+        plates: 2,
+        wells: Some(3),
+        sites: 2,
+        size: 256,
+        bit_depth: 16,
+        seed: 11,
+        ..Default::default()
+    }
+}
+
+async fn synth_to(url: &str, options: &BTreeMap<String, String>) {
+    let loc = cellshard_store::Location::parse(url, options).unwrap();
+    let r = cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &synth_cfg(), None).await.unwrap();
+    assert_eq!(r.sites, 12);
+}
+
+async fn run_with(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<String, String>) -> RunSummary {
+    let mut p = p.clone();
+    p.source.options = options.clone();
+    p.sink.options = options.clone();
+    cellshard_runtime::run(RunOptions {
+        pipeline: p,
+        source: Some(raw.to_string()),
+        metadata: vec![format!("{raw}/metadata.csv")],
+        sink: Some(store.to_string()),
+        worker: WorkerShare::ALL,
+        threads: 2,
+        inflight: 0,
+        scratch: None,
+        dry_run: false,
+        progress: false,
+    })
+    .await
+    .unwrap()
+}
+
+async fn tensors(store: &str, options: &BTreeMap<String, String>) -> (Vec<String>, Vec<Vec<u8>>) {
+    let ctx = cellshard_sql::open_session(store, options, None).await.unwrap();
+    let rows = cellshard_sql::query(&ctx, "SELECT site_id, tensor FROM sites ORDER BY site_id").await.unwrap();
+    (strings(&rows, 0), binaries(&rows, 1))
+}
+
+/// The same synthetic data ingested from local disk into a local store.
+async fn local_reference(dir: &Path) -> (Vec<String>, Vec<Vec<u8>>) {
+    let raw = dir.join("raw").display().to_string();
+    let store = dir.join("store").display().to_string();
+    synth_to(&raw, &BTreeMap::new()).await;
+    let s = run_with(&pipeline("tiny.toml"), &raw, &store, &BTreeMap::new()).await;
+    assert_eq!(s.sites.stored, 12);
+    tensors(&store, &BTreeMap::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_source_and_sink_equal_local_and_survive_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = local_reference(dir.path()).await;
+
+    // Clean server: synth -> S3 -> run -> Delta on S3 -> sql.
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let opts = server.options();
+    synth_to("s3://raw/rxrx1", &opts).await;
+    let s = run_with(&pipeline("tiny.toml"), "s3://raw/rxrx1", "s3://lake/store", &opts).await;
+    assert_eq!((s.objects.discovered, s.objects.stored, s.objects.ignored), (73, 72, 1));
+    assert!(s.requests > 0);
+    assert_eq!(s.retries, 0, "no faults, no retries");
+    assert_eq!(tensors("s3://lake/store", &opts).await, local, "S3 output must equal the local run");
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.contains(SECRET_KEY));
+
+    // 30% transient faults (503, 500, connection resets) on every request, uploads included.
+    server.faults.transient_per_mille.store(300, Ordering::Relaxed);
+    synth_to("s3://raw/faulty", &opts).await;
+    let s = run_with(&pipeline("tiny.toml"), "s3://raw/faulty", "s3://lake/faulty-store", &opts).await;
+    let injected = server.faults.injected.load(Ordering::Relaxed);
+    eprintln!(
+        "30% faults: {} requests, {} faults injected in total, {} retries counted by the run",
+        s.requests, injected, s.retries
+    );
+    assert!(s.retries > 0, "{s:?}");
+    assert_eq!((s.objects.stored, s.objects.rejected), (72, 0));
+    server.faults.transient_per_mille.store(0, Ordering::Relaxed);
+    assert_eq!(tensors("s3://lake/faulty-store", &opts).await, local, "faults must not change the output");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_fault_rejects_exactly_that_site_and_never_leaks_the_secret() {
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let opts = server.options();
+    synth_to("s3://raw/rxrx1", &opts).await;
+    server.faults.forbidden.lock().unwrap().push("Plate2/B02_s1_w3.png".into());
+    let s = run_with(&pipeline("tiny.toml"), "s3://raw/rxrx1", "s3://lake/store", &opts).await;
+    assert_eq!((s.sites.stored, s.sites.rejected), (11, 1));
+    assert_eq!(s.rejects_by_reason.get("read_failed"), Some(&6));
+    let ctx = cellshard_sql::open_session("s3://lake/store", &opts, None).await.unwrap();
+    let rows = cellshard_sql::query(&ctx, "SELECT DISTINCT site_id, message FROM rejects").await.unwrap();
+    assert_eq!(strings(&rows, 0), ["HUVEC-01_2_B02_1"]);
+    let msg = &strings(&rows, 1)[0];
+    assert!(msg.contains("s3://raw/rxrx1/train/HUVEC-01/Plate2/B02_s1_w3.png"), "{msg}");
+    assert!(msg.contains("403") || msg.to_lowercase().contains("denied") || msg.to_lowercase().contains("forbidden"), "{msg}");
+
+    // Nothing the user sees carries the secret: summary, reject rows, errors, debug output.
+    let all = cellshard_sql::query(&ctx, "SELECT * FROM rejects").await.unwrap();
+    let text = cellshard_sql::format(&all, cellshard_sql::OutputFormat::Json).unwrap();
+    assert!(!text.contains(SECRET_KEY));
+    assert!(!serde_json::to_string(&s).unwrap().contains(SECRET_KEY));
+    let loc = cellshard_store::Location::parse("s3://raw/rxrx1", &opts).unwrap();
+    assert!(!format!("{loc:?} {}", loc.store).contains(SECRET_KEY));
+    let mut bad = opts.clone();
+    bad.insert("secret_access_key".into(), format!("{SECRET_KEY}-wrong"));
+    let err = cellshard_runtime::run::read_object("s3://raw/rxrx1/metadata.csv", &bad).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(SECRET_KEY), "{shown}");
+    bad.insert("no_such_option".into(), SECRET_KEY.into());
+    let err = cellshard_store::Location::parse("s3://raw/x", &bad).unwrap_err().to_string();
+    assert!(err.contains("no_such_option") && !err.contains(SECRET_KEY), "{err}");
+}
