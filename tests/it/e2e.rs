@@ -165,3 +165,22 @@ async fn synth_run_sql_end_to_end() {
     let last = std::fs::read_to_string(log.last().unwrap()).unwrap();
     assert!(last.contains("\"remove\""), "the rerun must remove the plate's earlier files");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_read_budget_bounds_bytes_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = synth_tiny(dir.path()).await;
+    let md = vec![format!("{raw}/metadata.csv")];
+    let mut p = pipeline("tiny.toml");
+    p.source.max_inflight = "1MiB".parse().unwrap();
+    let small = run(p, &raw, &md, &dir.path().join("a").display().to_string(), 2).await;
+    // One tiny site is ~0.5 MB of PNGs: a 1 MiB budget admits about two at a time.
+    let site_bytes = small.bytes_in / 12;
+    assert!(small.peak_inflight_bytes <= 1 << 20, "{}", small.peak_inflight_bytes);
+    assert!(small.peak_inflight_bytes >= site_bytes, "{} < {site_bytes}", small.peak_inflight_bytes);
+    let big = run(pipeline("tiny.toml"), &raw, &md, &dir.path().join("b").display().to_string(), 2).await;
+    assert!(big.peak_inflight_bytes > small.peak_inflight_bytes, "{} vs {}", big.peak_inflight_bytes, small.peak_inflight_bytes);
+    let a = sql(&dir.path().join("a").display().to_string(), "SELECT tensor FROM sites ORDER BY site_id").await;
+    let b = sql(&dir.path().join("b").display().to_string(), "SELECT tensor FROM sites ORDER BY site_id").await;
+    assert_eq!(binaries(&a, 0), binaries(&b, 0));
+}

@@ -173,6 +173,26 @@ async fn run_with(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<Strin
     .unwrap()
 }
 
+async fn run_worker(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<String, String>, index: u32) -> RunSummary {
+    let mut p = p.clone();
+    p.source.options = options.clone();
+    p.sink.options = options.clone();
+    cellshard_runtime::run(RunOptions {
+        pipeline: p,
+        source: Some(raw.to_string()),
+        metadata: vec![format!("{raw}/metadata.csv")],
+        sink: Some(store.to_string()),
+        worker: WorkerShare { index, count: 2 },
+        threads: 1,
+        inflight: 0,
+        scratch: None,
+        dry_run: false,
+        progress: false,
+    })
+    .await
+    .unwrap()
+}
+
 async fn tensors(store: &str, options: &BTreeMap<String, String>) -> (Vec<String>, Vec<Vec<u8>>) {
     let ctx = cellshard_sql::open_session(store, options, None).await.unwrap();
     let rows = cellshard_sql::query(&ctx, "SELECT site_id, tensor FROM sites ORDER BY site_id").await.unwrap();
@@ -202,9 +222,20 @@ async fn s3_source_and_sink_equal_local_and_survive_faults() {
     assert_eq!((s.objects.discovered, s.objects.stored, s.objects.ignored), (73, 72, 1));
     assert!(s.requests > 0);
     assert_eq!(s.retries, 0, "no faults, no retries");
+    assert!(s.peak_inflight_bytes > 0 && s.peak_inflight_bytes <= 512 << 20);
     assert_eq!(tensors("s3://lake/store", &opts).await, local, "S3 output must equal the local run");
     let json = serde_json::to_string(&s).unwrap();
     assert!(!json.contains(SECRET_KEY));
+
+    // Two workers writing the same S3 tables at the same time: conditional-put commits.
+    let p = pipeline("tiny.toml");
+    let (a, b) = tokio::join!(
+        run_worker(&p, "s3://raw/rxrx1", "s3://lake/shared", &opts, 0),
+        run_worker(&p, "s3://raw/rxrx1", "s3://lake/shared", &opts, 1)
+    );
+    assert_eq!((a.plates, b.plates), (1, 1));
+    assert_eq!(a.objects.stored + b.objects.stored, 72);
+    assert_eq!(tensors("s3://lake/shared", &opts).await, local, "two concurrent workers give the same table");
 
     // 30% transient faults (503, 500, connection resets) on every request, uploads included.
     server.faults.transient_per_mille.store(300, Ordering::Relaxed);
@@ -252,4 +283,36 @@ async fn permanent_fault_rejects_exactly_that_site_and_never_leaks_the_secret() 
     bad.insert("no_such_option".into(), SECRET_KEY.into());
     let err = cellshard_store::Location::parse("s3://raw/x", &bad).unwrap_err().to_string();
     assert!(err.contains("no_such_option") && !err.contains(SECRET_KEY), "{err}");
+}
+
+/// Ingest throughput from local disk vs from S3 over loopback on the same raw data.
+/// Run by hand: `cargo test -p cellshard-tests bench_local_vs_s3 -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn bench_local_vs_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cellshard_synth::SynthConfig {
+        experiments: Some(vec!["HUVEC-01".into()]),
+        plates: 1,
+        wells: Some(8),
+        sites: 2,
+        size: 2048,
+        bit_depth: 16,
+        seed: 3,
+        ..Default::default()
+    };
+    let raw = dir.path().join("raw").display().to_string();
+    let loc = cellshard_store::Location::parse(&raw, &BTreeMap::new()).unwrap();
+    cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &cfg, None).await.unwrap();
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let opts = server.options();
+    let s3loc = cellshard_store::Location::parse("s3://raw/bench", &opts).unwrap();
+    cellshard_synth::write_dataset(s3loc.store.clone(), &s3loc.prefix, &design(), &cfg, None).await.unwrap();
+    let p = pipeline("rxrx1.toml");
+    let local = run_with(&p, &raw, &dir.path().join("store").display().to_string(), &BTreeMap::new()).await;
+    let s3 = run_with(&p, "s3://raw/bench", "s3://lake/store", &opts).await;
+    eprintln!(
+        "local: {} sites in {:.2}s = {:.2} sites/s; S3 over loopback: {} sites in {:.2}s = {:.2} sites/s ({} requests)",
+        local.sites.stored, local.seconds.total, local.sites_per_second, s3.sites.stored, s3.seconds.total, s3.sites_per_second, s3.requests
+    );
 }

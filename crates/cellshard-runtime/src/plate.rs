@@ -51,6 +51,23 @@ pub struct Counters {
     pub bytes_out: AtomicU64,
     /// Sites finished (phase 1 and phase 2 each count once), for progress.
     pub progress: AtomicU64,
+    /// KiB of source bytes reserved right now (fetched or being fetched, not yet decoded).
+    pub inflight_kib: AtomicU64,
+    /// The most KiB ever reserved at once.
+    pub peak_inflight_kib: AtomicU64,
+}
+
+/// A reservation of the read budget; releases its share of the counters when dropped.
+struct Reservation<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    kib: u64,
+    counters: &'a Counters,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.counters.inflight_kib.fetch_sub(self.kib, Ordering::Relaxed);
+    }
 }
 
 fn add_ns(c: &AtomicU64, since: Instant) {
@@ -255,11 +272,15 @@ pub async fn process_plate(
             async move {
                 // Reserve the site's bytes before fetching: reads wait while decoding lags.
                 let kib: u64 = site.objects.iter().map(|o| o.size.div_ceil(1024)).sum();
-                let _permit = job
+                let kib = kib.min(u64::from(job.budget_kib)).max(1);
+                let permit = job
                     .budget
-                    .acquire_many(kib.min(u64::from(job.budget_kib)).max(1) as u32)
+                    .acquire_many(kib as u32)
                     .await
                     .map_err(|_| Error::Internal("byte budget closed".into()))?;
+                let now = job.counters.inflight_kib.fetch_add(kib, Ordering::Relaxed) + kib;
+                job.counters.peak_inflight_kib.fetch_max(now, Ordering::Relaxed);
+                let _reservation = Reservation { _permit: permit, kib, counters: job.counters };
                 let files: Vec<std::result::Result<bytes::Bytes, String>> =
                     futures::future::join_all(site.objects.iter().map(|o| fetch(job.source, o, job.counters))).await;
                 if let Some(Err(msg)) = files.iter().find(|r| r.is_err()) {

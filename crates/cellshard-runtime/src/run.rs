@@ -220,6 +220,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         write: secs(&counters.write_ns),
         total: wall.elapsed().as_secs_f64(),
     };
+    summary.peak_inflight_bytes = counters.peak_inflight_kib.load(Ordering::Relaxed) * 1024;
     summary.retries = source.stats.retries() + sink.stats.retries();
     summary.requests = source.stats.requests.load(Ordering::Relaxed) + sink.stats.requests.load(Ordering::Relaxed);
     summary.sites_per_second = summary.sites.stored as f64 / summary.seconds.total.max(1e-9);

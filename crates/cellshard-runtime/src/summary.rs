@@ -82,6 +82,9 @@ pub struct RunSummary {
     pub bytes_in: u64,
     /// Shard bytes written.
     pub bytes_out: u64,
+    /// Most source bytes fetched but not yet decoded at any moment (bounded by
+    /// `source.max_inflight`, or by one site when a site is larger than the budget).
+    pub peak_inflight_bytes: u64,
     /// HTTP requests to cloud stores (source and sink, every attempt).
     pub requests: u64,
     /// Attempts that failed transiently and were retried with backoff.

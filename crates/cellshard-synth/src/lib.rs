@@ -669,14 +669,9 @@ mod tests {
             size: 64,
             ..SynthConfig::default()
         };
+        let prefix = Path::from("synth");
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let future = write_dataset(
-            Arc::clone(&store),
-            &Path::from("synth"),
-            &design,
-            &cfg,
-            None,
-        );
+        let future = write_dataset(Arc::clone(&store), &prefix, &design, &cfg, None);
         fn assert_send<T: Send>(t: T) -> T {
             t
         }
