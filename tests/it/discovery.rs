@@ -11,7 +11,9 @@ fn png16(seed: u16) -> bytes::Bytes {
         let mut e = png::Encoder::new(&mut out, 16, 16);
         e.set_color(png::ColorType::Grayscale);
         e.set_depth(png::BitDepth::Sixteen);
-        let px: Vec<u8> = (0..256u16).flat_map(|i| (i.wrapping_mul(seed) % 4000 + 100).to_be_bytes()).collect();
+        let px: Vec<u8> = (0..256u16)
+            .flat_map(|i| (i.wrapping_mul(seed) % 4000 + 100).to_be_bytes())
+            .collect();
         e.write_header().unwrap().write_image_data(&px).unwrap();
     }
     bytes::Bytes::from(out)
@@ -70,7 +72,9 @@ async fn every_object_is_stored_rejected_or_ignored() {
     let md = "experiment,plate,well,site,well_type,cell_type\n\
               EXP-1,1,B02,1,negative_control,HEPG2\nEXP-1,1,B03,1,treatment,HEPG2\nEXP-1,1,B04,1,treatment,HEPG2\n\
               EXP-1,1,B05,1,treatment,HEPG2\nEXP-1,1,B06,1,treatment,HEPG2\n";
-    raw.put("metadata.csv", bytes::Bytes::from(md)).await.unwrap();
+    raw.put("metadata.csv", bytes::Bytes::from(md))
+        .await
+        .unwrap();
 
     let p = Pipeline::from_toml("edge.toml", PIPELINE).unwrap();
     let s = cellshard_runtime::run(RunOptions {
@@ -92,7 +96,10 @@ async fn every_object_is_stored_rejected_or_ignored() {
     assert_eq!(s.objects.discovered, total);
     assert_eq!(s.objects.ignored, 3, "{:?}", s.ignored_by_reason); // notes.txt, README, metadata.csv
     assert_eq!(s.objects.stored, 18); // B02, B03, B06 (w1..w6)
-    assert_eq!(s.objects.stored + s.objects.rejected + s.objects.ignored, total);
+    assert_eq!(
+        s.objects.stored + s.objects.rejected + s.objects.ignored,
+        total
+    );
     let by = &s.rejects_by_reason;
     assert_eq!(by.get("missing_channels"), Some(&4));
     assert_eq!(by.get("duplicate_channel"), Some(&7));
@@ -102,15 +109,51 @@ async fn every_object_is_stored_rejected_or_ignored() {
     assert_eq!((s.sites.stored, s.sites.rejected), (3, 3));
 
     let store = "memory://edge/store";
-    let rows = sql(store, "SELECT reason, count(*) FROM rejects GROUP BY reason ORDER BY reason").await;
-    assert_eq!(strings(&rows, 0), ["channel_out_of_range", "duplicate_channel", "invalid_key", "missing_channels", "no_metadata"]);
+    let rows = sql(
+        store,
+        "SELECT reason, count(*) FROM rejects GROUP BY reason ORDER BY reason",
+    )
+    .await;
+    assert_eq!(
+        strings(&rows, 0),
+        [
+            "channel_out_of_range",
+            "duplicate_channel",
+            "invalid_key",
+            "missing_channels",
+            "no_metadata"
+        ]
+    );
     assert_eq!(strings(&rows, 1), ["1", "7", "1", "4", "6"]);
-    let rows = sql(store, "SELECT message FROM rejects WHERE reason = 'invalid_key'").await;
-    assert!(strings(&rows, 0)[0].contains("EXP=1"), "{:?}", strings(&rows, 0));
-    let rows = sql(store, "SELECT message FROM rejects WHERE reason = 'duplicate_channel' LIMIT 1").await;
+    let rows = sql(
+        store,
+        "SELECT message FROM rejects WHERE reason = 'invalid_key'",
+    )
+    .await;
+    assert!(
+        strings(&rows, 0)[0].contains("EXP=1"),
+        "{:?}",
+        strings(&rows, 0)
+    );
+    let rows = sql(
+        store,
+        "SELECT message FROM rejects WHERE reason = 'duplicate_channel' LIMIT 1",
+    )
+    .await;
     let msg = &strings(&rows, 0)[0];
-    assert!(msg.contains("more than one file for channel w3") && msg.contains("test/EXP-1/Plate1/B05_s1_w3.png"), "{msg}");
-    let rows = sql(store, "SELECT site_id, cell_type FROM sites ORDER BY site_id").await;
-    assert_eq!(strings(&rows, 0), ["EXP-1_1_B02_1", "EXP-1_1_B03_1", "EXP-1_1_B06_1"]);
+    assert!(
+        msg.contains("more than one file for channel w3")
+            && msg.contains("test/EXP-1/Plate1/B05_s1_w3.png"),
+        "{msg}"
+    );
+    let rows = sql(
+        store,
+        "SELECT site_id, cell_type FROM sites ORDER BY site_id",
+    )
+    .await;
+    assert_eq!(
+        strings(&rows, 0),
+        ["EXP-1_1_B02_1", "EXP-1_1_B03_1", "EXP-1_1_B06_1"]
+    );
     assert!(strings(&rows, 1).iter().all(|c| c == "HEPG2"));
 }

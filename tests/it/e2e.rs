@@ -19,8 +19,12 @@ async fn synth_tiny(dir: &Path) -> String {
         seed: 7,
         ..Default::default()
     };
-    let loc = cellshard_store::Location::parse(&raw.display().to_string(), &BTreeMap::new()).unwrap();
-    let report = cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &cfg, None).await.unwrap();
+    let loc =
+        cellshard_store::Location::parse(&raw.display().to_string(), &BTreeMap::new()).unwrap();
+    let report =
+        cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &cfg, None)
+            .await
+            .unwrap();
     assert_eq!(report.sites, 12);
     raw.display().to_string()
 }
@@ -33,7 +37,10 @@ fn decode16(path: &Path) -> (u32, u32, Vec<u16>) {
     let mut buf = vec![0u8; r.output_buffer_size().unwrap()];
     let info = r.next_frame(&mut buf).unwrap();
     assert_eq!(info.bit_depth, png::BitDepth::Sixteen);
-    let px = buf[..info.buffer_size()].chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+    let px = buf[..info.buffer_size()]
+        .chunks_exact(2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        .collect();
     (info.width, info.height, px)
 }
 
@@ -45,9 +52,17 @@ fn downsample_crop(w: u32, h: u32, px: &[u16], crop: u32) -> Vec<u16> {
     for y in oy..oy + crop {
         for x in ox..ox + crop {
             let at = |xx: u32, yy: u32| f64::from(px[(yy * w + xx) as usize]);
-            let m = (at(2 * x, 2 * y) + at(2 * x + 1, 2 * y) + at(2 * x, 2 * y + 1) + at(2 * x + 1, 2 * y + 1)) / 4.0;
+            let m = (at(2 * x, 2 * y)
+                + at(2 * x + 1, 2 * y)
+                + at(2 * x, 2 * y + 1)
+                + at(2 * x + 1, 2 * y + 1))
+                / 4.0;
             let f = m.floor();
-            let r = if m - f > 0.5 || (m - f == 0.5 && f % 2.0 == 1.0) { f + 1.0 } else { f };
+            let r = if m - f > 0.5 || (m - f == 0.5 && f % 2.0 == 1.0) {
+                f + 1.0
+            } else {
+                f
+            };
             out.push(r as u16);
         }
     }
@@ -64,32 +79,60 @@ async fn synth_run_sql_end_to_end() {
 
     let s = run(pipeline("tiny.toml"), &raw, &md, &store, 2).await;
     assert_eq!(s.objects.discovered, 73, "{s:?}");
-    assert_eq!((s.objects.stored, s.objects.rejected, s.objects.ignored), (72, 0, 1));
+    assert_eq!(
+        (s.objects.stored, s.objects.rejected, s.objects.ignored),
+        (72, 0, 1)
+    );
     assert_eq!((s.sites.discovered, s.sites.stored, s.plates), (12, 12, 2));
     assert_eq!(s.reject_fraction, 0.0);
     assert!(s.bytes_in > 0 && s.bytes_out > 0);
 
     // Partitions on disk: one cell type, one experiment; every shard holds one plate.
     let sites_dir = store_path.join("sites");
-    let shards: Vec<PathBuf> = files(&sites_dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    let shards: Vec<PathBuf> = files(&sites_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
     assert!(!shards.is_empty());
     for shard in &shards {
-        let rel = shard.strip_prefix(&sites_dir).unwrap().display().to_string();
-        assert!(rel.starts_with("cell_type=HUVEC/experiment=HUVEC-01/"), "{rel}");
+        let rel = shard
+            .strip_prefix(&sites_dir)
+            .unwrap()
+            .display()
+            .to_string();
+        assert!(
+            rel.starts_with("cell_type=HUVEC/experiment=HUVEC-01/"),
+            "{rel}"
+        );
         let reader = SerializedFileReader::new(File::open(shard).unwrap()).unwrap();
         let meta = reader.metadata();
         let schema = meta.file_metadata().schema_descr();
-        let tensor_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "tensor").unwrap();
-        let plate_idx = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "plate").unwrap();
+        let tensor_idx = (0..schema.num_columns())
+            .find(|&i| schema.column(i).name() == "tensor")
+            .unwrap();
+        let plate_idx = (0..schema.num_columns())
+            .find(|&i| schema.column(i).name() == "plate")
+            .unwrap();
         let mut plates = std::collections::BTreeSet::new();
         for rg in 0..meta.num_row_groups() {
             let rgm = meta.row_group(rg);
             let col = rgm.column(tensor_idx);
-            assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{:?}", col.compression());
+            assert!(
+                matches!(col.compression(), parquet::basic::Compression::ZSTD(_)),
+                "{:?}",
+                col.compression()
+            );
             assert!(col.statistics().is_none(), "tensor statistics must be off");
-            assert!(col.dictionary_page_offset().is_none(), "tensor dictionary must be off");
+            assert!(
+                col.dictionary_page_offset().is_none(),
+                "tensor dictionary must be off"
+            );
             // One value per data page.
-            let mut pages = reader.get_row_group(rg).unwrap().get_column_page_reader(tensor_idx).unwrap();
+            let mut pages = reader
+                .get_row_group(rg)
+                .unwrap()
+                .get_column_page_reader(tensor_idx)
+                .unwrap();
             let mut data_pages = 0;
             while let Some(page) = pages.get_next_page().unwrap() {
                 if page.page_type() != parquet::basic::PageType::DICTIONARY_PAGE {
@@ -100,7 +143,9 @@ async fn synth_run_sql_end_to_end() {
             assert_eq!(data_pages as i64, rgm.num_rows());
             let stats = rgm.column(plate_idx).statistics().unwrap();
             let (lo, hi) = match stats {
-                parquet::file::statistics::Statistics::Int32(s) => (*s.min_opt().unwrap(), *s.max_opt().unwrap()),
+                parquet::file::statistics::Statistics::Int32(s) => {
+                    (*s.min_opt().unwrap(), *s.max_opt().unwrap())
+                }
                 other => panic!("{other:?}"),
             };
             plates.insert(lo);
@@ -110,20 +155,34 @@ async fn synth_run_sql_end_to_end() {
     }
 
     // Delta log: table creation plus one commit per plate.
-    let log: Vec<PathBuf> = files(&sites_dir.join("_delta_log")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let log: Vec<PathBuf> = files(&sites_dir.join("_delta_log"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     assert_eq!(log.len(), 3, "{log:?}");
     let commit = std::fs::read_to_string(&log[1]).unwrap();
-    assert!(commit.contains("\"add\"") && commit.contains("\"experiment\":\"HUVEC-01\""), "{commit}");
+    assert!(
+        commit.contains("\"add\"") && commit.contains("\"experiment\":\"HUVEC-01\""),
+        "{commit}"
+    );
 
     // SQL: counts per plate and row order.
-    let rows = sql(&store, "SELECT plate, count(*) FROM sites GROUP BY plate ORDER BY plate").await;
+    let rows = sql(
+        &store,
+        "SELECT plate, count(*) FROM sites GROUP BY plate ORDER BY plate",
+    )
+    .await;
     assert_eq!(strings(&rows, 0), ["1", "2"]);
     assert_eq!(strings(&rows, 1), ["6", "6"]);
     let rows = sql(&store, "SELECT count(*) FROM plate_stats").await;
     assert_eq!(strings(&rows, 0), ["12"]);
 
     // Tensor bytes equal an independent computation of the whole transform for plate 1.
-    let rows = sql(&store, "SELECT site_id, source_paths, tensor FROM sites WHERE plate = 1 ORDER BY well, site").await;
+    let rows = sql(
+        &store,
+        "SELECT site_id, source_paths, tensor FROM sites WHERE plate = 1 ORDER BY well, site",
+    )
+    .await;
     let ids = strings(&rows, 0);
     let tensors = binaries(&rows, 2);
     assert_eq!(ids.len(), 6);
@@ -145,7 +204,12 @@ async fn synth_run_sql_end_to_end() {
         for ch in 0..6 {
             let plate: Vec<Vec<u16>> = cropped.iter().map(|s| s[ch].clone()).collect();
             let expect = reference_normalize(&plate, 0.1, 99.9, &cropped[i][ch]);
-            assert!(tensor[ch * 4096..(ch + 1) * 4096] == expect[..], "site {} channel {}", ids[i], ch + 1);
+            assert!(
+                tensor[ch * 4096..(ch + 1) * 4096] == expect[..],
+                "site {} channel {}",
+                ids[i],
+                ch + 1
+            );
         }
     }
 
@@ -155,15 +219,25 @@ async fn synth_run_sql_end_to_end() {
     assert_eq!(s2.sites.stored, 12);
     let after = sql(&store, "SELECT site_id, tensor FROM sites ORDER BY site_id").await;
     assert_eq!(strings(&before, 0), strings(&after, 0));
-    assert_eq!(binaries(&before, 1), binaries(&after, 1), "same inputs must give identical tensors");
+    assert_eq!(
+        binaries(&before, 1),
+        binaries(&after, 1),
+        "same inputs must give identical tensors"
+    );
     let rows = sql(&store, "SELECT count(*) FROM plate_stats").await;
     assert_eq!(strings(&rows, 0), ["12"]);
     let rows = sql(&store, "SELECT count(*), count(DISTINCT run_id) FROM runs").await;
     assert_eq!(strings(&rows, 0), ["2"]);
-    let log: Vec<PathBuf> = files(&sites_dir.join("_delta_log")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let log: Vec<PathBuf> = files(&sites_dir.join("_delta_log"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     assert_eq!(log.len(), 5);
     let last = std::fs::read_to_string(log.last().unwrap()).unwrap();
-    assert!(last.contains("\"remove\""), "the rerun must remove the plate's earlier files");
+    assert!(
+        last.contains("\"remove\""),
+        "the rerun must remove the plate's earlier files"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,11 +250,39 @@ async fn a_small_read_budget_bounds_bytes_in_flight() {
     let small = run(p, &raw, &md, &dir.path().join("a").display().to_string(), 2).await;
     // One tiny site is ~0.5 MB of PNGs: a 1 MiB budget admits about two at a time.
     let site_bytes = small.bytes_in / 12;
-    assert!(small.peak_inflight_bytes <= 1 << 20, "{}", small.peak_inflight_bytes);
-    assert!(small.peak_inflight_bytes >= site_bytes, "{} < {site_bytes}", small.peak_inflight_bytes);
-    let big = run(pipeline("tiny.toml"), &raw, &md, &dir.path().join("b").display().to_string(), 2).await;
-    assert!(big.peak_inflight_bytes > small.peak_inflight_bytes, "{} vs {}", big.peak_inflight_bytes, small.peak_inflight_bytes);
-    let a = sql(&dir.path().join("a").display().to_string(), "SELECT tensor FROM sites ORDER BY site_id").await;
-    let b = sql(&dir.path().join("b").display().to_string(), "SELECT tensor FROM sites ORDER BY site_id").await;
+    assert!(
+        small.peak_inflight_bytes <= 1 << 20,
+        "{}",
+        small.peak_inflight_bytes
+    );
+    assert!(
+        small.peak_inflight_bytes >= site_bytes,
+        "{} < {site_bytes}",
+        small.peak_inflight_bytes
+    );
+    let big = run(
+        pipeline("tiny.toml"),
+        &raw,
+        &md,
+        &dir.path().join("b").display().to_string(),
+        2,
+    )
+    .await;
+    assert!(
+        big.peak_inflight_bytes > small.peak_inflight_bytes,
+        "{} vs {}",
+        big.peak_inflight_bytes,
+        small.peak_inflight_bytes
+    );
+    let a = sql(
+        &dir.path().join("a").display().to_string(),
+        "SELECT tensor FROM sites ORDER BY site_id",
+    )
+    .await;
+    let b = sql(
+        &dir.path().join("b").display().to_string(),
+        "SELECT tensor FROM sites ORDER BY site_id",
+    )
+    .await;
     assert_eq!(binaries(&a, 0), binaries(&b, 0));
 }

@@ -1,4 +1,5 @@
 //! End-to-end tests of cellshard, linked into one test binary.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod discovery;
 mod e2e;
@@ -40,7 +41,13 @@ pub fn pipeline(name: &str) -> Pipeline {
 }
 
 /// Run a pipeline with source/metadata/sink overrides.
-pub async fn run(p: Pipeline, source: &str, metadata: &[String], sink: &str, threads: usize) -> RunSummary {
+pub async fn run(
+    p: Pipeline,
+    source: &str,
+    metadata: &[String],
+    sink: &str,
+    threads: usize,
+) -> RunSummary {
     cellshard_runtime::run(RunOptions {
         pipeline: p,
         source: Some(source.to_string()),
@@ -59,7 +66,9 @@ pub async fn run(p: Pipeline, source: &str, metadata: &[String], sink: &str, thr
 
 /// Run SQL over a store.
 pub async fn sql(store: &str, q: &str) -> Vec<RecordBatch> {
-    let ctx = cellshard_sql::open_session(store, &BTreeMap::new(), None).await.unwrap();
+    let ctx = cellshard_sql::open_session(store, &BTreeMap::new(), None)
+        .await
+        .unwrap();
     cellshard_sql::query(&ctx, q).await.unwrap()
 }
 
@@ -69,7 +78,13 @@ pub fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
     for b in batches {
         let c = arrow::compute::cast(b.column(col), &arrow::datatypes::DataType::Utf8).unwrap();
         let c = c.as_string::<i32>();
-        out.extend((0..c.len()).map(|i| if c.is_null(i) { "NULL".to_string() } else { c.value(i).to_string() }));
+        out.extend((0..c.len()).map(|i| {
+            if c.is_null(i) {
+                "NULL".to_string()
+            } else {
+                c.value(i).to_string()
+            }
+        }));
     }
     out
 }
@@ -80,9 +95,15 @@ pub fn binaries(batches: &[RecordBatch], col: usize) -> Vec<Vec<u8>> {
     for b in batches {
         let c = b.column(col);
         match c.data_type() {
-            arrow::datatypes::DataType::Binary => out.extend(c.as_binary::<i32>().iter().map(|v| v.unwrap().to_vec())),
-            arrow::datatypes::DataType::LargeBinary => out.extend(c.as_binary::<i64>().iter().map(|v| v.unwrap().to_vec())),
-            arrow::datatypes::DataType::BinaryView => out.extend(c.as_binary_view().iter().map(|v| v.unwrap().to_vec())),
+            arrow::datatypes::DataType::Binary => {
+                out.extend(c.as_binary::<i32>().iter().map(|v| v.unwrap().to_vec()))
+            }
+            arrow::datatypes::DataType::LargeBinary => {
+                out.extend(c.as_binary::<i64>().iter().map(|v| v.unwrap().to_vec()))
+            }
+            arrow::datatypes::DataType::BinaryView => {
+                out.extend(c.as_binary_view().iter().map(|v| v.unwrap().to_vec()))
+            }
             other => panic!("not binary: {other}"),
         }
     }
@@ -96,7 +117,11 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() { stack.push(p) } else { out.push(p) }
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
         }
     }
     out.sort();
@@ -106,14 +131,23 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 /// Reference implementation of the per-plate percentile normalization to u8, written
 /// independently of the stages crate: nearest-rank percentiles over all pixels of the
 /// plate, clip, scale with round-half-to-even.
-pub fn reference_normalize(plate_pixels: &[Vec<u16>], low: f64, high: f64, site: &[u16]) -> Vec<u8> {
+pub fn reference_normalize(
+    plate_pixels: &[Vec<u16>],
+    low: f64,
+    high: f64,
+    site: &[u16],
+) -> Vec<u8> {
     let mut all: Vec<u16> = plate_pixels.iter().flatten().copied().collect();
     all.sort_unstable();
     let n = all.len() as f64;
     // ceil(p/100*n), treating products within 1e-9 of an integer as that integer.
     let rank = |p: f64| {
         let x = p / 100.0 * n;
-        let x = if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) { x.round() } else { x };
+        let x = if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
+            x.round()
+        } else {
+            x
+        };
         (x.ceil().clamp(1.0, n) as usize) - 1
     };
     let (lo, hi) = (all[rank(low)] as f64, all[rank(high)] as f64);
@@ -124,7 +158,11 @@ pub fn reference_normalize(plate_pixels: &[Vec<u16>], low: f64, high: f64, site:
             }
             let v = (f64::from(x).clamp(lo, hi) - lo) * 255.0 / (hi - lo);
             let f = v.floor();
-            let r = if v - f > 0.5 || (v - f == 0.5 && f % 2.0 == 1.0) { f + 1.0 } else { f };
+            let r = if v - f > 0.5 || (v - f == 0.5 && f % 2.0 == 1.0) {
+                f + 1.0
+            } else {
+                f
+            };
             r as u8
         })
         .collect()

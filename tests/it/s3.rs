@@ -38,7 +38,9 @@ fn mix(mut x: u64) -> u64 {
 }
 
 fn xml_error(status: u16, code: &str) -> s3s::HttpResponse {
-    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>");
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected fault</Message></Error>"
+    );
     http::Response::builder()
         .status(status)
         .header("content-type", "application/xml")
@@ -74,43 +76,57 @@ impl S3Server {
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let s3 = builder.build();
         let faults = Arc::new(Faults::default());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let f = faults.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((socket, _)) = listener.accept().await else { continue };
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s3 = s3.clone();
                 let f = f.clone();
-                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let s3 = s3.clone();
-                    let f = f.clone();
-                    async move {
-                        let n = f.requests.fetch_add(1, Ordering::Relaxed);
-                        let path = req.uri().path().to_string();
-                        let safe = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
-                        if safe && f.forbidden.lock().unwrap().iter().any(|k| path.contains(k.as_str())) {
-                            return Ok(xml_error(403, "AccessDenied"));
-                        }
-                        let share = f.transient_per_mille.load(Ordering::Relaxed);
-                        let r = mix(n);
-                        if share > 0 && r % 1000 < share {
-                            f.injected.fetch_add(1, Ordering::Relaxed);
-                            match (r >> 20) % 3 {
-                                0 => return Ok(xml_error(503, "SlowDown")),
-                                1 if safe => {
-                                    // Drop the connection without an answer (a reset).
-                                    return Err(s3s::HttpError::new(Box::new(std::io::Error::other("injected reset"))));
-                                }
-                                _ => return Ok(xml_error(500, "InternalError")),
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let s3 = s3.clone();
+                        let f = f.clone();
+                        async move {
+                            let n = f.requests.fetch_add(1, Ordering::Relaxed);
+                            let path = req.uri().path().to_string();
+                            let safe = req.method() == http::Method::GET
+                                || req.method() == http::Method::HEAD;
+                            if safe
+                                && f.forbidden
+                                    .lock()
+                                    .unwrap()
+                                    .iter()
+                                    .any(|k| path.contains(k.as_str()))
+                            {
+                                return Ok(xml_error(403, "AccessDenied"));
                             }
+                            let share = f.transient_per_mille.load(Ordering::Relaxed);
+                            let r = mix(n);
+                            if share > 0 && r % 1000 < share {
+                                f.injected.fetch_add(1, Ordering::Relaxed);
+                                match (r >> 20) % 3 {
+                                    0 => return Ok(xml_error(503, "SlowDown")),
+                                    1 if safe => {
+                                        // Drop the connection without an answer (a reset).
+                                        return Err(s3s::HttpError::new(Box::new(
+                                            std::io::Error::other("injected reset"),
+                                        )));
+                                    }
+                                    _ => return Ok(xml_error(500, "InternalError")),
+                                }
+                            }
+                            if share > 0 && (r >> 40).is_multiple_of(10) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            s3.call(req.map(s3s::Body::from)).await
                         }
-                        if share > 0 && (r >> 40) % 10 == 0 {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        s3.call(req.map(s3s::Body::from)).await
-                    }
-                });
+                    });
                 tokio::spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(socket), svc)
@@ -118,7 +134,12 @@ impl S3Server {
                 });
             }
         });
-        S3Server { endpoint: format!("http://{addr}"), faults, _root: root, task }
+        S3Server {
+            endpoint: format!("http://{addr}"),
+            faults,
+            _root: root,
+            task,
+        }
     }
 
     /// Store options for this server (credentials included, as a pipeline could carry them).
@@ -149,11 +170,24 @@ fn synth_cfg() -> cellshard_synth::SynthConfig {
 
 async fn synth_to(url: &str, options: &BTreeMap<String, String>) {
     let loc = cellshard_store::Location::parse(url, options).unwrap();
-    let r = cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &synth_cfg(), None).await.unwrap();
+    let r = cellshard_synth::write_dataset(
+        loc.store.clone(),
+        &loc.prefix,
+        &design(),
+        &synth_cfg(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.sites, 12);
 }
 
-async fn run_with(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<String, String>) -> RunSummary {
+async fn run_with(
+    p: &Pipeline,
+    raw: &str,
+    store: &str,
+    options: &BTreeMap<String, String>,
+) -> RunSummary {
     let mut p = p.clone();
     p.source.options = options.clone();
     p.sink.options = options.clone();
@@ -173,7 +207,13 @@ async fn run_with(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<Strin
     .unwrap()
 }
 
-async fn run_worker(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<String, String>, index: u32) -> RunSummary {
+async fn run_worker(
+    p: &Pipeline,
+    raw: &str,
+    store: &str,
+    options: &BTreeMap<String, String>,
+    index: u32,
+) -> RunSummary {
     let mut p = p.clone();
     p.source.options = options.clone();
     p.sink.options = options.clone();
@@ -194,8 +234,12 @@ async fn run_worker(p: &Pipeline, raw: &str, store: &str, options: &BTreeMap<Str
 }
 
 async fn tensors(store: &str, options: &BTreeMap<String, String>) -> (Vec<String>, Vec<Vec<u8>>) {
-    let ctx = cellshard_sql::open_session(store, options, None).await.unwrap();
-    let rows = cellshard_sql::query(&ctx, "SELECT site_id, tensor FROM sites ORDER BY site_id").await.unwrap();
+    let ctx = cellshard_sql::open_session(store, options, None)
+        .await
+        .unwrap();
+    let rows = cellshard_sql::query(&ctx, "SELECT site_id, tensor FROM sites ORDER BY site_id")
+        .await
+        .unwrap();
     (strings(&rows, 0), binaries(&rows, 1))
 }
 
@@ -218,12 +262,25 @@ async fn s3_source_and_sink_equal_local_and_survive_faults() {
     let server = S3Server::start(&["raw", "lake"]).await;
     let opts = server.options();
     synth_to("s3://raw/rxrx1", &opts).await;
-    let s = run_with(&pipeline("tiny.toml"), "s3://raw/rxrx1", "s3://lake/store", &opts).await;
-    assert_eq!((s.objects.discovered, s.objects.stored, s.objects.ignored), (73, 72, 1));
+    let s = run_with(
+        &pipeline("tiny.toml"),
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+    )
+    .await;
+    assert_eq!(
+        (s.objects.discovered, s.objects.stored, s.objects.ignored),
+        (73, 72, 1)
+    );
     assert!(s.requests > 0);
     assert_eq!(s.retries, 0, "no faults, no retries");
     assert!(s.peak_inflight_bytes > 0 && s.peak_inflight_bytes <= 512 << 20);
-    assert_eq!(tensors("s3://lake/store", &opts).await, local, "S3 output must equal the local run");
+    assert_eq!(
+        tensors("s3://lake/store", &opts).await,
+        local,
+        "S3 output must equal the local run"
+    );
     let json = serde_json::to_string(&s).unwrap();
     assert!(!json.contains(SECRET_KEY));
 
@@ -235,12 +292,25 @@ async fn s3_source_and_sink_equal_local_and_survive_faults() {
     );
     assert_eq!((a.plates, b.plates), (1, 1));
     assert_eq!(a.objects.stored + b.objects.stored, 72);
-    assert_eq!(tensors("s3://lake/shared", &opts).await, local, "two concurrent workers give the same table");
+    assert_eq!(
+        tensors("s3://lake/shared", &opts).await,
+        local,
+        "two concurrent workers give the same table"
+    );
 
     // 30% transient faults (503, 500, connection resets) on every request, uploads included.
-    server.faults.transient_per_mille.store(300, Ordering::Relaxed);
+    server
+        .faults
+        .transient_per_mille
+        .store(300, Ordering::Relaxed);
     synth_to("s3://raw/faulty", &opts).await;
-    let s = run_with(&pipeline("tiny.toml"), "s3://raw/faulty", "s3://lake/faulty-store", &opts).await;
+    let s = run_with(
+        &pipeline("tiny.toml"),
+        "s3://raw/faulty",
+        "s3://lake/faulty-store",
+        &opts,
+    )
+    .await;
     let injected = server.faults.injected.load(Ordering::Relaxed);
     eprintln!(
         "30% faults: {} requests, {} faults injected in total, {} retries counted by the run",
@@ -248,8 +318,15 @@ async fn s3_source_and_sink_equal_local_and_survive_faults() {
     );
     assert!(s.retries > 0, "{s:?}");
     assert_eq!((s.objects.stored, s.objects.rejected), (72, 0));
-    server.faults.transient_per_mille.store(0, Ordering::Relaxed);
-    assert_eq!(tensors("s3://lake/faulty-store", &opts).await, local, "faults must not change the output");
+    server
+        .faults
+        .transient_per_mille
+        .store(0, Ordering::Relaxed);
+    assert_eq!(
+        tensors("s3://lake/faulty-store", &opts).await,
+        local,
+        "faults must not change the output"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,19 +334,44 @@ async fn permanent_fault_rejects_exactly_that_site_and_never_leaks_the_secret() 
     let server = S3Server::start(&["raw", "lake"]).await;
     let opts = server.options();
     synth_to("s3://raw/rxrx1", &opts).await;
-    server.faults.forbidden.lock().unwrap().push("Plate2/B02_s1_w3.png".into());
-    let s = run_with(&pipeline("tiny.toml"), "s3://raw/rxrx1", "s3://lake/store", &opts).await;
+    server
+        .faults
+        .forbidden
+        .lock()
+        .unwrap()
+        .push("Plate2/B02_s1_w3.png".into());
+    let s = run_with(
+        &pipeline("tiny.toml"),
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+    )
+    .await;
     assert_eq!((s.sites.stored, s.sites.rejected), (11, 1));
     assert_eq!(s.rejects_by_reason.get("read_failed"), Some(&6));
-    let ctx = cellshard_sql::open_session("s3://lake/store", &opts, None).await.unwrap();
-    let rows = cellshard_sql::query(&ctx, "SELECT DISTINCT site_id, message FROM rejects").await.unwrap();
+    let ctx = cellshard_sql::open_session("s3://lake/store", &opts, None)
+        .await
+        .unwrap();
+    let rows = cellshard_sql::query(&ctx, "SELECT DISTINCT site_id, message FROM rejects")
+        .await
+        .unwrap();
     assert_eq!(strings(&rows, 0), ["HUVEC-01_2_B02_1"]);
     let msg = &strings(&rows, 1)[0];
-    assert!(msg.contains("s3://raw/rxrx1/train/HUVEC-01/Plate2/B02_s1_w3.png"), "{msg}");
-    assert!(msg.contains("403") || msg.to_lowercase().contains("denied") || msg.to_lowercase().contains("forbidden"), "{msg}");
+    assert!(
+        msg.contains("s3://raw/rxrx1/train/HUVEC-01/Plate2/B02_s1_w3.png"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("403")
+            || msg.to_lowercase().contains("denied")
+            || msg.to_lowercase().contains("forbidden"),
+        "{msg}"
+    );
 
     // Nothing the user sees carries the secret: summary, reject rows, errors, debug output.
-    let all = cellshard_sql::query(&ctx, "SELECT * FROM rejects").await.unwrap();
+    let all = cellshard_sql::query(&ctx, "SELECT * FROM rejects")
+        .await
+        .unwrap();
     let text = cellshard_sql::format(&all, cellshard_sql::OutputFormat::Json).unwrap();
     assert!(!text.contains(SECRET_KEY));
     assert!(!serde_json::to_string(&s).unwrap().contains(SECRET_KEY));
@@ -277,12 +379,19 @@ async fn permanent_fault_rejects_exactly_that_site_and_never_leaks_the_secret() 
     assert!(!format!("{loc:?} {}", loc.store).contains(SECRET_KEY));
     let mut bad = opts.clone();
     bad.insert("secret_access_key".into(), format!("{SECRET_KEY}-wrong"));
-    let err = cellshard_runtime::run::read_object("s3://raw/rxrx1/metadata.csv", &bad).await.unwrap_err();
+    let err = cellshard_runtime::run::read_object("s3://raw/rxrx1/metadata.csv", &bad)
+        .await
+        .unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(SECRET_KEY), "{shown}");
     bad.insert("no_such_option".into(), SECRET_KEY.into());
-    let err = cellshard_store::Location::parse("s3://raw/x", &bad).unwrap_err().to_string();
-    assert!(err.contains("no_such_option") && !err.contains(SECRET_KEY), "{err}");
+    let err = cellshard_store::Location::parse("s3://raw/x", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no_such_option") && !err.contains(SECRET_KEY),
+        "{err}"
+    );
 }
 
 /// Ingest throughput from local disk vs from S3 over loopback on the same raw data.
@@ -303,16 +412,32 @@ async fn bench_local_vs_s3() {
     };
     let raw = dir.path().join("raw").display().to_string();
     let loc = cellshard_store::Location::parse(&raw, &BTreeMap::new()).unwrap();
-    cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &cfg, None).await.unwrap();
+    cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &design(), &cfg, None)
+        .await
+        .unwrap();
     let server = S3Server::start(&["raw", "lake"]).await;
     let opts = server.options();
     let s3loc = cellshard_store::Location::parse("s3://raw/bench", &opts).unwrap();
-    cellshard_synth::write_dataset(s3loc.store.clone(), &s3loc.prefix, &design(), &cfg, None).await.unwrap();
+    cellshard_synth::write_dataset(s3loc.store.clone(), &s3loc.prefix, &design(), &cfg, None)
+        .await
+        .unwrap();
     let p = pipeline("rxrx1.toml");
-    let local = run_with(&p, &raw, &dir.path().join("store").display().to_string(), &BTreeMap::new()).await;
+    let local = run_with(
+        &p,
+        &raw,
+        &dir.path().join("store").display().to_string(),
+        &BTreeMap::new(),
+    )
+    .await;
     let s3 = run_with(&p, "s3://raw/bench", "s3://lake/store", &opts).await;
     eprintln!(
         "local: {} sites in {:.2}s = {:.2} sites/s; S3 over loopback: {} sites in {:.2}s = {:.2} sites/s ({} requests)",
-        local.sites.stored, local.seconds.total, local.sites_per_second, s3.sites.stored, s3.seconds.total, s3.sites_per_second, s3.requests
+        local.sites.stored,
+        local.seconds.total,
+        local.sites_per_second,
+        s3.sites.stored,
+        s3.seconds.total,
+        s3.sites_per_second,
+        s3.requests
     );
 }

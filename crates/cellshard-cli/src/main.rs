@@ -10,7 +10,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use cellshard_core::{MetadataTable, Pipeline};
 use cellshard_runtime::discover::WorkerShare;
 use cellshard_runtime::{RunOptions, RunSummary};
@@ -26,7 +26,11 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_FAILED: u8 = 1;
 
 #[derive(Parser)]
-#[command(name = "cellshard", version, about = "Raw Cell Painting images to a sharded, SQL-queryable Delta/Parquet store")]
+#[command(
+    name = "cellshard",
+    version,
+    about = "Raw Cell Painting images to a sharded, SQL-queryable Delta/Parquet store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,11 @@ struct DemoArgs {
     #[arg(long, default_value = "pipelines/rxrx1.toml")]
     pipeline: PathBuf,
     /// The experiment design (RxRx1 metadata.csv).
-    #[arg(long, env = "CELLSHARD_DESIGN", default_value = "../shared/data/rxrx1/metadata.csv")]
+    #[arg(
+        long,
+        env = "CELLSHARD_DESIGN",
+        default_value = "../shared/data/rxrx1/metadata.csv"
+    )]
     design: String,
     /// Wells per plate to synthesize.
     #[arg(long, default_value_t = 4)]
@@ -74,7 +82,11 @@ struct SynthArgs {
     #[arg(long)]
     out: String,
     /// The experiment design (RxRx1 metadata.csv).
-    #[arg(long, env = "CELLSHARD_DESIGN", default_value = "../shared/data/rxrx1/metadata.csv")]
+    #[arg(
+        long,
+        env = "CELLSHARD_DESIGN",
+        default_value = "../shared/data/rxrx1/metadata.csv"
+    )]
     design: String,
     /// Experiments to draw, comma separated (default: the first in the design).
     #[arg(long, value_delimiter = ',')]
@@ -183,8 +195,14 @@ fn parse_bit_depth(s: &str) -> Result<u8, String> {
 
 fn parse_worker(s: &str) -> Result<WorkerShare, String> {
     let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
-    let index: u32 = i.trim().parse().map_err(|_| format!("worker index {i:?} is not a number"))?;
-    let count: u32 = n.trim().parse().map_err(|_| format!("worker count {n:?} is not a number"))?;
+    let index: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("worker index {i:?} is not a number"))?;
+    let count: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("worker count {n:?} is not a number"))?;
     if count == 0 || index >= count {
         return Err(format!("worker {index}/{count}: need 0 <= I < N"));
     }
@@ -192,17 +210,24 @@ fn parse_worker(s: &str) -> Result<WorkerShare, String> {
 }
 
 fn load_pipeline(path: &PathBuf) -> Result<Pipeline> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read pipeline {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read pipeline {}", path.display()))?;
     Ok(Pipeline::from_toml(&path.display().to_string(), &text)?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CELLSHARD_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CELLSHARD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -211,11 +236,22 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Synth(a) => synth(a).await.map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_FAILED, e)),
+            Command::Synth(a) => synth(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
             Command::Run(a) => run(a).await,
-            Command::Validate { pipeline } => validate(&pipeline).map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_USAGE, e)),
-            Command::Sql(a) => sql(a).await.map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_FAILED, e)),
-            Command::Demo(a) => demo(a).await.map(|_| ExitCode::SUCCESS).map_err(|e| (EXIT_FAILED, e)),
+            Command::Validate { pipeline } => validate(&pipeline)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_USAGE, e)),
+            Command::Sql(a) => sql(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Demo(a) => demo(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
         }
     });
     match result {
@@ -230,7 +266,12 @@ fn main() -> ExitCode {
 async fn synth(a: SynthArgs) -> Result<()> {
     let design_bytes = cellshard_runtime::run::read_object(&a.design, &BTreeMap::new())
         .await
-        .with_context(|| format!("cannot read the design {} (set --design or CELLSHARD_DESIGN)", a.design))?;
+        .with_context(|| {
+            format!(
+                "cannot read the design {} (set --design or CELLSHARD_DESIGN)",
+                a.design
+            )
+        })?;
     let mut design = MetadataTable::new();
     design.add_csv(&a.design, &design_bytes)?;
     let cfg = cellshard_synth::SynthConfig {
@@ -256,7 +297,14 @@ async fn synth(a: SynthArgs) -> Result<()> {
             eprint!("\rsynth: {n}/{total} sites");
         }
     };
-    let report = cellshard_synth::write_dataset(out.store.clone(), &out.prefix, &design, &cfg, Some(&progress)).await?;
+    let report = cellshard_synth::write_dataset(
+        out.store.clone(),
+        &out.prefix,
+        &design,
+        &cfg,
+        Some(&progress),
+    )
+    .await?;
     if tty {
         eprintln!();
     }
@@ -277,7 +325,10 @@ async fn synth(a: SynthArgs) -> Result<()> {
 async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
     let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
     if !(0.0..=1.0).contains(&a.max_reject_fraction) {
-        return Err((EXIT_USAGE, anyhow::anyhow!("--max-reject-fraction must be within 0..=1")));
+        return Err((
+            EXIT_USAGE,
+            anyhow::anyhow!("--max-reject-fraction must be within 0..=1"),
+        ));
     }
     let opts = RunOptions {
         pipeline,
@@ -337,7 +388,8 @@ fn validate(path: &PathBuf) -> Result<()> {
     steps.push(format!(
         "normalize {} ({}) -> {}",
         match t.method {
-            cellshard_core::NormalizeMethod::Percentile => format!("percentile {}/{}", t.low, t.high),
+            cellshard_core::NormalizeMethod::Percentile =>
+                format!("percentile {}/{}", t.low, t.high),
             cellshard_core::NormalizeMethod::Zscore => "zscore".into(),
         },
         t.reference.as_str(),
@@ -371,13 +423,19 @@ async fn sql(a: SqlArgs) -> Result<()> {
             let stdin = std::io::stdin();
             let mut text = String::new();
             if stdin.is_terminal() {
-                eprintln!("cellshard sql: tables sites, plate_stats, rejects, runs; end statements with ';', Ctrl-D to quit");
+                eprintln!(
+                    "cellshard sql: tables sites, plate_stats, rejects, runs; end statements with ';', Ctrl-D to quit"
+                );
             }
             for line in stdin.lock().lines() {
                 text.push_str(&line?);
                 text.push('\n');
             }
-            text.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+            text.split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
         }
     };
     if statements.is_empty() {
@@ -395,13 +453,19 @@ async fn sql(a: SqlArgs) -> Result<()> {
     Ok(())
 }
 
-
 async fn demo(a: DemoArgs) -> Result<()> {
     let raw = a.out.join("raw").display().to_string();
     let store = a.out.join("store").display().to_string();
     let pipeline = load_pipeline(&a.pipeline)?;
     let t = pipeline.transform().map_err(anyhow::Error::msg)?;
-    eprintln!("demo: 1/3 synthesizing {} plate(s) x {} wells x 2 sites of raw {}x{} {}-bit PNGs into {raw}", a.plates, a.wells, t.width.unwrap_or(2048), t.height.unwrap_or(2048), t.bit_depth);
+    eprintln!(
+        "demo: 1/3 synthesizing {} plate(s) x {} wells x 2 sites of raw {}x{} {}-bit PNGs into {raw}",
+        a.plates,
+        a.wells,
+        t.width.unwrap_or(2048),
+        t.height.unwrap_or(2048),
+        t.bit_depth
+    );
     synth(SynthArgs {
         out: raw.clone(),
         design: a.design,
@@ -415,7 +479,10 @@ async fn demo(a: DemoArgs) -> Result<()> {
         compression: Compression::Default,
     })
     .await?;
-    eprintln!("demo: 2/3 ingesting with {} into {store}", a.pipeline.display());
+    eprintln!(
+        "demo: 2/3 ingesting with {} into {store}",
+        a.pipeline.display()
+    );
     let summary = cellshard_runtime::run(RunOptions {
         pipeline,
         source: Some(raw.clone()),
@@ -441,6 +508,8 @@ async fn demo(a: DemoArgs) -> Result<()> {
         let batches = cellshard_sql::query(&ctx, q).await?;
         println!("{}", cellshard_sql::format(&batches, OutputFormat::Table)?);
     }
-    eprintln!("demo: done. Try: cargo run -p cellshard-cli -- sql --store {store} -c \"SELECT site_id, well_type, sirna_id FROM sites LIMIT 5\"");
+    eprintln!(
+        "demo: done. Try: cargo run -p cellshard-cli -- sql --store {store} -c \"SELECT site_id, well_type, sirna_id FROM sites LIMIT 5\""
+    );
     Ok(())
 }

@@ -1,4 +1,5 @@
 //! The command-line contract: exit codes, error messages, output formats.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -8,7 +9,11 @@ fn repo() -> PathBuf {
 }
 
 fn cellshard<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cellshard")).args(args).current_dir(repo()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {
@@ -17,13 +22,25 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn validate_accepts_shipped_pipelines() {
-    for p in ["pipelines/rxrx1.toml", "pipelines/rxrx1-release.toml", "pipelines/tiny.toml"] {
+    for p in [
+        "pipelines/rxrx1.toml",
+        "pipelines/rxrx1-release.toml",
+        "pipelines/tiny.toml",
+    ] {
         let out = cellshard(["validate", p]);
         assert!(out.status.success(), "{p}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).starts_with("ok: pipeline"), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).starts_with("ok: pipeline"),
+            "{}",
+            text(&out.stdout)
+        );
     }
     let out = cellshard(["validate", "pipelines/rxrx1.toml"]);
-    assert!(text(&out.stdout).contains("downsample 2x -> center_crop 512"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("downsample 2x -> center_crop 512"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -36,7 +53,10 @@ fn validate_names_the_unknown_key_and_its_line() {
     let out = cellshard(["validate", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("unknown key `sise` at line {line}")), "{err}");
+    assert!(
+        err.contains(&format!("unknown key `sise` at line {line}")),
+        "{err}"
+    );
 
     let out = cellshard(["validate", "no/such/pipeline.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -62,8 +82,13 @@ fn run_exit_codes_follow_the_reject_fraction() {
     };
     let out = cellshard(args("0"));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("16 of 40 objects rejected"), "{}", text(&out.stderr));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(
+        text(&out.stderr).contains("16 of 40 objects rejected"),
+        "{}",
+        text(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(json["objects"]["discovered"], 40);
     assert_eq!(json["sites"]["stored"], 4);
 
@@ -71,13 +96,41 @@ fn run_exit_codes_follow_the_reject_fraction() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let s = store.display().to_string();
-    let out = cellshard(["sql", "--store", &s, "--format", "csv", "-c", "SELECT site_id, well_type FROM sites ORDER BY site_id LIMIT 2"]);
+    let out = cellshard([
+        "sql",
+        "--store",
+        &s,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT site_id, well_type FROM sites ORDER BY site_id LIMIT 2",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "site_id,well_type\nHEPG2-01_1_B02_1,negative_control\nHUVEC-01_1_B02_1,negative_control\n");
-    let out = cellshard(["sql", "--store", &s, "--format", "json", "SELECT count(*) AS n FROM rejects"]);
+    assert_eq!(
+        text(&out.stdout),
+        "site_id,well_type\nHEPG2-01_1_B02_1,negative_control\nHUVEC-01_1_B02_1,negative_control\n"
+    );
+    let out = cellshard([
+        "sql",
+        "--store",
+        &s,
+        "--format",
+        "json",
+        "SELECT count(*) AS n FROM rejects",
+    ]);
     assert_eq!(text(&out.stdout).trim(), r#"{"n":16}"#);
-    let out = cellshard(["sql", "--store", &s, "-c", "SELECT site_id, tensor FROM sites ORDER BY site_id LIMIT 1"]);
-    assert!(text(&out.stdout).contains("<1572864 bytes>"), "{}", text(&out.stdout));
+    let out = cellshard([
+        "sql",
+        "--store",
+        &s,
+        "-c",
+        "SELECT site_id, tensor FROM sites ORDER BY site_id LIMIT 1",
+    ]);
+    assert!(
+        text(&out.stdout).contains("<1572864 bytes>"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = cellshard(["sql", "--store", &s, "-c", "SELECT nope FROM sites"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
@@ -87,7 +140,11 @@ fn run_exit_codes_follow_the_reject_fraction() {
 fn usage_errors_exit_2() {
     let out = cellshard(["synth", "--out", "/tmp/x", "--bit-depth", "12"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("must be 8 or 16"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("must be 8 or 16"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = cellshard(["run", "pipelines/tiny.toml", "--worker", "3/2"]);
     assert_eq!(out.status.code(), Some(2));
 }

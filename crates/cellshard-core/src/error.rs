@@ -31,6 +31,8 @@ pub enum Error {
         message: String,
     },
     /// A size string such as `"256MiB"` could not be parsed.
-    #[error("invalid size {0:?}: expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)")]
+    #[error(
+        "invalid size {0:?}: expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)"
+    )]
     Size(String),
 }

@@ -104,7 +104,10 @@ pub enum KeyMatch {
 impl LayoutTemplate {
     /// Parse a template. Requires `experiment`, `plate`, `well`, `site` and `channel`.
     pub fn parse(text: &str) -> Result<Self> {
-        let err = |message: String| Error::Layout { template: text.to_string(), message };
+        let err = |message: String| Error::Layout {
+            template: text.to_string(),
+            message,
+        };
         let mut tokens = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
@@ -140,12 +143,21 @@ impl LayoutTemplate {
                 rest = "";
             }
         }
-        for required in [Field::Experiment, Field::Plate, Field::Well, Field::Site, Field::Channel] {
+        for required in [
+            Field::Experiment,
+            Field::Plate,
+            Field::Well,
+            Field::Site,
+            Field::Channel,
+        ] {
             if !tokens.contains(&Token::Field(required)) {
                 return Err(err(format!("missing placeholder {{{}}}", required.name())));
             }
         }
-        Ok(Self { text: text.to_string(), tokens })
+        Ok(Self {
+            text: text.to_string(),
+            tokens,
+        })
     }
 
     /// The template text.
@@ -170,7 +182,10 @@ impl LayoutTemplate {
                 Field::Well => fields.well = value.to_string(),
                 Field::Plate | Field::Site | Field::Channel => {
                     let Ok(n) = value.parse::<u32>() else {
-                        return KeyMatch::Invalid(format!("{} {value:?} is not a number", field.name()));
+                        return KeyMatch::Invalid(format!(
+                            "{} {value:?} is not a number",
+                            field.name()
+                        ));
                     };
                     match field {
                         Field::Plate => fields.plate = n,
@@ -247,8 +262,13 @@ fn check_value(field: Field, value: &str) -> std::result::Result<(), String> {
     if value == "." || value == ".." || value.contains("..") {
         return Err(format!("{name} {value:?} contains a path traversal ('..')"));
     }
-    if let Some(c) = value.chars().find(|c| matches!(c, '=' | '\\' | '%' | '"' | '\'') || c.is_control()) {
-        return Err(format!("{name} {value:?} contains the character {c:?}, which would break partition paths"));
+    if let Some(c) = value
+        .chars()
+        .find(|c| matches!(c, '=' | '\\' | '%' | '"' | '\'') || c.is_control())
+    {
+        return Err(format!(
+            "{name} {value:?} contains the character {c:?}, which would break partition paths"
+        ));
     }
     if field.numeric() && value.len() > 9 {
         return Err(format!("{name} {value:?} is out of range"));
@@ -267,10 +287,15 @@ mod tests {
     #[test]
     fn matches_rxrx1_keys() {
         let m = rx().match_key("train/HEPG2-01/Plate1/B02_s2_w6.png");
-        let KeyMatch::Matched(f) = m else { panic!("{m:?}") };
+        let KeyMatch::Matched(f) = m else {
+            panic!("{m:?}")
+        };
         assert_eq!(f.dataset.as_deref(), Some("train"));
         assert_eq!(f.experiment, "HEPG2-01");
-        assert_eq!((f.plate, f.well.as_str(), f.site, f.channel), (1, "B02", 2, 6));
+        assert_eq!(
+            (f.plate, f.well.as_str(), f.site, f.channel),
+            (1, "B02", 2, 6)
+        );
         assert_eq!(rx().render(&f), "train/HEPG2-01/Plate1/B02_s2_w6.png");
     }
 
@@ -290,17 +315,32 @@ mod tests {
 
     #[test]
     fn rejects_partition_breaking_values() {
-        assert!(matches!(rx().match_key("train/../Plate1/B02_s1_w1.png"), KeyMatch::Invalid(_)));
-        assert!(matches!(rx().match_key("train/exp=1/Plate1/B02_s1_w1.png"), KeyMatch::Invalid(_)));
-        assert!(matches!(rx().match_key("train/HEPG2-01/Plate1234567890/B02_s1_w1.png"), KeyMatch::Invalid(_)));
+        assert!(matches!(
+            rx().match_key("train/../Plate1/B02_s1_w1.png"),
+            KeyMatch::Invalid(_)
+        ));
+        assert!(matches!(
+            rx().match_key("train/exp=1/Plate1/B02_s1_w1.png"),
+            KeyMatch::Invalid(_)
+        ));
+        assert!(matches!(
+            rx().match_key("train/HEPG2-01/Plate1234567890/B02_s1_w1.png"),
+            KeyMatch::Invalid(_)
+        ));
     }
 
     #[test]
     fn rxrx3_layout_without_dataset() {
-        let t = LayoutTemplate::parse("{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png").unwrap();
+        let t = LayoutTemplate::parse("{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png")
+            .unwrap();
         assert!(!t.has_dataset());
-        let KeyMatch::Matched(f) = t.match_key("gene-079/Plate8/H29_s1_w3.png") else { panic!() };
-        assert_eq!((f.experiment.as_str(), f.plate, f.well.as_str()), ("gene-079", 8, "H29"));
+        let KeyMatch::Matched(f) = t.match_key("gene-079/Plate8/H29_s1_w3.png") else {
+            panic!()
+        };
+        assert_eq!(
+            (f.experiment.as_str(), f.plate, f.well.as_str()),
+            ("gene-079", 8, "H29")
+        );
     }
 
     #[test]

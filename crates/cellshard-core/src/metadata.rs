@@ -59,8 +59,19 @@ pub struct MetadataTable {
 }
 
 const KNOWN: &[&str] = &[
-    "site_id", "well_id", "id_code", "cell_type", "dataset", "experiment", "experiment_name", "plate",
-    "well", "address", "site", "well_type", "sirna_id",
+    "site_id",
+    "well_id",
+    "id_code",
+    "cell_type",
+    "dataset",
+    "experiment",
+    "experiment_name",
+    "plate",
+    "well",
+    "address",
+    "site",
+    "well_type",
+    "sirna_id",
 ];
 
 impl MetadataTable {
@@ -87,7 +98,10 @@ impl MetadataTable {
     /// Parse one CSV file and merge its rows. `path` names the file in messages and, for the
     /// Kaggle dialect, gives the dataset (`train...csv` / `test...csv`).
     pub fn add_csv(&mut self, path: &str, bytes: &[u8]) -> Result<usize> {
-        let err = |message: String| Error::Metadata { path: path.to_string(), message };
+        let err = |message: String| Error::Metadata {
+            path: path.to_string(),
+            message,
+        };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
         let headers: Vec<String> = reader
             .headers()
@@ -98,7 +112,11 @@ impl MetadataTable {
         if headers.iter().all(|h| h.is_empty()) {
             return Err(err("the file is empty (no header row)".into()));
         }
-        let col = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
+        let col = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| headers.iter().position(|h| h == n))
+        };
         let kaggle = col(&["id_code"]).is_some();
         let experiment = col(&["experiment", "experiment_name"]);
         let plate = col(&["plate"]);
@@ -113,7 +131,11 @@ impl MetadataTable {
         let cell_type = col(&["cell_type"]);
         let dataset = col(&["dataset"]);
         let well_type = col(&["well_type"]);
-        let sirna = if kaggle { col(&["sirna_id", "sirna"]) } else { col(&["sirna_id"]) };
+        let sirna = if kaggle {
+            col(&["sirna_id", "sirna"])
+        } else {
+            col(&["sirna_id"])
+        };
         let file_dataset = file_dataset(path);
 
         let mut extra_map = Vec::new();
@@ -134,7 +156,11 @@ impl MetadataTable {
         let mut added = 0;
         for (n, record) in reader.records().enumerate() {
             // Line numbers are 1-based and the header is line 1.
-            let line = record.as_ref().ok().and_then(|r| r.position()).map_or(n as u64 + 2, |p| p.line());
+            let line = record
+                .as_ref()
+                .ok()
+                .and_then(|r| r.position())
+                .map_or(n as u64 + 2, |p| p.line());
             let at = format!("{path}:{line}");
             let record = match record {
                 Ok(r) => r,
@@ -155,11 +181,13 @@ impl MetadataTable {
             let exp = get(experiment).to_string();
             let well_s = get(well).to_string();
             if exp.is_empty() || well_s.is_empty() {
-                self.row_errors.push(format!("{at}: empty experiment or well"));
+                self.row_errors
+                    .push(format!("{at}: empty experiment or well"));
                 continue;
             }
             let Ok(plate_n) = get(plate).parse::<u32>() else {
-                self.row_errors.push(format!("{at}: plate {:?} is not a number", get(plate)));
+                self.row_errors
+                    .push(format!("{at}: plate {:?} is not a number", get(plate)));
                 continue;
             };
             let site_n = match site.map(get) {
@@ -167,7 +195,8 @@ impl MetadataTable {
                 Some(s) => match s.parse::<u32>() {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.row_errors.push(format!("{at}: site {s:?} is not a number"));
+                        self.row_errors
+                            .push(format!("{at}: site {s:?} is not a number"));
                         continue;
                     }
                 },
@@ -177,7 +206,8 @@ impl MetadataTable {
                 Some(s) => match s.parse::<i32>() {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.row_errors.push(format!("{at}: sirna id {s:?} is not a number"));
+                        self.row_errors
+                            .push(format!("{at}: sirna id {s:?} is not a number"));
                         continue;
                     }
                 },
@@ -202,7 +232,13 @@ impl MetadataTable {
                 well: well_s.clone(),
                 site: site_n,
                 well_type: well_type.map(get).filter(|s| !s.is_empty()).map_or_else(
-                    || if kaggle { "treatment".to_string() } else { "unknown".to_string() },
+                    || {
+                        if kaggle {
+                            "treatment".to_string()
+                        } else {
+                            "unknown".to_string()
+                        }
+                    },
                     str::to_string,
                 ),
                 sirna_id,
@@ -213,7 +249,8 @@ impl MetadataTable {
                 Some((existing, _)) if same_row(existing, &meta) => {}
                 Some((_, first_at)) => {
                     let msg = format!("rows at {first_at} and {at} disagree");
-                    self.row_errors.push(format!("{at}: conflicts with {first_at}"));
+                    self.row_errors
+                        .push(format!("{at}: conflicts with {first_at}"));
                     self.conflicts.insert(key, msg);
                 }
                 None => {
@@ -227,7 +264,12 @@ impl MetadataTable {
 
     /// Metadata for a site: its own row, else its well's row.
     pub fn lookup(&self, key: &SiteKey) -> Lookup<'_> {
-        let mut k: RowKey = (key.experiment.clone(), key.plate, key.well.clone(), Some(key.site));
+        let mut k: RowKey = (
+            key.experiment.clone(),
+            key.plate,
+            key.well.clone(),
+            Some(key.site),
+        );
         for _ in 0..2 {
             if let Some(msg) = self.conflicts.get(&k) {
                 return Lookup::Conflict(msg);
@@ -258,13 +300,20 @@ fn same_row(a: &SiteMetadata, b: &SiteMetadata) -> bool {
 
 /// `HUVEC-01` -> `HUVEC`.
 pub fn cell_type_of(experiment: &str) -> String {
-    experiment.split('-').next().unwrap_or(experiment).to_string()
+    experiment
+        .split('-')
+        .next()
+        .unwrap_or(experiment)
+        .to_string()
 }
 
 /// `.../train_controls.csv` -> `train`; `test.csv` -> `test`.
 fn file_dataset(path: &str) -> Option<String> {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-    ["train", "test"].into_iter().find(|d| name.starts_with(d)).map(str::to_string)
+    ["train", "test"]
+        .into_iter()
+        .find(|d| name.starts_with(d))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -272,7 +321,12 @@ mod tests {
     use super::*;
 
     fn key(e: &str, p: u32, w: &str, s: u32) -> SiteKey {
-        SiteKey { experiment: e.into(), plate: p, well: w.into(), site: s }
+        SiteKey {
+            experiment: e.into(),
+            plate: p,
+            well: w.into(),
+            site: s,
+        }
     }
 
     #[test]
@@ -283,10 +337,17 @@ mod tests {
         let mut t = MetadataTable::new();
         assert_eq!(t.add_csv("metadata.csv", csv.as_bytes()).unwrap(), 2);
         assert_eq!(t.extra_columns(), ["plate_group"]);
-        let Lookup::Found(m) = t.lookup(&key("HEPG2-01", 1, "B02", 1)) else { panic!() };
-        assert_eq!((m.well_type.as_str(), m.sirna_id), ("negative_control", Some(1138)));
+        let Lookup::Found(m) = t.lookup(&key("HEPG2-01", 1, "B02", 1)) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.well_type.as_str(), m.sirna_id),
+            ("negative_control", Some(1138))
+        );
         assert_eq!(m.extra, vec![Some("1".to_string())]);
-        let Lookup::Found(m) = t.lookup(&key("HEPG2-08", 1, "B03", 2)) else { panic!() };
+        let Lookup::Found(m) = t.lookup(&key("HEPG2-08", 1, "B03", 2)) else {
+            panic!()
+        };
         assert_eq!(m.sirna_id, None);
         assert_eq!(t.lookup(&key("HEPG2-08", 1, "B03", 1)), Lookup::Missing);
     }
@@ -294,20 +355,27 @@ mod tests {
     #[test]
     fn kaggle_dialect_per_well() {
         let mut t = MetadataTable::new();
-        t.add_csv("kaggle/train.csv", b"id_code,experiment,plate,well,sirna\nHUVEC-01_1_B03,HUVEC-01,1,B03,513\n")
-            .unwrap();
+        t.add_csv(
+            "kaggle/train.csv",
+            b"id_code,experiment,plate,well,sirna\nHUVEC-01_1_B03,HUVEC-01,1,B03,513\n",
+        )
+        .unwrap();
         t.add_csv(
             "kaggle/train_controls.csv",
             b"id_code,experiment,plate,well,sirna,well_type\nHUVEC-01_1_B02,HUVEC-01,1,B02,1138,negative_control\n",
         )
         .unwrap();
         for s in [1, 2] {
-            let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B03", s)) else { panic!() };
+            let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B03", s)) else {
+                panic!()
+            };
             assert_eq!(m.cell_type, "HUVEC");
             assert_eq!(m.dataset.as_deref(), Some("train"));
             assert_eq!((m.well_type.as_str(), m.sirna_id), ("treatment", Some(513)));
         }
-        let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B02", 1)) else { panic!() };
+        let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B02", 1)) else {
+            panic!()
+        };
         assert_eq!(m.well_type, "negative_control");
         assert!(t.extra_columns().is_empty());
     }
@@ -322,8 +390,15 @@ mod tests {
         let mut t = MetadataTable::new();
         t.add_csv("m.csv", csv.as_bytes()).unwrap();
         assert_eq!(t.row_errors.len(), 3, "{:?}", t.row_errors);
-        assert!(t.row_errors[0].starts_with("m.csv:3: plate"), "{:?}", t.row_errors);
-        assert!(matches!(t.lookup(&key("E", 1, "B02", 1)), Lookup::Conflict(_)));
+        assert!(
+            t.row_errors[0].starts_with("m.csv:3: plate"),
+            "{:?}",
+            t.row_errors
+        );
+        assert!(matches!(
+            t.lookup(&key("E", 1, "B02", 1)),
+            Lookup::Conflict(_)
+        ));
     }
 
     #[test]
@@ -331,6 +406,10 @@ mod tests {
         let mut t = MetadataTable::new();
         assert!(t.add_csv("empty.csv", b"").is_err());
         assert!(t.add_csv("bad.csv", b"a,b,c\n1,2,3\n").is_err());
-        assert_eq!(t.add_csv("header.csv", b"experiment,plate,well,site\n").unwrap(), 0);
+        assert_eq!(
+            t.add_csv("header.csv", b"experiment,plate,well,site\n")
+                .unwrap(),
+            0
+        );
     }
 }

@@ -276,9 +276,14 @@ pub struct Transform {
 impl Pipeline {
     /// Parse and validate a pipeline from TOML text; `path` names it in errors.
     pub fn from_toml(path: &str, text: &str) -> Result<Self> {
-        let pipeline: Pipeline = toml::from_str(text)
-            .map_err(|e| Error::Pipeline { path: path.to_string(), message: locate_unknown_key(text, &e) })?;
-        pipeline.validate().map_err(|message| Error::Pipeline { path: path.to_string(), message })?;
+        let pipeline: Pipeline = toml::from_str(text).map_err(|e| Error::Pipeline {
+            path: path.to_string(),
+            message: locate_unknown_key(text, &e),
+        })?;
+        pipeline.validate().map_err(|message| Error::Pipeline {
+            path: path.to_string(),
+            message,
+        })?;
         Ok(pipeline)
     }
 
@@ -293,13 +298,19 @@ impl Pipeline {
         }
         LayoutTemplate::parse(&self.source.layout).map_err(|e| e.to_string())?;
         if !(1..=64).contains(&self.source.channels) {
-            return Err(format!("source.channels = {} is out of range 1..=64", self.source.channels));
+            return Err(format!(
+                "source.channels = {} is out of range 1..=64",
+                self.source.channels
+            ));
         }
         if self.metadata.urls.is_empty() {
             return Err("metadata.urls must name at least one CSV file".into());
         }
         if !(1..=22).contains(&self.sink.zstd_level) {
-            return Err(format!("sink.zstd_level = {} is out of range 1..=22", self.sink.zstd_level));
+            return Err(format!(
+                "sink.zstd_level = {} is out of range 1..=22",
+                self.sink.zstd_level
+            ));
         }
         if self.source.max_inflight.bytes() < (1 << 20) {
             return Err("source.max_inflight must be at least 1MiB".into());
@@ -323,7 +334,13 @@ impl Pipeline {
     /// Resolve the stage list into a [`Transform`], checking order and values.
     pub fn transform(&self) -> std::result::Result<Transform, String> {
         let mut it = self.stages.iter().peekable();
-        let Some(Stage::Decode { bit_depth, width, height, max_pixels }) = it.next() else {
+        let Some(Stage::Decode {
+            bit_depth,
+            width,
+            height,
+            max_pixels,
+        }) = it.next()
+        else {
             return Err("the first stage must be kind = \"decode\"".into());
         };
         if !matches!(bit_depth, 8 | 16) {
@@ -345,16 +362,28 @@ impl Pipeline {
             crop = Some(*size);
             it.next();
         }
-        let Some(Stage::Normalize { method, low, high, reference, output }) = it.next() else {
+        let Some(Stage::Normalize {
+            method,
+            low,
+            high,
+            reference,
+            output,
+        }) = it.next()
+        else {
             return Err("stages must be decode, then optional downsample, then optional center_crop, then normalize".into());
         };
         if it.next().is_some() {
             return Err("normalize must be the last stage".into());
         }
-        if *method == NormalizeMethod::Percentile && !(0.0 <= *low && low < high && *high <= 100.0) {
-            return Err(format!("normalize percentiles low = {low}, high = {high}: need 0 <= low < high <= 100"));
+        if *method == NormalizeMethod::Percentile && !(0.0 <= *low && low < high && *high <= 100.0)
+        {
+            return Err(format!(
+                "normalize percentiles low = {low}, high = {high}: need 0 <= low < high <= 100"
+            ));
         }
-        if *method == NormalizeMethod::Zscore && !matches!(output, OutputDtype::F16 | OutputDtype::F32) {
+        if *method == NormalizeMethod::Zscore
+            && !matches!(output, OutputDtype::F16 | OutputDtype::F32)
+        {
             return Err("normalize method = \"zscore\" needs output = \"f16\" or \"f32\"".into());
         }
         Ok(Transform {
@@ -398,13 +427,23 @@ impl Pipeline {
 /// of the stage list; point at the key's own line as well.
 fn locate_unknown_key(text: &str, e: &toml::de::Error) -> String {
     let message = e.to_string();
-    let Some(key) = e.message().strip_prefix("unknown field `").and_then(|r| r.split('`').next()) else {
+    let Some(key) = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    else {
         return message;
     };
-    let from = e.span().map_or(0, |s| text[..s.start.min(text.len())].lines().count().saturating_sub(1));
+    let from = e.span().map_or(0, |s| {
+        text[..s.start.min(text.len())]
+            .lines()
+            .count()
+            .saturating_sub(1)
+    });
     let found = text.lines().enumerate().skip(from).find(|(_, l)| {
         let l = l.trim_start();
-        l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
     });
     match found {
         Some((i, _)) => format!("unknown key `{key}` at line {}\n{message}", i + 1),
@@ -428,7 +467,9 @@ impl Transform {
         match self.crop {
             None => Ok((dw, dh)),
             Some(c) if c <= dw && c <= dh => Ok((c, c)),
-            Some(c) => Err(format!("center_crop.size = {c} is larger than the downsampled image {dw}x{dh}")),
+            Some(c) => Err(format!(
+                "center_crop.size = {c} is larger than the downsampled image {dw}x{dh}"
+            )),
         }
     }
 }
@@ -464,7 +505,10 @@ url = "store"
     fn parses_defaults() {
         let p = Pipeline::from_toml("p.toml", GOOD).unwrap();
         let t = p.transform().unwrap();
-        assert_eq!((t.factor, t.crop, t.output), (2, Some(512), OutputDtype::U8));
+        assert_eq!(
+            (t.factor, t.crop, t.output),
+            (2, Some(512), OutputDtype::U8)
+        );
         assert_eq!((t.low, t.high, t.reference), (0.1, 99.9, Reference::All));
         assert_eq!(t.output_dims(2048, 2048).unwrap(), (512, 512));
         assert_eq!(p.sink.row_group_size, ByteSize::mib(32));
@@ -474,31 +518,48 @@ url = "store"
     #[test]
     fn unknown_key_names_key_and_line() {
         let text = GOOD.replace("factor = 2", "factor = 2\nfactr = 3");
-        let e = Pipeline::from_toml("p.toml", &text).unwrap_err().to_string();
+        let e = Pipeline::from_toml("p.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("factr"), "{e}");
         assert!(e.contains("unknown key `factr` at line 15"), "{e}");
         let text = GOOD.replace("url = \"store\"", "url = \"store\"\nzstd = 3");
-        let e = Pipeline::from_toml("p.toml", &text).unwrap_err().to_string();
+        let e = Pipeline::from_toml("p.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("zstd") && e.contains("line"), "{e}");
     }
 
     #[test]
     fn stage_order_and_values_are_checked() {
-        let swapped = GOOD.replace("kind = \"downsample\"\nfactor = 2", "kind = \"center_crop\"\nsize = 512");
+        let swapped = GOOD.replace(
+            "kind = \"downsample\"\nfactor = 2",
+            "kind = \"center_crop\"\nsize = 512",
+        );
         assert!(Pipeline::from_toml("p.toml", &swapped).is_err());
         let big = GOOD.replace("size = 512", "size = 2000");
         let e = Pipeline::from_toml("p.toml", &big).unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
-        let z = GOOD.replace("kind = \"normalize\"", "kind = \"normalize\"\nmethod = \"zscore\"");
+        let z = GOOD.replace(
+            "kind = \"normalize\"",
+            "kind = \"normalize\"\nmethod = \"zscore\"",
+        );
         assert!(Pipeline::from_toml("p.toml", &z).is_err());
-        let z = GOOD.replace("kind = \"normalize\"", "kind = \"normalize\"\nmethod = \"zscore\"\noutput = \"f32\"");
+        let z = GOOD.replace(
+            "kind = \"normalize\"",
+            "kind = \"normalize\"\nmethod = \"zscore\"\noutput = \"f32\"",
+        );
         assert!(Pipeline::from_toml("p.toml", &z).is_ok());
     }
 
     #[test]
     fn hash_ignores_locations_but_not_semantics() {
         let a = Pipeline::from_toml("p.toml", GOOD).unwrap();
-        let b = Pipeline::from_toml("p.toml", &GOOD.replace("url = \"store\"", "url = \"elsewhere\"")).unwrap();
+        let b = Pipeline::from_toml(
+            "p.toml",
+            &GOOD.replace("url = \"store\"", "url = \"elsewhere\""),
+        )
+        .unwrap();
         let c = Pipeline::from_toml("p.toml", &GOOD.replace("factor = 2", "factor = 4")).unwrap();
         assert_eq!(a.hash(), b.hash());
         assert_ne!(a.hash(), c.hash());

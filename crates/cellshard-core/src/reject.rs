@@ -57,7 +57,9 @@ impl RejectReason {
             | RejectReason::NoMetadata
             | RejectReason::MetadataConflict => "discover",
             RejectReason::ReadFailed => "read",
-            RejectReason::Decode | RejectReason::Format | RejectReason::InconsistentChannels => "decode",
+            RejectReason::Decode | RejectReason::Format | RejectReason::InconsistentChannels => {
+                "decode"
+            }
             RejectReason::Normalize => "normalize",
         }
     }

@@ -34,7 +34,10 @@ pub struct SiteKey {
 impl SiteKey {
     /// The RxRx1 site id: `{experiment}_{plate}_{well}_{site}`.
     pub fn site_id(&self) -> String {
-        format!("{}_{}_{}_{}", self.experiment, self.plate, self.well, self.site)
+        format!(
+            "{}_{}_{}_{}",
+            self.experiment, self.plate, self.well, self.site
+        )
     }
 
     /// The RxRx1 well id: `{experiment}_{plate}_{well}`.
@@ -44,13 +47,20 @@ impl SiteKey {
 
     /// The plate the site is on.
     pub fn plate_key(&self) -> PlateKey {
-        PlateKey { experiment: self.experiment.clone(), plate: self.plate }
+        PlateKey {
+            experiment: self.experiment.clone(),
+            plate: self.plate,
+        }
     }
 }
 
 impl fmt::Display for SiteKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}_{}_{}", self.experiment, self.plate, self.well, self.site)
+        write!(
+            f,
+            "{}_{}_{}_{}",
+            self.experiment, self.plate, self.well, self.site
+        )
     }
 }
 
@@ -60,7 +70,12 @@ mod tests {
 
     #[test]
     fn ids_follow_rxrx1() {
-        let k = SiteKey { experiment: "HUVEC-01".into(), plate: 1, well: "B02".into(), site: 2 };
+        let k = SiteKey {
+            experiment: "HUVEC-01".into(),
+            plate: 1,
+            well: "B02".into(),
+            site: 2,
+        };
         assert_eq!(k.site_id(), "HUVEC-01_1_B02_2");
         assert_eq!(k.well_id(), "HUVEC-01_1_B02");
         assert_eq!(k.plate_key().to_string(), "HUVEC-01_1");
@@ -68,9 +83,24 @@ mod tests {
 
     #[test]
     fn orders_by_plate_well_site() {
-        let a = SiteKey { experiment: "E".into(), plate: 1, well: "C02".into(), site: 2 };
-        let b = SiteKey { experiment: "E".into(), plate: 2, well: "B02".into(), site: 1 };
-        let c = SiteKey { experiment: "E".into(), plate: 1, well: "C02".into(), site: 1 };
+        let a = SiteKey {
+            experiment: "E".into(),
+            plate: 1,
+            well: "C02".into(),
+            site: 2,
+        };
+        let b = SiteKey {
+            experiment: "E".into(),
+            plate: 2,
+            well: "B02".into(),
+            site: 1,
+        };
+        let c = SiteKey {
+            experiment: "E".into(),
+            plate: 1,
+            well: "C02".into(),
+            site: 1,
+        };
         let mut v = vec![a.clone(), b.clone(), c.clone()];
         v.sort();
         assert_eq!(v, vec![c, a, b]);

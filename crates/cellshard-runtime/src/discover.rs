@@ -10,9 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use cellshard_core::layout::KeyMatch;
 use cellshard_core::metadata::Lookup;
-use cellshard_core::{LayoutTemplate, MetadataTable, PlateKey, RejectReason, SiteKey, SiteMetadata};
-use cellshard_store::schema::RejectRow;
+use cellshard_core::{
+    LayoutTemplate, MetadataTable, PlateKey, RejectReason, SiteKey, SiteMetadata,
+};
 use cellshard_store::Location;
+use cellshard_store::schema::RejectRow;
 use futures::TryStreamExt;
 use object_store::path::Path;
 
@@ -87,26 +89,39 @@ impl WorkerShare {
 }
 
 /// List `source` and group what matches `layout`.
-pub async fn list_source(source: &Location, layout: &LayoutTemplate, share: WorkerShare) -> Result<Listing> {
+pub async fn list_source(
+    source: &Location,
+    layout: &LayoutTemplate,
+    share: WorkerShare,
+) -> Result<Listing> {
     let mut listing = Listing::default();
     let mut groups: BTreeMap<PlateKey, BTreeMap<SiteKey, SiteInputs>> = BTreeMap::new();
-    let prefix = if source.prefix.as_ref().is_empty() { None } else { Some(&source.prefix) };
+    let prefix = if source.prefix.as_ref().is_empty() {
+        None
+    } else {
+        Some(&source.prefix)
+    };
     let mut stream = source.store.list(prefix);
-    while let Some(meta) = stream
-        .try_next()
-        .await
-        .map_err(|e| Error::Source { url: source.url.to_string(), source: e })?
-    {
+    while let Some(meta) = stream.try_next().await.map_err(|e| Error::Source {
+        url: source.url.to_string(),
+        source: e,
+    })? {
         listing.objects += 1;
         listing.bytes += meta.size;
         let display = source.display(&meta.location);
         let Some(key) = source.relative(&meta.location) else {
-            *listing.ignored.entry("outside the source prefix".into()).or_default() += 1;
+            *listing
+                .ignored
+                .entry("outside the source prefix".into())
+                .or_default() += 1;
             continue;
         };
         match layout.match_key(key) {
             KeyMatch::Ignored => {
-                *listing.ignored.entry("key does not match the layout".into()).or_default() += 1;
+                *listing
+                    .ignored
+                    .entry("key does not match the layout".into())
+                    .or_default() += 1;
             }
             KeyMatch::Invalid(why) => listing.rejects.push(RejectRow {
                 site_id: None,
@@ -118,17 +133,30 @@ pub async fn list_source(source: &Location, layout: &LayoutTemplate, share: Work
                 message: format!("{key}: {why}"),
             }),
             KeyMatch::Matched(f) => {
-                let site = SiteKey { experiment: f.experiment, plate: f.plate, well: f.well, site: f.site };
-                let entry = groups.entry(site.plate_key()).or_default().entry(site).or_default();
+                let site = SiteKey {
+                    experiment: f.experiment,
+                    plate: f.plate,
+                    well: f.well,
+                    site: f.site,
+                };
+                let entry = groups
+                    .entry(site.plate_key())
+                    .or_default()
+                    .entry(site)
+                    .or_default();
                 if entry.dataset.is_none() {
                     entry.dataset = f.dataset;
                 }
-                entry.channels.entry(f.channel).or_default().push(ObjectRef {
-                    path: meta.location.clone(),
-                    display,
-                    size: meta.size,
-                    etag: meta.e_tag.clone(),
-                });
+                entry
+                    .channels
+                    .entry(f.channel)
+                    .or_default()
+                    .push(ObjectRef {
+                        path: meta.location.clone(),
+                        display,
+                        size: meta.size,
+                        etag: meta.e_tag.clone(),
+                    });
             }
         }
     }
@@ -137,13 +165,22 @@ pub async fn list_source(source: &Location, layout: &LayoutTemplate, share: Work
         if i as u32 % share.count == share.index {
             listing.plates.insert(plate, sites);
         } else {
-            listing.other_workers += sites.values().flat_map(|s| s.channels.values()).map(|v| v.len() as u64).sum::<u64>();
+            listing.other_workers += sites
+                .values()
+                .flat_map(|s| s.channels.values())
+                .map(|v| v.len() as u64)
+                .sum::<u64>();
         }
     }
     Ok(listing)
 }
 
-fn reject_rows(key: &SiteKey, objects: &[&ObjectRef], reason: RejectReason, message: &str) -> Vec<RejectRow> {
+fn reject_rows(
+    key: &SiteKey,
+    objects: &[&ObjectRef],
+    reason: RejectReason,
+    message: &str,
+) -> Vec<RejectRow> {
     objects
         .iter()
         .map(|o| RejectRow {
@@ -179,7 +216,12 @@ pub fn resolve_plate(
             if ch == 0 || ch > channels {
                 let refs: Vec<&ObjectRef> = objs.iter().collect();
                 let msg = format!("site {id}: channel w{ch} is outside w1..w{channels}");
-                rejects.extend(reject_rows(&key, &refs, RejectReason::ChannelOutOfRange, &msg));
+                rejects.extend(reject_rows(
+                    &key,
+                    &refs,
+                    RejectReason::ChannelOutOfRange,
+                    &msg,
+                ));
             } else {
                 usable.insert(ch, objs);
             }
@@ -188,7 +230,11 @@ pub fn resolve_plate(
         if all.is_empty() {
             continue;
         }
-        let dups: Vec<u32> = usable.iter().filter(|(_, v)| v.len() > 1).map(|(c, _)| *c).collect();
+        let dups: Vec<u32> = usable
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(c, _)| *c)
+            .collect();
         if !dups.is_empty() {
             let names: Vec<String> = dups
                 .iter()
@@ -199,7 +245,12 @@ pub fn resolve_plate(
                 channel_list(dups.iter().copied()),
                 names.join(", ")
             );
-            rejects.extend(reject_rows(&key, &all, RejectReason::DuplicateChannel, &msg));
+            rejects.extend(reject_rows(
+                &key,
+                &all,
+                RejectReason::DuplicateChannel,
+                &msg,
+            ));
             continue;
         }
         let missing: Vec<u32> = (1..=channels).filter(|c| !usable.contains_key(c)).collect();
@@ -221,27 +272,45 @@ pub fn resolve_plate(
             }
             Lookup::Conflict(why) => {
                 let msg = format!("site {id}: conflicting metadata: {why}");
-                rejects.extend(reject_rows(&key, &all, RejectReason::MetadataConflict, &msg));
+                rejects.extend(reject_rows(
+                    &key,
+                    &all,
+                    RejectReason::MetadataConflict,
+                    &msg,
+                ));
                 continue;
             }
         };
         let dataset = meta.dataset.clone().or(inputs.dataset);
         let objects = usable.into_values().flatten().collect();
-        good.push(ResolvedSite { key, meta, dataset, objects });
+        good.push(ResolvedSite {
+            key,
+            meta,
+            dataset,
+            objects,
+        });
     }
     (good, rejects)
 }
 
 /// Count of objects in a set of sites.
 pub fn object_count(sites: &BTreeMap<SiteKey, SiteInputs>) -> u64 {
-    sites.values().flat_map(|s| s.channels.values()).map(|v| v.len() as u64).sum()
+    sites
+        .values()
+        .flat_map(|s| s.channels.values())
+        .map(|v| v.len() as u64)
+        .sum()
 }
 
 /// Metadata rows per plate, to report rows that have no images.
 pub fn metadata_by_plate(metadata: &MetadataTable) -> HashMap<PlateKey, usize> {
     let mut out = HashMap::new();
     for row in metadata.rows() {
-        *out.entry(PlateKey { experiment: row.experiment.clone(), plate: row.plate }).or_default() += 1;
+        *out.entry(PlateKey {
+            experiment: row.experiment.clone(),
+            plate: row.plate,
+        })
+        .or_default() += 1;
     }
     out
 }
@@ -251,11 +320,21 @@ mod tests {
     use super::*;
 
     fn obj(name: &str) -> ObjectRef {
-        ObjectRef { path: Path::from(name), display: name.into(), size: 1, etag: None }
+        ObjectRef {
+            path: Path::from(name),
+            display: name.into(),
+            size: 1,
+            etag: None,
+        }
     }
 
     fn key(site: u32) -> SiteKey {
-        SiteKey { experiment: "E-1".into(), plate: 1, well: "B02".into(), site }
+        SiteKey {
+            experiment: "E-1".into(),
+            plate: 1,
+            well: "B02".into(),
+            site,
+        }
     }
 
     #[test]
@@ -283,13 +362,30 @@ mod tests {
         assert_eq!(good.len(), 1);
         assert_eq!(good[0].objects.len(), 3);
         assert_eq!(good[0].meta.well_type, "negative_control");
-        let reasons: Vec<(&str, &str)> =
-            rejects.iter().map(|r| (r.object_path.as_deref().unwrap(), r.reason.as_str())).collect();
+        let reasons: Vec<(&str, &str)> = rejects
+            .iter()
+            .map(|r| (r.object_path.as_deref().unwrap(), r.reason.as_str()))
+            .collect();
         assert!(reasons.contains(&("s1_w7", "channel_out_of_range")));
         assert!(reasons.contains(&("s2_w1", "missing_channels")));
-        assert_eq!(reasons.iter().filter(|r| r.1 == "duplicate_channel").count(), 4);
-        let missing = rejects.iter().find(|r| r.reason == "missing_channels").unwrap();
-        assert!(missing.message.contains("missing channels w2, w3 (found w1)"), "{}", missing.message);
+        assert_eq!(
+            reasons
+                .iter()
+                .filter(|r| r.1 == "duplicate_channel")
+                .count(),
+            4
+        );
+        let missing = rejects
+            .iter()
+            .find(|r| r.reason == "missing_channels")
+            .unwrap();
+        assert!(
+            missing
+                .message
+                .contains("missing channels w2, w3 (found w1)"),
+            "{}",
+            missing.message
+        );
         // site 3 has no metadata row but is rejected for its duplicate first
         assert_eq!(rejects.len(), 1 + 1 + 4);
     }

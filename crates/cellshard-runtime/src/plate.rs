@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use cellshard_core::pipeline::Transform;
 use cellshard_core::{PlateKey, RejectReason};
-use cellshard_stages::decode::{decode_transformed, DecodeErrorKind};
+use cellshard_stages::decode::{DecodeErrorKind, decode_transformed};
 use cellshard_stages::tensor::stack;
 use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane, PlateNorm};
 use cellshard_store::schema::{PlateStatRow, RejectRow, SiteRow, SitesContext};
@@ -66,7 +66,9 @@ struct Reservation<'a> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.counters.inflight_kib.fetch_sub(self.kib, Ordering::Relaxed);
+        self.counters
+            .inflight_kib
+            .fetch_sub(self.kib, Ordering::Relaxed);
     }
 }
 
@@ -126,7 +128,11 @@ enum Phase1 {
     Rejected(Vec<RejectRow>),
 }
 
-async fn fetch(source: &Location, obj: &ObjectRef, counters: &Counters) -> std::result::Result<bytes::Bytes, String> {
+async fn fetch(
+    source: &Location,
+    obj: &ObjectRef,
+    counters: &Counters,
+) -> std::result::Result<bytes::Bytes, String> {
     let t = Instant::now();
     let res = async {
         let r = source.store.get(&obj.path).await?;
@@ -136,7 +142,9 @@ async fn fetch(source: &Location, obj: &ObjectRef, counters: &Counters) -> std::
     add_ns(&counters.read_ns, t);
     match res {
         Ok(b) => {
-            counters.bytes_in.fetch_add(b.len() as u64, Ordering::Relaxed);
+            counters
+                .bytes_in
+                .fetch_add(b.len() as u64, Ordering::Relaxed);
             Ok(b)
         }
         Err(e) => Err(format!("cannot read {}: {e}", obj.display)),
@@ -180,8 +188,13 @@ fn phase1_cpu(
             }
         }
     }
-    if let Some(first) = planes.first() {
-        if let Some((i, p)) = planes.iter().enumerate().find(|(_, p)| (p.width, p.height) != (first.width, first.height)) {
+    if let Some(first) = planes.first()
+        && let Some((i, p)) = planes
+            .iter()
+            .enumerate()
+            .find(|(_, p)| (p.width, p.height) != (first.width, first.height))
+    {
+        {
             let msg = format!(
                 "site {}: channel files disagree in size: {} gives {}x{}, {} gives {}x{}",
                 site.key.site_id(),
@@ -222,7 +235,11 @@ fn phase1_cpu(
     }
     match zstd::bulk::compress(&raw, 1) {
         Ok(spill) => Phase1::Ok { spill },
-        Err(e) => Phase1::Rejected(site_rejects(site, RejectReason::Decode, &format!("spill compression failed: {e}"))),
+        Err(e) => Phase1::Rejected(site_rejects(
+            site,
+            RejectReason::Decode,
+            &format!("spill compression failed: {e}"),
+        )),
     }
 }
 
@@ -239,7 +256,15 @@ fn unspill(bytes: &[u8], channels: usize) -> std::result::Result<Vec<Plane>, Str
     }
     Ok(raw[8..]
         .chunks_exact(n * 2)
-        .map(|c| Plane::new(w, h, c.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()))
+        .map(|c| {
+            Plane::new(
+                w,
+                h,
+                c.chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                    .collect(),
+            )
+        })
         .collect())
 }
 
@@ -253,20 +278,31 @@ pub async fn process_plate(
     mut rejects: Vec<RejectRow>,
 ) -> Result<PlateReport> {
     let t = job.transform;
-    let spec = DecodeSpec { bit_depth: t.bit_depth, width: t.width, height: t.height, max_pixels: t.max_pixels };
+    let spec = DecodeSpec {
+        bit_depth: t.bit_depth,
+        width: t.width,
+        height: t.height,
+        max_pixels: t.max_pixels,
+    };
     let channels = job.channels as usize;
-    let hist = Arc::new(Mutex::new((0..channels).map(|_| Histogram::new()).collect::<Vec<_>>()));
-    let scratch_err = |source: std::io::Error| Error::Scratch { dir: job.scratch.display().to_string(), source };
+    let hist = Arc::new(Mutex::new(
+        (0..channels).map(|_| Histogram::new()).collect::<Vec<_>>(),
+    ));
+    let scratch_err = |source: std::io::Error| Error::Scratch {
+        dir: job.scratch.display().to_string(),
+        source,
+    };
     let mut spill_file = tempfile::tempfile_in(job.scratch).map_err(scratch_err)?;
     let mut offset = 0u64;
     let mut spilled: Vec<Spilled> = Vec::new();
     let mut ref_sites = 0i32;
-    let cell_type = sites.first().map(|s| s.meta.cell_type.clone()).unwrap_or_else(|| {
-        cellshard_core::metadata::cell_type_of(&plate.experiment)
-    });
+    let cell_type = sites
+        .first()
+        .map(|s| s.meta.cell_type.clone())
+        .unwrap_or_else(|| cellshard_core::metadata::cell_type_of(&plate.experiment));
 
     // Phase 1.
-    let mut stream = futures::stream::iter(sites.into_iter())
+    let mut stream = futures::stream::iter(sites)
         .map(|site| {
             let hist = hist.clone();
             async move {
@@ -279,10 +315,21 @@ pub async fn process_plate(
                     .await
                     .map_err(|_| Error::Internal("byte budget closed".into()))?;
                 let now = job.counters.inflight_kib.fetch_add(kib, Ordering::Relaxed) + kib;
-                job.counters.peak_inflight_kib.fetch_max(now, Ordering::Relaxed);
-                let _reservation = Reservation { _permit: permit, kib, counters: job.counters };
+                job.counters
+                    .peak_inflight_kib
+                    .fetch_max(now, Ordering::Relaxed);
+                let _reservation = Reservation {
+                    _permit: permit,
+                    kib,
+                    counters: job.counters,
+                };
                 let files: Vec<std::result::Result<bytes::Bytes, String>> =
-                    futures::future::join_all(site.objects.iter().map(|o| fetch(job.source, o, job.counters))).await;
+                    futures::future::join_all(
+                        site.objects
+                            .iter()
+                            .map(|o| fetch(job.source, o, job.counters)),
+                    )
+                    .await;
                 if let Some(Err(msg)) = files.iter().find(|r| r.is_err()) {
                     let msg = format!("site {}: {msg}", site.key.site_id());
                     let rows = site_rejects(&site, RejectReason::ReadFailed, &msg);
@@ -308,7 +355,11 @@ pub async fn process_plate(
         match out {
             Phase1::Ok { spill } => {
                 spill_file.write_all(&spill).map_err(scratch_err)?;
-                spilled.push(Spilled { site, offset, len: spill.len() });
+                spilled.push(Spilled {
+                    site,
+                    offset,
+                    len: spill.len(),
+                });
                 offset += spill.len() as u64;
                 ref_sites += i32::from(in_ref);
             }
@@ -331,7 +382,9 @@ pub async fn process_plate(
             match ChannelNorm::from_histogram(t.method, t.low, t.high, h) {
                 Ok(n) => {
                     let (low_value, high_value) = match n {
-                        ChannelNorm::Percentile { lo, hi } => (Some(i32::from(lo)), Some(i32::from(hi))),
+                        ChannelNorm::Percentile { lo, hi } => {
+                            (Some(i32::from(lo)), Some(i32::from(hi)))
+                        }
                         ChannelNorm::Zscore { .. } => (None, None),
                     };
                     let pct = t.method == cellshard_core::NormalizeMethod::Percentile;
@@ -379,15 +432,23 @@ pub async fn process_plate(
     }
 
     // Phase 2.
-    let scope = PlateScope { cell_type, experiment: plate.experiment.clone(), plate: plate.plate as i32 };
+    let scope = PlateScope {
+        cell_type,
+        experiment: plate.experiment.clone(),
+        plate: plate.plate as i32,
+    };
     let mut report = PlateReport::default();
-    let mut writer = if spilled.is_empty() { None } else { Some(tables.sites_writer(&job.shard)?) };
+    let mut writer = if spilled.is_empty() {
+        None
+    } else {
+        Some(tables.sites_writer(&job.shard)?)
+    };
     if let Some(w) = writer.as_mut() {
         let norm = Arc::new(PlateNorm::new(norms, t.output));
         let file = Arc::new(spill_file);
         let rows_per_group = job.shard.rows_per_group.max(1);
         let mut rows: Vec<SiteRow> = Vec::with_capacity(rows_per_group);
-        let mut stream = futures::stream::iter(spilled.into_iter())
+        let mut stream = futures::stream::iter(spilled)
             .map(|s| {
                 let norm = norm.clone();
                 let file = file.clone();
@@ -398,7 +459,8 @@ pub async fn process_plate(
                         .pool
                         .run(move || {
                             let mut buf = vec![0u8; s.len];
-                            file.read_exact_at(&mut buf, s.offset).map_err(|e| format!("spill read failed: {e}"))?;
+                            file.read_exact_at(&mut buf, s.offset)
+                                .map_err(|e| format!("spill read failed: {e}"))?;
                             let planes = unspill(&buf, channels)?;
                             Ok::<_, String>((s.site, stack(&planes, &norm)))
                         })
@@ -409,7 +471,10 @@ pub async fn process_plate(
             })
             .buffered(job.inflight.max(1));
         while let Some(out) = stream.try_next().await? {
-            let (site, tensor) = out.map_err(|e| Error::Scratch { dir: job.scratch.display().to_string(), source: std::io::Error::other(e) })?;
+            let (site, tensor) = out.map_err(|e| Error::Scratch {
+                dir: job.scratch.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
             report.sites_stored += 1;
             report.objects_stored += site.objects.len() as u64;
             rows.push(site_row(site, tensor));
@@ -424,10 +489,19 @@ pub async fn process_plate(
     }
     let started = Instant::now();
     report.commit = tables
-        .commit_plate(&scope, writer.as_mut(), &stats, &rejects, &job.sites_ctx.pipeline_hash, &job.sites_ctx.run_id)
+        .commit_plate(
+            &scope,
+            writer.as_mut(),
+            &stats,
+            &rejects,
+            &job.sites_ctx.pipeline_hash,
+            &job.sites_ctx.run_id,
+        )
         .await?;
     add_ns(&job.counters.write_ns, started);
-    job.counters.bytes_out.fetch_add(report.commit.bytes_written, Ordering::Relaxed);
+    job.counters
+        .bytes_out
+        .fetch_add(report.commit.bytes_written, Ordering::Relaxed);
     report.rejects = rejects;
     Ok(report)
 }
@@ -464,7 +538,10 @@ async fn write_rows(
     let batch = job.sites_ctx.batch(rows)?;
     rows.clear();
     writer.write(batch).await.map_err(|e| {
-        Error::Store(cellshard_store::Error::Delta { table: "sites".into(), source: Box::new(e) })
+        Error::Store(cellshard_store::Error::Delta {
+            table: "sites".into(),
+            source: Box::new(e),
+        })
     })?;
     add_ns(&job.counters.write_ns, started);
     Ok(())

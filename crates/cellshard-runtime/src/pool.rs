@@ -43,6 +43,7 @@ impl CpuPool {
             // The receiver may be gone if the caller was cancelled; nothing to do then.
             let _ = tx.send(f());
         });
-        rx.await.map_err(|_| Error::Internal("a CPU job panicked".into()))
+        rx.await
+            .map_err(|_| Error::Internal("a CPU job panicked".into()))
     }
 }

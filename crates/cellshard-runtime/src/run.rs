@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use cellshard_core::{MetadataTable, Pipeline, RejectReason};
-use cellshard_store::schema::{RejectRow, RunRow, SitesContext, RUN_COUNTS};
-use cellshard_store::table::{rows_per_group, ShardSettings};
+use cellshard_store::schema::{RUN_COUNTS, RejectRow, RunRow, SitesContext};
+use cellshard_store::table::{ShardSettings, rows_per_group};
 use cellshard_store::{Location, StoreTables};
 
-use crate::discover::{list_source, object_count, resolve_plate, WorkerShare};
-use crate::plate::{process_plate, Counters, PlateJob};
+use crate::discover::{WorkerShare, list_source, object_count, resolve_plate};
+use crate::plate::{Counters, PlateJob, process_plate};
 use crate::pool::CpuPool;
 use crate::summary::{ObjectCounts, RunSummary, StageSeconds};
 use crate::{Error, Result};
@@ -46,7 +46,7 @@ pub struct RunOptions {
 pub async fn read_object(text: &str, options: &BTreeMap<String, String>) -> Result<bytes::Bytes> {
     let (parent, name) = match text.trim_end_matches('/').rsplit_once('/') {
         Some((p, n)) if !p.is_empty() && !p.ends_with(':') => (p.to_string(), n.to_string()),
-        Some((p, n)) if p.is_empty() => ("/".to_string(), n.to_string()),
+        Some(("", n)) => ("/".to_string(), n.to_string()),
         _ => (".".to_string(), text.to_string()),
     };
     let loc = Location::parse(&parent, options)?;
@@ -63,11 +63,20 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let wall = Instant::now();
     let started_us = now_us();
     let p = &opts.pipeline;
-    let transform = p.transform().map_err(|message| cellshard_core::Error::Pipeline { path: p.name.clone(), message })?;
+    let transform = p
+        .transform()
+        .map_err(|message| cellshard_core::Error::Pipeline {
+            path: p.name.clone(),
+            message,
+        })?;
     let layout = p.layout()?;
     let source_url = opts.source.clone().unwrap_or_else(|| p.source.url.clone());
     let sink_url = opts.sink.clone().unwrap_or_else(|| p.sink.url.clone());
-    let metadata_urls = if opts.metadata.is_empty() { p.metadata.urls.clone() } else { opts.metadata.clone() };
+    let metadata_urls = if opts.metadata.is_empty() {
+        p.metadata.urls.clone()
+    } else {
+        opts.metadata.clone()
+    };
     let source = Location::parse(&source_url, &p.source.options)?;
     let sink = Location::parse(&sink_url, &p.sink.options)?;
     let run_id = format!(
@@ -98,7 +107,10 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         pipeline_hash: p.hash(),
         run_id: run_id.clone(),
     };
-    let tensor_bytes = u64::from(p.source.channels) * u64::from(height) * u64::from(width) * transform.output.size() as u64;
+    let tensor_bytes = u64::from(p.source.channels)
+        * u64::from(height)
+        * u64::from(width)
+        * transform.output.size() as u64;
     let shard = ShardSettings {
         zstd_level: p.sink.zstd_level,
         rows_per_group: rows_per_group(p.sink.row_group_size.bytes(), tensor_bytes),
@@ -139,7 +151,10 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     }));
     let count_reject = |summary: &mut RunSummary, rows: &[RejectRow]| {
         for r in rows {
-            *summary.rejects_by_reason.entry(r.reason.clone()).or_default() += 1;
+            *summary
+                .rejects_by_reason
+                .entry(r.reason.clone())
+                .or_default() += 1;
         }
     };
     count_reject(&mut summary, &run_rejects);
@@ -148,9 +163,14 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let bar = progress_bar(opts.progress && !opts.dry_run, total_sites * 2);
     let counters = Counters::default();
     let pool = CpuPool::new(opts.threads)?;
-    let inflight = if opts.inflight == 0 { pool.threads() * 2 } else { opts.inflight };
+    let inflight = if opts.inflight == 0 {
+        pool.threads() * 2
+    } else {
+        opts.inflight
+    };
     let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
-    let budget_kib = (p.source.max_inflight.bytes() / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
+    let budget_kib =
+        (p.source.max_inflight.bytes() / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
     let budget = tokio::sync::Semaphore::new(budget_kib as usize);
     let on_progress = |n: u64| {
         if let Some(b) = &bar {
@@ -172,7 +192,11 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         on_progress: &on_progress,
     };
 
-    let mut tables = if opts.dry_run { None } else { Some(StoreTables::open_or_create(&sink, &sites_ctx.schema()).await?) };
+    let mut tables = if opts.dry_run {
+        None
+    } else {
+        Some(StoreTables::open_or_create(&sink, &sites_ctx.schema()).await?)
+    };
     for (plate, sites) in listing.plates {
         summary.plates += 1;
         summary.sites.discovered += sites.len() as u64;
@@ -210,7 +234,11 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     summary.bytes_in = counters.bytes_in.load(Ordering::Relaxed);
     summary.bytes_out = counters.bytes_out.load(Ordering::Relaxed);
     let attempted = summary.objects.stored + summary.objects.rejected;
-    summary.reject_fraction = if attempted == 0 { 0.0 } else { summary.objects.rejected as f64 / attempted as f64 };
+    summary.reject_fraction = if attempted == 0 {
+        0.0
+    } else {
+        summary.objects.rejected as f64 / attempted as f64
+    };
     summary.conservation().map_err(Error::Conservation)?;
     summary.seconds = StageSeconds {
         list: list_seconds,
@@ -222,7 +250,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     };
     summary.peak_inflight_bytes = counters.peak_inflight_kib.load(Ordering::Relaxed) * 1024;
     summary.retries = source.stats.retries() + sink.stats.retries();
-    summary.requests = source.stats.requests.load(Ordering::Relaxed) + sink.stats.requests.load(Ordering::Relaxed);
+    summary.requests =
+        source.stats.requests.load(Ordering::Relaxed) + sink.stats.requests.load(Ordering::Relaxed);
     summary.sites_per_second = summary.sites.stored as f64 / summary.seconds.total.max(1e-9);
 
     if let Some(tables) = tables.as_mut() {
@@ -248,7 +277,11 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             worker: summary.worker.clone(),
             started_us,
             finished_us: now_us(),
-            counts: RUN_COUNTS.iter().zip(values).map(|(k, v)| (k.to_string(), v as i64)).collect(),
+            counts: RUN_COUNTS
+                .iter()
+                .zip(values)
+                .map(|(k, v)| (k.to_string(), v as i64))
+                .collect(),
             stage_seconds: vec![
                 ("list".into(), s.list),
                 ("read".into(), s.read),
@@ -258,7 +291,9 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             ],
             summary_json: serde_json::to_string(&summary).unwrap_or_default(),
         };
-        tables.commit_run(&row, &run_rejects, opts.worker.index == 0).await?;
+        tables
+            .commit_run(&row, &run_rejects, opts.worker.index == 0)
+            .await?;
     }
     Ok(summary)
 }
@@ -267,7 +302,10 @@ fn progress_bar(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
     if !enabled {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} site-steps ({per_sec}, ETA {eta}) {msg}",
     ) {

@@ -53,21 +53,34 @@ pub enum OutputFormat {
 }
 
 /// A session over the store at `url`; `version` picks a `sites` version (time travel).
-pub async fn open_session(url: &str, options: &BTreeMap<String, String>, version: Option<i64>) -> Result<SessionContext> {
+pub async fn open_session(
+    url: &str,
+    options: &BTreeMap<String, String>,
+    version: Option<i64>,
+) -> Result<SessionContext> {
     let root = Location::parse(url, options)?;
     let tables = cellshard_store::table::open_existing(&root, version).await?;
     if tables.is_empty() {
         return Err(Error::Empty(root.url.to_string()));
     }
-    let config = SessionConfig::new().with_information_schema(true).with_target_partitions(
-        std::thread::available_parallelism().map_or(2, |n| n.get()),
-    );
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let ctx = SessionContext::new_with_config(config);
     for (name, table) in tables {
-        let reg = |message: String| Error::Register { table: name.to_string(), message };
-        table.update_datafusion_session(&ctx.state()).map_err(|e| reg(e.to_string()))?;
-        let provider = table.table_provider().await.map_err(|e| reg(e.to_string()))?;
-        ctx.register_table(name, provider).map_err(|e| reg(e.to_string()))?;
+        let reg = |message: String| Error::Register {
+            table: name.to_string(),
+            message,
+        };
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| reg(e.to_string()))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| reg(e.to_string()))?;
+        ctx.register_table(name, provider)
+            .map_err(|e| reg(e.to_string()))?;
     }
     Ok(ctx)
 }
@@ -83,9 +96,15 @@ fn summarize_binary(batch: &RecordBatch) -> Result<RecordBatch> {
     let mut cols: Vec<ArrayRef> = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
         let summary = match c.data_type() {
-            DataType::Binary => Some(sizes(c.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::len)))),
-            DataType::LargeBinary => Some(sizes(c.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::len)))),
-            DataType::BinaryView => Some(sizes(c.as_binary_view().iter().map(|v| v.map(<[u8]>::len)))),
+            DataType::Binary => Some(sizes(
+                c.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::len)),
+            )),
+            DataType::LargeBinary => Some(sizes(
+                c.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::len)),
+            )),
+            DataType::BinaryView => {
+                Some(sizes(c.as_binary_view().iter().map(|v| v.map(<[u8]>::len))))
+            }
             _ => None,
         };
         match summary {
@@ -110,13 +129,18 @@ fn sizes(it: impl Iterator<Item = Option<usize>>) -> StringArray {
 pub fn format(batches: &[RecordBatch], fmt: OutputFormat) -> Result<String> {
     match fmt {
         OutputFormat::Table => {
-            let b: Vec<RecordBatch> = batches.iter().map(summarize_binary).collect::<Result<_>>()?;
+            let b: Vec<RecordBatch> = batches
+                .iter()
+                .map(summarize_binary)
+                .collect::<Result<_>>()?;
             Ok(arrow::util::pretty::pretty_format_batches(&b)?.to_string())
         }
         OutputFormat::Csv => {
             let mut out = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 for b in batches {
                     w.write(&summarize_binary(b)?)?;
                 }

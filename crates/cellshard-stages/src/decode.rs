@@ -11,9 +11,9 @@
 use std::fmt;
 use std::io::Cursor;
 
+use crate::Plane;
 use crate::crop::crop_offset;
 use crate::downsample::mean_round_half_even;
-use crate::Plane;
 
 /// What a decoder accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +48,16 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn corrupt(message: impl Into<String>) -> Self {
-        Self { kind: DecodeErrorKind::Corrupt, message: message.into() }
+        Self {
+            kind: DecodeErrorKind::Corrupt,
+            message: message.into(),
+        }
     }
     fn format(message: impl Into<String>) -> Self {
-        Self { kind: DecodeErrorKind::Format, message: message.into() }
+        Self {
+            kind: DecodeErrorKind::Format,
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +72,9 @@ impl std::error::Error for DecodeError {}
 impl From<png::DecodingError> for DecodeError {
     fn from(e: png::DecodingError) -> Self {
         match e {
-            png::DecodingError::LimitsExceeded => Self::format("the image exceeds the decoder's memory limit"),
+            png::DecodingError::LimitsExceeded => {
+                Self::format("the image exceeds the decoder's memory limit")
+            }
             other => Self::corrupt(format!("invalid PNG: {other}")),
         }
     }
@@ -85,9 +93,13 @@ pub fn verify_chunks(bytes: &[u8]) -> Result<(), DecodeError> {
     let mut pos = 8usize;
     loop {
         if pos + 8 > bytes.len() {
-            return Err(DecodeError::corrupt(format!("truncated: the file ends at byte {} inside a chunk header", bytes.len())));
+            return Err(DecodeError::corrupt(format!(
+                "truncated: the file ends at byte {} inside a chunk header",
+                bytes.len()
+            )));
         }
-        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
+        let len = u32::from_be_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
         let kind = &bytes[pos + 4..pos + 8];
         let end = pos + 8 + len + 4;
         if end > bytes.len() {
@@ -98,7 +110,12 @@ pub fn verify_chunks(bytes: &[u8]) -> Result<(), DecodeError> {
                 bytes.len() - pos
             )));
         }
-        let crc = u32::from_be_bytes([bytes[end - 4], bytes[end - 3], bytes[end - 2], bytes[end - 1]]);
+        let crc = u32::from_be_bytes([
+            bytes[end - 4],
+            bytes[end - 3],
+            bytes[end - 2],
+            bytes[end - 1],
+        ]);
         if crc32fast::hash(&bytes[pos + 4..end - 4]) != crc {
             return Err(DecodeError::corrupt(format!(
                 "bad CRC in chunk {} at byte {pos}",
@@ -113,7 +130,10 @@ pub fn verify_chunks(bytes: &[u8]) -> Result<(), DecodeError> {
 }
 
 /// Open a decoder after checking the header against the spec (before allocating pixels).
-fn open<'a>(bytes: &'a [u8], spec: &DecodeSpec) -> Result<png::Reader<Cursor<&'a [u8]>>, DecodeError> {
+fn open<'a>(
+    bytes: &'a [u8],
+    spec: &DecodeSpec,
+) -> Result<png::Reader<Cursor<&'a [u8]>>, DecodeError> {
     verify_chunks(bytes)?;
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::IDENTITY);
@@ -133,7 +153,10 @@ fn open<'a>(bytes: &'a [u8], spec: &DecodeSpec) -> Result<png::Reader<Cursor<&'a
     }
     let depth = info.bit_depth as u8;
     if depth != spec.bit_depth {
-        return Err(DecodeError::format(format!("bit depth {depth}; the pipeline expects {}", spec.bit_depth)));
+        return Err(DecodeError::format(format!(
+            "bit depth {depth}; the pipeline expects {}",
+            spec.bit_depth
+        )));
     }
     if spec.width.is_some_and(|x| x != w) || spec.height.is_some_and(|x| x != h) {
         return Err(DecodeError::format(format!(
@@ -162,7 +185,12 @@ pub fn decode_full(bytes: &[u8], spec: &DecodeSpec) -> Result<Plane, DecodeError
     let mut reader = open(bytes, spec)?;
     let (w, h) = reader.info().size();
     let depth = spec.bit_depth;
-    let mut raw = vec![0u8; reader.output_buffer_size().ok_or_else(|| DecodeError::format("image too large"))?];
+    let mut raw = vec![
+        0u8;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| DecodeError::format("image too large"))?
+    ];
     reader.next_frame(&mut raw)?;
     let mut data = vec![0u16; w as usize * h as usize];
     let row_bytes = w as usize * usize::from(depth / 8);
@@ -185,7 +213,9 @@ pub fn decode_transformed(
     let (dw, dh) = (w / factor, h / factor);
     let (cw, ch, ox, oy) = match crop {
         Some(c) if c > dw || c > dh => {
-            return Err(DecodeError::format(format!("{w}x{h} is too small for a {c} crop after {factor}x downsampling")));
+            return Err(DecodeError::format(format!(
+                "{w}x{h} is too small for a {c} crop after {factor}x downsampling"
+            )));
         }
         Some(c) => {
             let (ox, oy) = crop_offset(dw, dh, c);
@@ -212,9 +242,9 @@ pub fn decode_transformed(
     let mut line = vec![0u16; span];
     let mut data = Vec::with_capacity(cw as usize * ch as usize);
     for y in 0..row_end {
-        let row = reader
-            .next_row()?
-            .ok_or_else(|| DecodeError::corrupt(format!("truncated: image data ends before row {y}")))?;
+        let row = reader.next_row()?.ok_or_else(|| {
+            DecodeError::corrupt(format!("truncated: image data ends before row {y}"))
+        })?;
         if y < row_start {
             continue;
         }
@@ -247,7 +277,11 @@ mod tests {
         {
             let mut e = png::Encoder::new(&mut out, w, h);
             e.set_color(png::ColorType::Grayscale);
-            e.set_depth(if depth == 16 { png::BitDepth::Sixteen } else { png::BitDepth::Eight });
+            e.set_depth(if depth == 16 {
+                png::BitDepth::Sixteen
+            } else {
+                png::BitDepth::Eight
+            });
             e.set_filter(filter);
             let mut wr = e.write_header().unwrap();
             let bytes: Vec<u8> = if depth == 16 {
@@ -273,23 +307,46 @@ mod tests {
     }
 
     fn spec(depth: u8) -> DecodeSpec {
-        DecodeSpec { bit_depth: depth, width: None, height: None, max_pixels: 1 << 30 }
+        DecodeSpec {
+            bit_depth: depth,
+            width: None,
+            height: None,
+            max_pixels: 1 << 30,
+        }
     }
 
     #[test]
     fn fused_equals_straightforward() {
-        let filters = [png::Filter::NoFilter, png::Filter::Sub, png::Filter::Up, png::Filter::Avg, png::Filter::Paeth, png::Filter::Adaptive];
+        let filters = [
+            png::Filter::NoFilter,
+            png::Filter::Sub,
+            png::Filter::Up,
+            png::Filter::Avg,
+            png::Filter::Paeth,
+            png::Filter::Adaptive,
+        ];
         for (i, filter) in filters.into_iter().enumerate() {
             for (depth, max) in [(16u8, 65535u16), (8, 255)] {
-                for (w, h, f, c) in [(64, 64, 2, Some(16)), (67, 61, 2, Some(20)), (40, 40, 1, Some(17)), (30, 22, 3, None)] {
+                for (w, h, f, c) in [
+                    (64, 64, 2, Some(16)),
+                    (67, 61, 2, Some(20)),
+                    (40, 40, 1, Some(17)),
+                    (30, 22, 3, None),
+                ] {
                     let px = pixels(w, h, i as u32 + 7 * w, max);
                     let png = encode(w, h, depth, &px, filter);
                     let full = decode_full(&png, &spec(depth)).unwrap();
                     assert_eq!(full.data, px);
                     let d = downsample(&full, f);
-                    let expect = match c { Some(c) => center_crop(&d, c), None => d };
+                    let expect = match c {
+                        Some(c) => center_crop(&d, c),
+                        None => d,
+                    };
                     let fused = decode_transformed(&png, &spec(depth), f, c).unwrap();
-                    assert_eq!(fused, expect, "filter {filter:?} depth {depth} {w}x{h} f{f} c{c:?}");
+                    assert_eq!(
+                        fused, expect,
+                        "filter {filter:?} depth {depth} {w}x{h} f{f} c{c:?}"
+                    );
                 }
             }
         }
@@ -301,20 +358,47 @@ mod tests {
         let good = encode(16, 16, 16, &px, png::Filter::Paeth);
         let s = spec(16);
         assert!(decode_full(&[], &s).unwrap_err().message.contains("empty"));
-        assert!(decode_full(b"GIF89a....", &s).unwrap_err().message.contains("not a PNG"));
+        assert!(
+            decode_full(b"GIF89a....", &s)
+                .unwrap_err()
+                .message
+                .contains("not a PNG")
+        );
         let e = decode_transformed(&good[..good.len() - 30], &s, 2, Some(4)).unwrap_err();
         assert!(e.message.contains("truncated"), "{e}");
         let mut bad = good.clone();
         let n = bad.len();
         bad[n - 20] ^= 0xff;
-        assert!(decode_transformed(&bad, &s, 2, Some(4)).unwrap_err().message.contains("CRC"));
+        assert!(
+            decode_transformed(&bad, &s, 2, Some(4))
+                .unwrap_err()
+                .message
+                .contains("CRC")
+        );
         let e = decode_full(&good, &spec(8)).unwrap_err();
         assert_eq!(e.kind, DecodeErrorKind::Format);
         assert!(e.message.contains("bit depth 16"), "{e}");
-        let sized = DecodeSpec { width: Some(32), height: Some(32), ..s };
-        assert!(decode_full(&good, &sized).unwrap_err().message.contains("size 16x16"));
-        let small = DecodeSpec { max_pixels: 100, ..s };
-        assert!(decode_full(&good, &small).unwrap_err().message.contains("over the limit"));
+        let sized = DecodeSpec {
+            width: Some(32),
+            height: Some(32),
+            ..s
+        };
+        assert!(
+            decode_full(&good, &sized)
+                .unwrap_err()
+                .message
+                .contains("size 16x16")
+        );
+        let small = DecodeSpec {
+            max_pixels: 100,
+            ..s
+        };
+        assert!(
+            decode_full(&good, &small)
+                .unwrap_err()
+                .message
+                .contains("over the limit")
+        );
     }
 
     #[test]
@@ -331,8 +415,18 @@ mod tests {
         png.extend_from_slice(&0u32.to_be_bytes());
         png.extend_from_slice(b"IEND");
         png.extend_from_slice(&crc32fast::hash(b"IEND").to_be_bytes());
-        let e = decode_transformed(&png, &DecodeSpec { bit_depth: 16, width: None, height: None, max_pixels: 1 << 26 }, 2, Some(512))
-            .unwrap_err();
+        let e = decode_transformed(
+            &png,
+            &DecodeSpec {
+                bit_depth: 16,
+                width: None,
+                height: None,
+                max_pixels: 1 << 26,
+            },
+            2,
+            Some(512),
+        )
+        .unwrap_err();
         assert!(e.message.contains("100000x100000"), "{e}");
     }
 
@@ -343,8 +437,16 @@ mod tests {
             let mut e = png::Encoder::new(&mut out, 4, 4);
             e.set_color(png::ColorType::Rgb);
             e.set_depth(png::BitDepth::Eight);
-            e.write_header().unwrap().write_image_data(&[0u8; 48]).unwrap();
+            e.write_header()
+                .unwrap()
+                .write_image_data(&[0u8; 48])
+                .unwrap();
         }
-        assert!(decode_full(&out, &spec(8)).unwrap_err().message.contains("grayscale"));
+        assert!(
+            decode_full(&out, &spec(8))
+                .unwrap_err()
+                .message
+                .contains("grayscale")
+        );
     }
 }

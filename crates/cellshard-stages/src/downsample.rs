@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn two_by_two_blocks() {
-        let p = Plane::new(4, 2, vec![0, 1, 10, 10, 1, 0, 10, 11, /* */]);
+        let p = Plane::new(4, 2, vec![0, 1, 10, 10, 1, 0, 10, 11 /* */]);
         let d = downsample(&p, 2);
         assert_eq!((d.width, d.height), (2, 1));
         assert_eq!(d.data, vec![0, 10]); // 0.5 -> 0; 10.25 -> 10

@@ -7,7 +7,11 @@
 pub fn nearest_rank(p: f64, n: u64) -> u64 {
     let x = p / 100.0 * n as f64;
     let r = x.round();
-    let x = if (x - r).abs() <= 1e-9 * r.abs().max(1.0) { r } else { x };
+    let x = if (x - r).abs() <= 1e-9 * r.abs().max(1.0) {
+        r
+    } else {
+        x
+    };
     (x.ceil().clamp(1.0, n as f64)) as u64
 }
 
@@ -19,7 +23,13 @@ pub struct Histogram {
 
 impl std::fmt::Debug for Histogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Histogram(n={}, min={:?}, max={:?})", self.total(), self.min(), self.max())
+        write!(
+            f,
+            "Histogram(n={}, min={:?}, max={:?})",
+            self.total(),
+            self.min(),
+            self.max()
+        )
     }
 }
 
@@ -32,7 +42,9 @@ impl Default for Histogram {
 impl Histogram {
     /// An empty histogram.
     pub fn new() -> Self {
-        Self { counts: vec![0; 65536] }
+        Self {
+            counts: vec![0; 65536],
+        }
     }
 
     /// Count every sample.
@@ -91,7 +103,12 @@ impl Histogram {
     pub fn mean(&self) -> Option<f64> {
         let n = self.total();
         (n > 0).then(|| {
-            let s: f64 = self.counts.iter().enumerate().map(|(v, &c)| v as f64 * c as f64).sum();
+            let s: f64 = self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(v, &c)| v as f64 * c as f64)
+                .sum();
             s / n as f64
         })
     }

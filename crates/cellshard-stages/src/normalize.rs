@@ -52,7 +52,12 @@ fn div_round_half_even(num: u64, den: u64) -> u64 {
 
 impl ChannelNorm {
     /// Derive a channel's parameters from its reference histogram.
-    pub fn from_histogram(method: NormalizeMethod, low: f64, high: f64, h: &Histogram) -> Result<Self, String> {
+    pub fn from_histogram(
+        method: NormalizeMethod,
+        low: f64,
+        high: f64,
+        h: &Histogram,
+    ) -> Result<Self, String> {
         if h.total() == 0 {
             return Err("no reference pixels".into());
         }
@@ -65,7 +70,9 @@ impl ChannelNorm {
                 let mean = h.mean().unwrap_or(0.0);
                 let std = h.std().unwrap_or(0.0);
                 if std <= 0.0 {
-                    return Err(format!("the reference pixels are constant ({mean}); the standard deviation is 0"));
+                    return Err(format!(
+                        "the reference pixels are constant ({mean}); the standard deviation is 0"
+                    ));
                 }
                 Ok(ChannelNorm::Zscore { mean, std })
             }
@@ -93,7 +100,11 @@ impl ChannelNorm {
                     div_round_half_even(c * max, u64::from(hi - lo))
                 }
                 ChannelNorm::Percentile { lo, .. } => {
-                    if x <= lo { 0 } else { max }
+                    if x <= lo {
+                        0
+                    } else {
+                        max
+                    }
                 }
                 // zscore with an integer output is refused by pipeline validation.
                 ChannelNorm::Zscore { .. } => 0,
@@ -121,7 +132,11 @@ impl PlateNorm {
                 lut
             })
             .collect();
-        Self { channels, output, luts }
+        Self {
+            channels,
+            output,
+            luts,
+        }
     }
 
     /// Append the normalized samples of `channel` to `out` (little-endian).
@@ -152,22 +167,40 @@ mod tests {
 
     #[test]
     fn percentile_to_u8() {
-        let n = PlateNorm::new(vec![ChannelNorm::Percentile { lo: 100, hi: 610 }], OutputDtype::U8);
+        let n = PlateNorm::new(
+            vec![ChannelNorm::Percentile { lo: 100, hi: 610 }],
+            OutputDtype::U8,
+        );
         // 0..=100 -> 0, 610.. -> 255, midpoint 355 -> 127.5 -> 128 (ties to even), 101 -> 0.5 -> 0
-        assert_eq!(apply1(&n, &[0, 100, 610, 65535, 355, 101, 103]), vec![0, 0, 255, 255, 128, 0, 2]);
+        assert_eq!(
+            apply1(&n, &[0, 100, 610, 65535, 355, 101, 103]),
+            vec![0, 0, 255, 255, 128, 0, 2]
+        );
     }
 
     #[test]
     fn degenerate_range_and_zscore() {
-        let n = PlateNorm::new(vec![ChannelNorm::Percentile { lo: 7, hi: 7 }], OutputDtype::U8);
+        let n = PlateNorm::new(
+            vec![ChannelNorm::Percentile { lo: 7, hi: 7 }],
+            OutputDtype::U8,
+        );
         assert_eq!(apply1(&n, &[6, 7, 8]), vec![0, 0, 255]);
-        let z = PlateNorm::new(vec![ChannelNorm::Zscore { mean: 10.0, std: 2.0 }], OutputDtype::F32);
+        let z = PlateNorm::new(
+            vec![ChannelNorm::Zscore {
+                mean: 10.0,
+                std: 2.0,
+            }],
+            OutputDtype::F32,
+        );
         let b = apply1(&z, &[14]);
         assert_eq!(f32::from_le_bytes([b[0], b[1], b[2], b[3]]), 2.0);
         let mut h = Histogram::new();
         h.add(&[5, 5, 5]);
         assert!(ChannelNorm::from_histogram(NormalizeMethod::Zscore, 0.0, 0.0, &h).is_err());
-        assert!(ChannelNorm::from_histogram(NormalizeMethod::Percentile, 0.1, 99.9, &Histogram::new()).is_err());
+        assert!(
+            ChannelNorm::from_histogram(NormalizeMethod::Percentile, 0.1, 99.9, &Histogram::new())
+                .is_err()
+        );
     }
 
     proptest! {

@@ -15,7 +15,11 @@ impl Plane {
     /// A plane from samples; `data.len()` must equal `width * height`.
     pub fn new(width: u32, height: u32, data: Vec<u16>) -> Self {
         debug_assert_eq!(data.len(), width as usize * height as usize);
-        Self { width, height, data }
+        Self {
+            width,
+            height,
+            data,
+        }
     }
 
     /// Sample at (x, y).

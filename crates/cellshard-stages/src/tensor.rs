@@ -2,7 +2,7 @@
 
 use cellshard_core::OutputDtype;
 
-use crate::{PlateNorm, Plane};
+use crate::{Plane, PlateNorm};
 
 /// A site's stored tensor and its per-channel output statistics.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,11 @@ pub fn stack(planes: &[Plane], norm: &PlateNorm) -> SiteTensor {
         channel_mean.push(m);
         channel_std.push(s);
     }
-    SiteTensor { bytes, channel_mean, channel_std }
+    SiteTensor {
+        bytes,
+        channel_mean,
+        channel_std,
+    }
 }
 
 /// Mean and population standard deviation of little-endian values of `dtype`.
@@ -51,7 +55,9 @@ pub fn moments(bytes: &[u8], dtype: OutputDtype) -> (f64, f64) {
                 ss += v * v * c;
             }
         }
-        OutputDtype::U16 => bytes.chunks_exact(2).for_each(|b| push(f64::from(u16::from_le_bytes([b[0], b[1]])))),
+        OutputDtype::U16 => bytes
+            .chunks_exact(2)
+            .for_each(|b| push(f64::from(u16::from_le_bytes([b[0], b[1]])))),
         OutputDtype::F16 => bytes
             .chunks_exact(2)
             .for_each(|b| push(half::f16::from_le_bytes([b[0], b[1]]).to_f64())),
@@ -74,7 +80,10 @@ mod tests {
     #[test]
     fn channel_major_layout() {
         let norm = PlateNorm::new(
-            vec![ChannelNorm::Percentile { lo: 0, hi: 255 }, ChannelNorm::Percentile { lo: 0, hi: 510 }],
+            vec![
+                ChannelNorm::Percentile { lo: 0, hi: 255 },
+                ChannelNorm::Percentile { lo: 0, hi: 510 },
+            ],
             OutputDtype::U8,
         );
         let a = Plane::new(2, 1, vec![10, 20]);

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::client::{ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService,
+    ReqwestConnector,
+};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
-use object_store::{BackoffConfig, RetryConfig};
 use object_store::path::Path;
+use object_store::{BackoffConfig, RetryConfig};
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
@@ -22,7 +25,8 @@ use crate::{Error, Result};
 
 /// `memory://NAME/...` stores live for the whole process so that one command's writer and
 /// another's reader (in tests) see the same bytes.
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(Default::default);
 
 /// Request counters of one location's HTTP client.
 #[derive(Debug, Default)]
@@ -58,7 +62,9 @@ impl HttpService for CountingService {
             Err(_) => true,
         };
         if transient {
-            self.stats.transient_failures.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .transient_failures
+                .fetch_add(1, Ordering::Relaxed);
         }
         res
     }
@@ -72,7 +78,10 @@ struct CountingConnector {
 impl HttpConnector for CountingConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         let inner = ReqwestConnector::default().connect(options)?;
-        Ok(HttpClient::new(CountingService { inner, stats: self.stats.clone() }))
+        Ok(HttpClient::new(CountingService {
+            inner,
+            stats: self.stats.clone(),
+        }))
     }
 }
 
@@ -80,10 +89,17 @@ impl HttpConnector for CountingConnector {
 /// (seconds, default 180); backoff starts at 100 ms, doubles, caps at 15 s, with jitter.
 fn retry_config(options: &BTreeMap<String, String>) -> std::result::Result<RetryConfig, String> {
     let num = |k: &str, default: u64| -> std::result::Result<u64, String> {
-        options.get(k).map_or(Ok(default), |v| v.parse().map_err(|_| format!("option {k} must be a number")))
+        options.get(k).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("option {k} must be a number"))
+        })
     };
     Ok(RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(15), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
         max_retries: num("max_retries", 10)? as usize,
         retry_timeout: Duration::from_secs(num("retry_timeout", 180)?),
     })
@@ -113,15 +129,22 @@ impl std::fmt::Debug for Location {
 
 /// Turn a URL or a local path into a URL; paths become absolute `file://` URLs.
 pub fn resolve_url(text: &str) -> Result<Url> {
-    let err = |message: String| Error::Location { url: text.to_string(), message };
+    let err = |message: String| Error::Location {
+        url: text.to_string(),
+        message,
+    };
     if text.trim().is_empty() {
         return Err(err("empty location".into()));
     }
     if text.contains("://") {
         let url = Url::parse(text).map_err(|e| err(e.to_string()))?;
         return match url.scheme() {
-            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "file" | "memory" => Ok(url),
-            other => Err(err(format!("unsupported scheme {other:?}; use s3, gs, az, file, memory or a local path"))),
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl" | "file" | "memory" => {
+                Ok(url)
+            }
+            other => Err(err(format!(
+                "unsupported scheme {other:?}; use s3, gs, az, file, memory or a local path"
+            ))),
         };
     }
     let abs = std::path::absolute(text).map_err(|e| err(e.to_string()))?;
@@ -152,31 +175,49 @@ impl Location {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        let err = |message: String| Error::Location { url: url.to_string(), message };
+        let err = |message: String| Error::Location {
+            url: url.to_string(),
+            message,
+        };
         let stats = Arc::new(IoStats::default());
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
             "memory" => {
                 let name = url.host_str().unwrap_or("").to_string();
-                let mut stores = MEMORY_STORES.lock().map_err(|_| err("memory store registry poisoned".into()))?;
-                let store = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
+                let mut stores = MEMORY_STORES
+                    .lock()
+                    .map_err(|_| err("memory store registry poisoned".into()))?;
+                let store = stores
+                    .entry(name)
+                    .or_insert_with(|| Arc::new(InMemory::new()))
+                    .clone();
                 let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
                 (store, prefix)
             }
             "file" => {
-                let path = url.to_file_path().map_err(|_| err("not a local file URL".into()))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| err("not a local file URL".into()))?;
                 std::fs::create_dir_all(&path).ok();
                 let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
-                (Arc::new(object_store::local::LocalFileSystem::new()), prefix)
+                (
+                    Arc::new(object_store::local::LocalFileSystem::new()),
+                    prefix,
+                )
             }
             scheme @ ("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "adl") => {
                 let retry = retry_config(options).map_err(err)?;
-                let connector = CountingConnector { stats: stats.clone() };
+                let connector = CountingConnector {
+                    stats: stats.clone(),
+                };
                 // Credentials and endpoints come from each cloud's standard environment
                 // variables (`from_env`), overridable per pipeline. Values never appear in
                 // messages: only unknown option *names* are reported.
-                let opts = options.iter().filter(|(k, _)| !OWN_OPTIONS.contains(&k.as_str()));
+                let opts = options
+                    .iter()
+                    .filter(|(k, _)| !OWN_OPTIONS.contains(&k.as_str()));
                 let unknown = |k: &str| err(format!("unknown store option {k:?} for {scheme}://"));
-                let build_err = |e: object_store::Error| err(format!("cannot configure the store: {e}"));
+                let build_err =
+                    |e: object_store::Error| err(format!("cannot configure the store: {e}"));
                 let store: Arc<dyn ObjectStore> = match scheme {
                     "s3" | "s3a" => {
                         // Delta commits need put-if-absent; S3 (and MinIO, R2, ...) support
@@ -187,7 +228,10 @@ impl Location {
                             .with_retry(retry)
                             .with_http_connector(connector);
                         for (k, v) in opts {
-                            b = b.with_config(AmazonS3ConfigKey::from_str(k).map_err(|_| unknown(k))?, v);
+                            b = b.with_config(
+                                AmazonS3ConfigKey::from_str(k).map_err(|_| unknown(k))?,
+                                v,
+                            );
                         }
                         Arc::new(b.build().map_err(build_err)?)
                     }
@@ -197,7 +241,10 @@ impl Location {
                             .with_retry(retry)
                             .with_http_connector(connector);
                         for (k, v) in opts {
-                            b = b.with_config(GoogleConfigKey::from_str(k).map_err(|_| unknown(k))?, v);
+                            b = b.with_config(
+                                GoogleConfigKey::from_str(k).map_err(|_| unknown(k))?,
+                                v,
+                            );
                         }
                         Arc::new(b.build().map_err(build_err)?)
                     }
@@ -207,7 +254,10 @@ impl Location {
                             .with_retry(retry)
                             .with_http_connector(connector);
                         for (k, v) in opts {
-                            b = b.with_config(AzureConfigKey::from_str(k).map_err(|_| unknown(k))?, v);
+                            b = b.with_config(
+                                AzureConfigKey::from_str(k).map_err(|_| unknown(k))?,
+                                v,
+                            );
                         }
                         Arc::new(b.build().map_err(build_err)?)
                     }
@@ -217,7 +267,12 @@ impl Location {
             }
             other => return Err(err(format!("unsupported scheme {other:?}"))),
         };
-        Ok(Self { url, store, prefix, stats })
+        Ok(Self {
+            url,
+            store,
+            prefix,
+            stats,
+        })
     }
 
     /// A location below this one (created on local filesystems, where Delta needs it).
@@ -257,8 +312,18 @@ impl Location {
     /// Read a whole object below this location.
     pub async fn get(&self, relative: &str) -> Result<bytes::Bytes> {
         let path = self.path(relative);
-        let res = self.store.get(&path).await.map_err(|source| Error::ObjectStore { url: self.display(&path), source })?;
-        res.bytes().await.map_err(|source| Error::ObjectStore { url: self.display(&path), source })
+        let res = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|source| Error::ObjectStore {
+                url: self.display(&path),
+                source,
+            })?;
+        res.bytes().await.map_err(|source| Error::ObjectStore {
+            url: self.display(&path),
+            source,
+        })
     }
 
     /// Write a whole object below this location.
@@ -267,7 +332,10 @@ impl Location {
         self.store
             .put(&path, bytes.into())
             .await
-            .map_err(|source| Error::ObjectStore { url: self.display(&path), source })?;
+            .map_err(|source| Error::ObjectStore {
+                url: self.display(&path),
+                source,
+            })?;
         Ok(())
     }
 
@@ -288,7 +356,10 @@ mod tests {
     fn paths_become_file_urls() {
         let u = resolve_url("/tmp/x").unwrap();
         assert_eq!(u.as_str(), "file:///tmp/x/");
-        assert_eq!(resolve_url("/tmp/a/../b/./c").unwrap().as_str(), "file:///tmp/b/c/");
+        assert_eq!(
+            resolve_url("/tmp/a/../b/./c").unwrap().as_str(),
+            "file:///tmp/b/c/"
+        );
         assert!(resolve_url("ftp://h/x").is_err());
         assert!(resolve_url("").is_err());
     }
@@ -296,7 +367,9 @@ mod tests {
     #[tokio::test]
     async fn memory_stores_are_shared_by_name() {
         let a = Location::parse("memory://t1/root", &BTreeMap::new()).unwrap();
-        a.put("x/y.txt", bytes::Bytes::from_static(b"hi")).await.unwrap();
+        a.put("x/y.txt", bytes::Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
         let b = Location::parse("memory://t1/root/x", &BTreeMap::new()).unwrap();
         assert_eq!(&b.get("y.txt").await.unwrap()[..], b"hi");
         assert_eq!(b.relative(&b.path("y.txt")), Some("y.txt"));

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -96,7 +96,11 @@ impl SitesContext {
             Field::new("well_type", DataType::Utf8, false),
             Field::new("sirna_id", DataType::Int32, true),
         ];
-        fields.extend(self.extra_columns.iter().map(|c| Field::new(c, DataType::Utf8, true)));
+        fields.extend(
+            self.extra_columns
+                .iter()
+                .map(|c| Field::new(c, DataType::Utf8, true)),
+        );
         fields.extend([
             Field::new("channels", DataType::Int32, false),
             Field::new("height", DataType::Int32, false),
@@ -111,9 +115,15 @@ impl SitesContext {
             Field::new("pipeline_hash", DataType::Utf8, false),
             Field::new("run_id", DataType::Utf8, false),
             Field::new(TENSOR, DataType::Binary, false).with_metadata(HashMap::from([
-                ("cellshard.shape".to_string(), format!("[{},{},{}]", self.shape[0], self.shape[1], self.shape[2])),
+                (
+                    "cellshard.shape".to_string(),
+                    format!("[{},{},{}]", self.shape[0], self.shape[1], self.shape[2]),
+                ),
                 ("cellshard.dtype".to_string(), self.dtype.clone()),
-                ("cellshard.layout".to_string(), "CHW,little-endian".to_string()),
+                (
+                    "cellshard.layout".to_string(),
+                    "CHW,little-endian".to_string(),
+                ),
             ])),
         ]);
         Arc::new(Schema::new(fields))
@@ -180,11 +190,17 @@ impl SitesContext {
         let mut etags = ListBuilder::new(StringBuilder::new());
         let mut sizes = ListBuilder::new(Int64Builder::new());
         for r in rows {
-            r.source_paths.iter().for_each(|p| paths.values().append_value(p));
+            r.source_paths
+                .iter()
+                .for_each(|p| paths.values().append_value(p));
             paths.append(true);
-            r.source_etags.iter().for_each(|e| etags.values().append_option(e.as_deref()));
+            r.source_etags
+                .iter()
+                .for_each(|e| etags.values().append_option(e.as_deref()));
             etags.append(true);
-            r.source_sizes.iter().for_each(|v| sizes.values().append_value(*v));
+            r.source_sizes
+                .iter()
+                .for_each(|v| sizes.values().append_value(*v));
             sizes.append(true);
         }
         cols.push(Arc::new(paths.finish()));
@@ -197,7 +213,10 @@ impl SitesContext {
         let mut t = BinaryBuilder::with_capacity(n, bytes);
         rows.iter().for_each(|r| t.append_value(&r.tensor));
         cols.push(Arc::new(t.finish()));
-        RecordBatch::try_new(self.schema(), cols).map_err(|source| Error::Arrow { table: "sites".into(), source })
+        RecordBatch::try_new(self.schema(), cols).map_err(|source| Error::Arrow {
+            table: "sites".into(),
+            source,
+        })
     }
 }
 
@@ -269,7 +288,11 @@ pub fn plate_stats_schema() -> SchemaRef {
 /// Rows to a `plate_stats` batch.
 pub fn plate_stats_batch(rows: &[PlateStatRow]) -> Result<RecordBatch> {
     let s = |f: &dyn Fn(&PlateStatRow) -> &str| -> ArrayRef {
-        Arc::new(rows.iter().map(|r| Some(f(r))).collect::<arrow::array::StringArray>())
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(f(r)))
+                .collect::<arrow::array::StringArray>(),
+        )
     };
     let i = |f: &dyn Fn(&PlateStatRow) -> Option<i32>| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<arrow::array::Int32Array>())
@@ -292,12 +315,19 @@ pub fn plate_stats_batch(rows: &[PlateStatRow]) -> Result<RecordBatch> {
         d(&|r| Some(r.std)),
         i(&|r| Some(r.min)),
         i(&|r| Some(r.max)),
-        Arc::new(rows.iter().map(|r| Some(r.pixel_count)).collect::<arrow::array::Int64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.pixel_count))
+                .collect::<arrow::array::Int64Array>(),
+        ),
         i(&|r| Some(r.site_count)),
         s(&|r| &r.pipeline_hash),
         s(&|r| &r.run_id),
     ];
-    RecordBatch::try_new(plate_stats_schema(), cols).map_err(|source| Error::Arrow { table: "plate_stats".into(), source })
+    RecordBatch::try_new(plate_stats_schema(), cols).map_err(|source| Error::Arrow {
+        table: "plate_stats".into(),
+        source,
+    })
 }
 
 /// One input that did not make it into `sites`.
@@ -342,15 +372,25 @@ pub fn rejects_batch(rows: &[RejectRow], pipeline_hash: &str, run_id: &str) -> R
     let cols: Vec<ArrayRef> = vec![
         so(rows, |r| r.site_id.as_deref()),
         so(rows, |r| r.experiment.as_deref()),
-        Arc::new(rows.iter().map(|r| r.plate).collect::<arrow::array::Int32Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.plate)
+                .collect::<arrow::array::Int32Array>(),
+        ),
         so(rows, |r| r.object_path.as_deref()),
         so(rows, |r| Some(&r.stage)),
         so(rows, |r| Some(&r.reason)),
         so(rows, |r| Some(&r.message)),
-        Arc::new(arrow::array::StringArray::from(vec![pipeline_hash; rows.len()])),
+        Arc::new(arrow::array::StringArray::from(vec![
+            pipeline_hash;
+            rows.len()
+        ])),
         Arc::new(arrow::array::StringArray::from(vec![run_id; rows.len()])),
     ];
-    RecordBatch::try_new(rejects_schema(), cols).map_err(|source| Error::Arrow { table: "rejects".into(), source })
+    RecordBatch::try_new(rejects_schema(), cols).map_err(|source| Error::Arrow {
+        table: "rejects".into(),
+        source,
+    })
 }
 
 /// One run (or one worker's share of a run).
@@ -405,8 +445,16 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("started_at", ts.clone(), false),
         Field::new("finished_at", ts, false),
     ];
-    fields.extend(RUN_COUNTS.iter().map(|c| Field::new(*c, DataType::Int64, false)));
-    fields.extend(RUN_STAGES.iter().map(|c| Field::new(format!("{c}_seconds"), DataType::Float64, false)));
+    fields.extend(
+        RUN_COUNTS
+            .iter()
+            .map(|c| Field::new(*c, DataType::Int64, false)),
+    );
+    fields.extend(
+        RUN_STAGES
+            .iter()
+            .map(|c| Field::new(format!("{c}_seconds"), DataType::Float64, false)),
+    );
     fields.push(Field::new("summary", DataType::Utf8, false));
     Arc::new(Schema::new(fields))
 }
@@ -419,15 +467,29 @@ pub fn runs_batch(r: &RunRow) -> Result<RecordBatch> {
         b.append_value(v);
         Arc::new(b.finish())
     };
-    let mut cols = vec![s(&r.run_id), s(&r.pipeline), s(&r.pipeline_hash), s(&r.worker), ts(r.started_us), ts(r.finished_us)];
+    let mut cols = vec![
+        s(&r.run_id),
+        s(&r.pipeline),
+        s(&r.pipeline_hash),
+        s(&r.worker),
+        ts(r.started_us),
+        ts(r.finished_us),
+    ];
     for c in RUN_COUNTS {
         let v = r.counts.iter().find(|(k, _)| k == c).map_or(0, |(_, v)| *v);
         cols.push(Arc::new(arrow::array::Int64Array::from(vec![v])));
     }
     for c in RUN_STAGES {
-        let v = r.stage_seconds.iter().find(|(k, _)| k == c).map_or(0.0, |(_, v)| *v);
+        let v = r
+            .stage_seconds
+            .iter()
+            .find(|(k, _)| k == c)
+            .map_or(0.0, |(_, v)| *v);
         cols.push(Arc::new(arrow::array::Float64Array::from(vec![v])));
     }
     cols.push(s(&r.summary_json));
-    RecordBatch::try_new(runs_schema(), cols).map_err(|source| Error::Arrow { table: "runs".into(), source })
+    RecordBatch::try_new(runs_schema(), cols).map_err(|source| Error::Arrow {
+        table: "runs".into(),
+        source,
+    })
 }

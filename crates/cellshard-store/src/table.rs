@@ -23,7 +23,9 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 
-use crate::schema::{self, PlateStatRow, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, TENSOR};
+use crate::schema::{
+    self, PlateStatRow, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, TENSOR,
+};
 use crate::{Error, Location, Result};
 
 /// Table folder names under the store root.
@@ -42,7 +44,11 @@ pub struct PlateScope {
 
 impl PlateScope {
     fn predicate(&self) -> String {
-        format!("experiment = '{}' AND plate = {}", self.experiment.replace('\'', "''"), self.plate)
+        format!(
+            "experiment = '{}' AND plate = {}",
+            self.experiment.replace('\'', "''"),
+            self.plate
+        )
     }
 }
 
@@ -80,7 +86,10 @@ impl ShardSettings {
 }
 
 fn delta_err(table: &Location) -> impl Fn(DeltaTableError) -> Error + '_ {
-    move |e| Error::Delta { table: table.url.to_string(), source: Box::new(e) }
+    move |e| Error::Delta {
+        table: table.url.to_string(),
+        source: Box::new(e),
+    }
 }
 
 /// Delta log stores for the cloud schemes. The default log store commits with
@@ -98,7 +107,12 @@ impl deltalake::logstore::LogStoreFactory for ConditionalPutLogStores {
         location: &url::Url,
         options: &deltalake::logstore::StorageConfig,
     ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
-        Ok(deltalake::logstore::default_logstore(prefixed_store, root_store, location, options))
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 
@@ -150,7 +164,10 @@ pub async fn open_or_create(
     }
     register_log_stores();
     let err = delta_err(loc);
-    let kernel: StructType = schema.clone().try_into_kernel().map_err(|e| err(e.into()))?;
+    let kernel: StructType = schema
+        .clone()
+        .try_into_kernel()
+        .map_err(|e| err(e.into()))?;
     let table = DeltaTableBuilder::from_url(loc.url.clone())
         .map_err(&err)?
         .with_storage_backend(loc.store.clone(), loc.url.clone())
@@ -209,11 +226,37 @@ impl StoreTables {
             vec![(TableProperty::DataSkippingStatsColumns, SITES_STATS_COLUMNS)],
         )
         .await?;
-        let plate_stats =
-            open_or_create(&root.child("plate_stats"), "plate_stats", &schema::plate_stats_schema(), &[], vec![]).await?;
-        let rejects = open_or_create(&root.child("rejects"), "rejects", &schema::rejects_schema(), &[], vec![]).await?;
-        let runs = open_or_create(&root.child("runs"), "runs", &schema::runs_schema(), &[], vec![]).await?;
-        Ok(Self { root: root.clone(), sites, plate_stats, rejects, runs })
+        let plate_stats = open_or_create(
+            &root.child("plate_stats"),
+            "plate_stats",
+            &schema::plate_stats_schema(),
+            &[],
+            vec![],
+        )
+        .await?;
+        let rejects = open_or_create(
+            &root.child("rejects"),
+            "rejects",
+            &schema::rejects_schema(),
+            &[],
+            vec![],
+        )
+        .await?;
+        let runs = open_or_create(
+            &root.child("runs"),
+            "runs",
+            &schema::runs_schema(),
+            &[],
+            vec![],
+        )
+        .await?;
+        Ok(Self {
+            root: root.clone(),
+            sites,
+            plate_stats,
+            rejects,
+            runs,
+        })
     }
 
     /// A streaming writer for `sites` shards.
@@ -270,22 +313,50 @@ impl StoreTables {
             result.sites_version = self.sites.version().unwrap_or(0) as i64;
         }
         let stats_batch = schema::plate_stats_batch(stats)?;
-        replace_rows(&mut self.plate_stats, &self.root.child("plate_stats"), &scope.predicate(), stats_batch).await?;
+        replace_rows(
+            &mut self.plate_stats,
+            &self.root.child("plate_stats"),
+            &scope.predicate(),
+            stats_batch,
+        )
+        .await?;
         let rejects_batch = schema::rejects_batch(rejects, pipeline_hash, run_id)?;
-        replace_rows(&mut self.rejects, &self.root.child("rejects"), &scope.predicate(), rejects_batch).await?;
+        replace_rows(
+            &mut self.rejects,
+            &self.root.child("rejects"),
+            &scope.predicate(),
+            rejects_batch,
+        )
+        .await?;
         Ok(result)
     }
 
     /// Replace the run-level rejects (those tied to no plate) and append the run row.
-    pub async fn commit_run(&mut self, run: &RunRow, run_rejects: &[RejectRow], replace_run_rejects: bool) -> Result<()> {
+    pub async fn commit_run(
+        &mut self,
+        run: &RunRow,
+        run_rejects: &[RejectRow],
+        replace_run_rejects: bool,
+    ) -> Result<()> {
         if replace_run_rejects {
             let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id)?;
-            replace_rows(&mut self.rejects, &self.root.child("rejects"), "plate IS NULL", batch).await?;
+            replace_rows(
+                &mut self.rejects,
+                &self.root.child("rejects"),
+                "plate IS NULL",
+                batch,
+            )
+            .await?;
         } else if !run_rejects.is_empty() {
             let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id)?;
             append_rows(&mut self.rejects, &self.root.child("rejects"), batch).await?;
         }
-        append_rows(&mut self.runs, &self.root.child("runs"), schema::runs_batch(run)?).await
+        append_rows(
+            &mut self.runs,
+            &self.root.child("runs"),
+            schema::runs_batch(run)?,
+        )
+        .await
     }
 
     /// Files of `sites` that hold rows of the plate.
@@ -296,7 +367,9 @@ impl StoreTables {
         let mut out = Vec::new();
         for file in snapshot.log_data().iter() {
             let parts = file.partition_values_map();
-            if parts.get("experiment").cloned().flatten().as_deref() != Some(scope.experiment.as_str()) {
+            if parts.get("experiment").cloned().flatten().as_deref()
+                != Some(scope.experiment.as_str())
+            {
                 continue;
             }
             let plates = file.stats().and_then(|s| plate_range(&s));
@@ -332,11 +405,20 @@ fn plate_range(stats: &str) -> Option<(i32, i32)> {
     Some((lo as i32, hi as i32))
 }
 
-async fn replace_rows(table: &mut DeltaTable, loc: &Location, predicate: &str, batch: RecordBatch) -> Result<()> {
+async fn replace_rows(
+    table: &mut DeltaTable,
+    loc: &Location,
+    predicate: &str,
+    batch: RecordBatch,
+) -> Result<()> {
     let err = delta_err(loc);
     let t = table.clone();
     let new = if batch.num_rows() == 0 {
-        let (t, _metrics) = t.delete().with_predicate(predicate.to_string()).await.map_err(&err)?;
+        let (t, _metrics) = t
+            .delete()
+            .with_predicate(predicate.to_string())
+            .await
+            .map_err(&err)?;
         t
     } else {
         t.write(vec![batch])
@@ -351,7 +433,12 @@ async fn replace_rows(table: &mut DeltaTable, loc: &Location, predicate: &str, b
 
 async fn append_rows(table: &mut DeltaTable, loc: &Location, batch: RecordBatch) -> Result<()> {
     let err = delta_err(loc);
-    let new = table.clone().write(vec![batch]).with_save_mode(SaveMode::Append).await.map_err(&err)?;
+    let new = table
+        .clone()
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .map_err(&err)?;
     *table = new;
     Ok(())
 }
@@ -362,7 +449,10 @@ pub fn rows_per_group(row_group_bytes: u64, tensor_bytes: u64) -> usize {
 }
 
 /// Read-only handles to whichever tables exist under `root` (for queries).
-pub async fn open_existing(root: &Location, version: Option<i64>) -> Result<HashMap<&'static str, Arc<DeltaTable>>> {
+pub async fn open_existing(
+    root: &Location,
+    version: Option<i64>,
+) -> Result<HashMap<&'static str, Arc<DeltaTable>>> {
     let mut out = HashMap::new();
     for name in TABLES {
         // Time travel applies to `sites`; the small tables are read at their latest version.
