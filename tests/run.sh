@@ -12,5 +12,16 @@ if [ ! -f ../shared/data/rxrx1/metadata.csv ]; then
   echo "warning: ../shared/data/rxrx1 is missing; the real-data tests need it beside the repository" >&2
 fi
 
-# One profile for everything (see [profile.dev] in Cargo.toml); two jobs on a 2-core machine.
-cargo test --workspace --locked -- --test-threads 2
+# One profile for everything (see [profile.dev] in Cargo.toml); two test threads on a
+# 2-core machine. Every test target, no doc-tests (there are none).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --locked -- --test-threads 2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

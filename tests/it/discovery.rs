@@ -78,16 +78,8 @@ async fn every_object_is_stored_rejected_or_ignored() {
 
     let p = Pipeline::from_toml("edge.toml", PIPELINE).unwrap();
     let s = cellshard_runtime::run(RunOptions {
-        pipeline: p,
-        source: None,
-        metadata: vec![],
-        sink: None,
-        worker: WorkerShare::ALL,
         threads: 2,
-        inflight: 0,
-        scratch: None,
-        dry_run: false,
-        progress: false,
+        ..RunOptions::new(p)
     })
     .await
     .unwrap();

@@ -1,6 +1,7 @@
 //! End-to-end tests of cellshard, linked into one test binary.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod bad_input;
 mod discovery;
 mod e2e;
 mod real_data;
@@ -12,7 +13,6 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray};
 use arrow::record_batch::RecordBatch;
 use cellshard_core::{MetadataTable, Pipeline};
-use cellshard_runtime::discover::WorkerShare;
 use cellshard_runtime::{RunOptions, RunSummary};
 
 /// The repository root.
@@ -49,16 +49,11 @@ pub async fn run(
     threads: usize,
 ) -> RunSummary {
     cellshard_runtime::run(RunOptions {
-        pipeline: p,
         source: Some(source.to_string()),
         metadata: metadata.to_vec(),
         sink: Some(sink.to_string()),
-        worker: WorkerShare::ALL,
         threads,
-        inflight: 0,
-        scratch: None,
-        dry_run: false,
-        progress: false,
+        ..RunOptions::new(p)
     })
     .await
     .unwrap()

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use cellshard_runtime::discover::WorkerShare;
+
 use crate::*;
 
 const ACCESS_KEY: &str = "cellshard-test-access";
@@ -188,23 +190,7 @@ async fn run_with(
     store: &str,
     options: &BTreeMap<String, String>,
 ) -> RunSummary {
-    let mut p = p.clone();
-    p.source.options = options.clone();
-    p.sink.options = options.clone();
-    cellshard_runtime::run(RunOptions {
-        pipeline: p,
-        source: Some(raw.to_string()),
-        metadata: vec![format!("{raw}/metadata.csv")],
-        sink: Some(store.to_string()),
-        worker: WorkerShare::ALL,
-        threads: 2,
-        inflight: 0,
-        scratch: None,
-        dry_run: false,
-        progress: false,
-    })
-    .await
-    .unwrap()
+    run_worker(p, raw, store, options, WorkerShare::ALL).await
 }
 
 async fn run_worker(
@@ -212,22 +198,18 @@ async fn run_worker(
     raw: &str,
     store: &str,
     options: &BTreeMap<String, String>,
-    index: u32,
+    worker: WorkerShare,
 ) -> RunSummary {
     let mut p = p.clone();
     p.source.options = options.clone();
     p.sink.options = options.clone();
     cellshard_runtime::run(RunOptions {
-        pipeline: p,
         source: Some(raw.to_string()),
         metadata: vec![format!("{raw}/metadata.csv")],
         sink: Some(store.to_string()),
-        worker: WorkerShare { index, count: 2 },
-        threads: 1,
-        inflight: 0,
-        scratch: None,
-        dry_run: false,
-        progress: false,
+        worker,
+        threads: 2,
+        ..RunOptions::new(p)
     })
     .await
     .unwrap()
@@ -287,8 +269,20 @@ async fn s3_source_and_sink_equal_local_and_survive_faults() {
     // Two workers writing the same S3 tables at the same time: conditional-put commits.
     let p = pipeline("tiny.toml");
     let (a, b) = tokio::join!(
-        run_worker(&p, "s3://raw/rxrx1", "s3://lake/shared", &opts, 0),
-        run_worker(&p, "s3://raw/rxrx1", "s3://lake/shared", &opts, 1)
+        run_worker(
+            &p,
+            "s3://raw/rxrx1",
+            "s3://lake/shared",
+            &opts,
+            WorkerShare { index: 0, count: 2 }
+        ),
+        run_worker(
+            &p,
+            "s3://raw/rxrx1",
+            "s3://lake/shared",
+            &opts,
+            WorkerShare { index: 1, count: 2 }
+        )
     );
     assert_eq!((a.plates, b.plates), (1, 1));
     assert_eq!(a.objects.stored + b.objects.stored, 72);

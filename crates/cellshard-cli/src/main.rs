@@ -18,8 +18,6 @@ use cellshard_sql::OutputFormat;
 use cellshard_store::Location;
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit status when rejects exceed `--max-reject-fraction`.
-const EXIT_REJECTS: u8 = 3;
 /// Exit status for invalid pipelines and usage errors.
 const EXIT_USAGE: u8 = 2;
 /// Exit status when the run itself fails.
@@ -331,7 +329,6 @@ async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
         ));
     }
     let opts = RunOptions {
-        pipeline,
         source: a.source,
         metadata: a.metadata,
         sink: a.sink,
@@ -341,6 +338,7 @@ async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
         scratch: a.scratch,
         dry_run: a.dry_run,
         progress: !a.no_progress && std::io::stderr().is_terminal(),
+        ..RunOptions::new(pipeline)
     };
     let summary: RunSummary = match cellshard_runtime::run(opts).await {
         Ok(s) => s,
@@ -354,7 +352,8 @@ async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
             .with_context(|| format!("cannot write the summary to {}", path.display()))
             .map_err(|e| (EXIT_FAILED, e))?;
     }
-    if summary.reject_fraction > a.max_reject_fraction {
+    let code = summary.exit_code(a.max_reject_fraction);
+    if code != 0 {
         eprintln!(
             "cellshard: {} of {} objects rejected ({:.1}%), over --max-reject-fraction {}; see the rejects table",
             summary.objects.rejected,
@@ -362,7 +361,7 @@ async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
             summary.reject_fraction * 100.0,
             a.max_reject_fraction
         );
-        return Ok(ExitCode::from(EXIT_REJECTS));
+        return Ok(ExitCode::from(code));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -484,16 +483,11 @@ async fn demo(a: DemoArgs) -> Result<()> {
         a.pipeline.display()
     );
     let summary = cellshard_runtime::run(RunOptions {
-        pipeline,
         source: Some(raw.clone()),
         metadata: vec![format!("{raw}/metadata.csv")],
         sink: Some(store.clone()),
-        worker: WorkerShare::ALL,
-        threads: 0,
-        inflight: 0,
-        scratch: None,
-        dry_run: false,
         progress: std::io::stderr().is_terminal(),
+        ..RunOptions::new(pipeline)
     })
     .await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);

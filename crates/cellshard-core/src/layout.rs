@@ -1,6 +1,7 @@
 //! Object-key layout templates such as
 //! `{dataset}/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png`.
 //!
+//! Literals match regardless of ASCII case (`.PNG` is a PNG); values keep their case.
 //! A template is a sequence of literals and placeholders. Matching is exact on literals,
 //! placeholders never span a `/`, and numeric placeholders (`plate`, `site`, `channel`)
 //! accept only ASCII digits. Keys that do not match are *ignored* (counted, not stored);
@@ -231,7 +232,12 @@ fn match_tokens<'k>(tokens: &[Token], key: &'k str, out: &mut Vec<(Field, &'k st
     match tokens.split_first() {
         None => key.is_empty(),
         Some((Token::Literal(lit), rest)) => {
-            key.starts_with(lit.as_str()) && match_tokens(rest, &key[lit.len()..], out)
+            // Literals match without regard to ASCII case, so `B02_s1_w1.PNG` is recognised
+            // (and then caught as a duplicate of `B02_s1_w1.png`) rather than ignored.
+            key.len() >= lit.len()
+                && key.is_char_boundary(lit.len())
+                && key[..lit.len()].eq_ignore_ascii_case(lit)
+                && match_tokens(rest, &key[lit.len()..], out)
         }
         Some((Token::Field(field), rest)) => {
             // A value never crosses a '/', so candidates end before the next '/'.
@@ -297,6 +303,14 @@ mod tests {
             (1, "B02", 2, 6)
         );
         assert_eq!(rx().render(&f), "train/HEPG2-01/Plate1/B02_s2_w6.png");
+    }
+
+    #[test]
+    fn literal_case_does_not_matter() {
+        let KeyMatch::Matched(f) = rx().match_key("train/HEPG2-01/plate1/B02_S2_W6.PNG") else {
+            panic!()
+        };
+        assert_eq!((f.plate, f.site, f.channel), (1, 2, 6));
     }
 
     #[test]

@@ -96,8 +96,21 @@ impl MetadataTable {
     }
 
     /// Parse one CSV file and merge its rows. `path` names the file in messages and, for the
-    /// Kaggle dialect, gives the dataset (`train...csv` / `test...csv`).
+    /// Kaggle dialect, gives the dataset (`train...csv` / `test...csv`). A file that cannot
+    /// be used at all (empty, no usable header) is recorded in [`MetadataTable::row_errors`]
+    /// like a bad row and contributes nothing: the sites it would describe are then
+    /// rejected for lack of metadata, and the run goes on.
     pub fn add_csv(&mut self, path: &str, bytes: &[u8]) -> Result<usize> {
+        match self.parse_csv(path, bytes) {
+            Err(Error::Metadata { path, message }) => {
+                self.row_errors.push(format!("{path}: {message}"));
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
+    fn parse_csv(&mut self, path: &str, bytes: &[u8]) -> Result<usize> {
         let err = |message: String| Error::Metadata {
             path: path.to_string(),
             message,
@@ -404,12 +417,23 @@ mod tests {
     #[test]
     fn empty_and_headerless_files() {
         let mut t = MetadataTable::new();
-        assert!(t.add_csv("empty.csv", b"").is_err());
-        assert!(t.add_csv("bad.csv", b"a,b,c\n1,2,3\n").is_err());
+        assert_eq!(t.add_csv("empty.csv", b"").unwrap(), 0);
+        assert_eq!(t.add_csv("bad.csv", b"a,b,c\n1,2,3\n").unwrap(), 0);
         assert_eq!(
             t.add_csv("header.csv", b"experiment,plate,well,site\n")
                 .unwrap(),
             0
+        );
+        assert_eq!(t.row_errors.len(), 2, "{:?}", t.row_errors);
+        assert!(
+            t.row_errors[0].starts_with("empty.csv: the file is empty"),
+            "{:?}",
+            t.row_errors
+        );
+        assert!(
+            t.row_errors[1].contains("lacks required columns"),
+            "{:?}",
+            t.row_errors
         );
     }
 }

@@ -15,7 +15,7 @@ use cellshard_core::{
 };
 use cellshard_store::Location;
 use cellshard_store::schema::RejectRow;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use object_store::path::Path;
 
 use crate::{Error, Result};
@@ -96,16 +96,55 @@ pub async fn list_source(
 ) -> Result<Listing> {
     let mut listing = Listing::default();
     let mut groups: BTreeMap<PlateKey, BTreeMap<SiteKey, SiteInputs>> = BTreeMap::new();
-    let prefix = if source.prefix.as_ref().is_empty() {
-        None
-    } else {
-        Some(&source.prefix)
+    let mut stream = match source.url.to_file_path() {
+        // Local trees are walked directly: object_store's local lister stops at the first
+        // file name it cannot represent, which would hide every object after it.
+        Ok(root) if source.url.scheme() == "file" => {
+            let entries = tokio::task::spawn_blocking(move || walk_local(&root))
+                .await
+                .map_err(|e| Error::Internal(format!("listing task failed: {e}")))?;
+            futures::stream::iter(entries).boxed()
+        }
+        _ => {
+            let prefix = if source.prefix.as_ref().is_empty() {
+                None
+            } else {
+                Some(&source.prefix)
+            };
+            source
+                .store
+                .list(prefix)
+                .map(|r| r.map_err(ListError::Store))
+                .boxed()
+        }
     };
-    let mut stream = source.store.list(prefix);
-    while let Some(meta) = stream.try_next().await.map_err(|e| Error::Source {
-        url: source.url.to_string(),
-        source: e,
-    })? {
+    while let Some(item) = stream.next().await {
+        let meta = match item {
+            Ok(meta) => meta,
+            // One unusable entry (a file name that is not UTF-8, say) is that entry's
+            // problem, not the run's: count it and reject it by name.
+            Err(ListError::Unnamable(name)) => {
+                listing.objects += 1;
+                listing.rejects.push(RejectRow {
+                    site_id: None,
+                    experiment: None,
+                    plate: None,
+                    object_path: Some(name.clone()),
+                    stage: RejectReason::InvalidKey.stage().into(),
+                    reason: RejectReason::InvalidKey.code().into(),
+                    message: format!(
+                        "{name}: the file name is not valid UTF-8 and cannot be an object key"
+                    ),
+                });
+                continue;
+            }
+            Err(ListError::Store(e)) => {
+                return Err(Error::Source {
+                    url: source.url.to_string(),
+                    source: e,
+                });
+            }
+        };
         listing.objects += 1;
         listing.bytes += meta.size;
         let display = source.display(&meta.location);
@@ -197,6 +236,66 @@ fn reject_rows(
 
 fn channel_list(chs: impl Iterator<Item = u32>) -> String {
     chs.map(|c| format!("w{c}")).collect::<Vec<_>>().join(", ")
+}
+
+enum ListError {
+    /// An entry whose name cannot be an object key (shown lossily).
+    Unnamable(String),
+    /// The store failed.
+    Store(object_store::Error),
+}
+
+/// Every file below `root`, as object metadata with keys relative to the filesystem root
+/// (like `LocalFileSystem`), names that are not UTF-8 reported instead of aborting.
+fn walk_local(root: &std::path::Path) -> Vec<Result<object_store::ObjectMeta, ListError>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(read) = std::fs::read_dir(&dir) else {
+            out.push(Err(ListError::Store(object_store::Error::NotFound {
+                path: dir.display().to_string(),
+                source: "cannot read the directory".into(),
+            })));
+            continue;
+        };
+        let mut entries: Vec<_> = read.filter_map(|e| e.ok()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            let Ok(md) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if md.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let Some(text) = path.to_str() else {
+                out.push(Err(ListError::Unnamable(path.display().to_string())));
+                continue;
+            };
+            match Path::parse(text.trim_start_matches('/')) {
+                Ok(location) => out.push(Ok(object_store::ObjectMeta {
+                    location,
+                    last_modified: chrono::DateTime::from_timestamp(
+                        md.mtime(),
+                        md.mtime_nsec() as u32,
+                    )
+                    .unwrap_or_default(),
+                    size: md.len(),
+                    e_tag: Some(format!(
+                        "{:x}-{:x}-{:x}",
+                        md.ino(),
+                        md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                        md.len()
+                    )),
+                    version: None,
+                })),
+                Err(_) => out.push(Err(ListError::Unnamable(path.display().to_string()))),
+            }
+        }
+    }
+    out
 }
 
 /// Check a plate's sites (channels complete and unique, metadata present) and split them
@@ -302,17 +401,33 @@ pub fn object_count(sites: &BTreeMap<SiteKey, SiteInputs>) -> u64 {
         .sum()
 }
 
-/// Metadata rows per plate, to report rows that have no images.
-pub fn metadata_by_plate(metadata: &MetadataTable) -> HashMap<PlateKey, usize> {
-    let mut out = HashMap::new();
+/// Metadata rows by plate, as (well, site) keys; `None` site = a well-level row.
+pub fn metadata_by_plate(
+    metadata: &MetadataTable,
+) -> HashMap<PlateKey, Vec<(String, Option<u32>)>> {
+    let mut out: HashMap<PlateKey, Vec<(String, Option<u32>)>> = HashMap::new();
     for row in metadata.rows() {
-        *out.entry(PlateKey {
+        out.entry(PlateKey {
             experiment: row.experiment.clone(),
             plate: row.plate,
         })
-        .or_default() += 1;
+        .or_default()
+        .push((row.well.clone(), row.site));
     }
     out
+}
+
+/// Metadata rows of a plate that no discovered image belongs to.
+pub fn rows_without_images(
+    rows: &[(String, Option<u32>)],
+    sites: &BTreeMap<SiteKey, SiteInputs>,
+) -> u64 {
+    let seen = |well: &str, site: Option<u32>| {
+        sites
+            .keys()
+            .any(|k| k.well == well && site.is_none_or(|s| s == k.site))
+    };
+    rows.iter().filter(|(w, s)| !seen(w, *s)).count() as u64
 }
 
 #[cfg(test)]

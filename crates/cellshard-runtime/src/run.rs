@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use cellshard_core::{MetadataTable, Pipeline, RejectReason};
+use cellshard_core::{MetadataTable, Pipeline};
 use cellshard_store::schema::{RUN_COUNTS, RejectRow, RunRow, SitesContext};
 use cellshard_store::table::{ShardSettings, rows_per_group};
 use cellshard_store::{Location, StoreTables};
 
-use crate::discover::{WorkerShare, list_source, object_count, resolve_plate};
+use crate::discover::{
+    WorkerShare, list_source, metadata_by_plate, object_count, resolve_plate, rows_without_images,
+};
 use crate::plate::{Counters, PlateJob, process_plate};
 use crate::pool::CpuPool;
 use crate::summary::{ObjectCounts, RunSummary, StageSeconds};
@@ -40,6 +42,24 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+}
+
+impl RunOptions {
+    /// Run `pipeline` as its file says: one worker, every core, no progress bar.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Self {
+            pipeline,
+            source: None,
+            metadata: Vec::new(),
+            sink: None,
+            worker: WorkerShare::ALL,
+            threads: 0,
+            inflight: 0,
+            scratch: None,
+            dry_run: false,
+            progress: false,
+        }
+    }
 }
 
 /// Read one object named by a URL or path.
@@ -197,9 +217,13 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     } else {
         Some(StoreTables::open_or_create(&sink, &sites_ctx.schema()).await?)
     };
+    let rows_by_plate = metadata_by_plate(&metadata);
     for (plate, sites) in listing.plates {
         summary.plates += 1;
         summary.sites.discovered += sites.len() as u64;
+        if let Some(rows) = rows_by_plate.get(&plate) {
+            summary.metadata_rows_without_images += rows_without_images(rows, &sites);
+        }
         let objects = object_count(&sites);
         let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels);
         if let Some(tables) = tables.as_mut() {
@@ -312,25 +336,4 @@ fn progress_bar(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
-}
-
-/// The reject reasons a run can produce, for documentation and tests.
-pub fn reject_codes() -> Vec<&'static str> {
-    use RejectReason::*;
-    [
-        MissingChannels,
-        DuplicateChannel,
-        ChannelOutOfRange,
-        InvalidKey,
-        NoMetadata,
-        MetadataConflict,
-        ReadFailed,
-        Decode,
-        Format,
-        InconsistentChannels,
-        Normalize,
-    ]
-    .iter()
-    .map(|r| r.code())
-    .collect()
 }

@@ -74,6 +74,8 @@ pub struct RunSummary {
     pub rejects_by_reason: BTreeMap<String, u64>,
     /// Metadata rows that could not be used (file:line: cause).
     pub metadata_errors: Vec<String>,
+    /// Metadata rows of the processed plates that no image belongs to.
+    pub metadata_rows_without_images: u64,
     /// Plates this worker processed.
     pub plates: u64,
     /// Plates skipped by `--incremental` (unchanged).
@@ -97,7 +99,19 @@ pub struct RunSummary {
     pub reject_fraction: f64,
 }
 
+/// Exit status of a finished run: 0, or 3 when rejects exceed the allowed fraction.
+pub const EXIT_REJECTS: u8 = 3;
+
 impl RunSummary {
+    /// The process exit status for this run under `--max-reject-fraction`.
+    pub fn exit_code(&self, max_reject_fraction: f64) -> u8 {
+        if self.reject_fraction > max_reject_fraction {
+            EXIT_REJECTS
+        } else {
+            0
+        }
+    }
+
     /// Check the conservation equation; the message explains a mismatch.
     pub fn conservation(&self) -> Result<(), String> {
         let o = &self.objects;
