@@ -333,6 +333,13 @@ async fn a_messy_bucket_is_fully_accounted_for() {
         s.objects.discovered
     );
     assert_eq!(s.objects.stored, 30, "{s:#?}");
+    assert_eq!(
+        s.conservation,
+        format!(
+            "{files_on_disk} discovered = 30 stored + {} rejected + 2 ignored + 0 other workers'",
+            files_on_disk - 32
+        )
+    );
     assert_eq!(s.objects.ignored, 2, "{:?}", s.ignored_by_reason);
     let by = &s.rejects_by_reason;
     let expect: BTreeMap<&str, u64> = BTreeMap::from([

@@ -264,6 +264,11 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         summary.objects.rejected as f64 / attempted as f64
     };
     summary.conservation().map_err(Error::Conservation)?;
+    let o = &summary.objects;
+    summary.conservation = format!(
+        "{} discovered = {} stored + {} rejected + {} ignored + {} other workers'",
+        o.discovered, o.stored, o.rejected, o.ignored, o.other_workers
+    );
     summary.seconds = StageSeconds {
         list: list_seconds,
         read: secs(&counters.read_ns),

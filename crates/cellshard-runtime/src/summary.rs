@@ -66,6 +66,9 @@ pub struct RunSummary {
     pub dry_run: bool,
     /// Objects.
     pub objects: ObjectCounts,
+    /// The conservation equation as checked at the end of the run, e.g.
+    /// `73 discovered = 72 stored + 0 rejected + 1 ignored + 0 other workers'`.
+    pub conservation: String,
     /// Ignored objects by reason.
     pub ignored_by_reason: BTreeMap<String, u64>,
     /// Sites.
