@@ -9,16 +9,7 @@ use crate::*;
 
 async fn synth_tiny(dir: &Path) -> String {
     let raw = dir.join("raw");
-    let cfg = cellshard_synth::SynthConfig {
-        experiments: Some(vec!["HUVEC-01".into()]),
-        plates: 2,
-        wells: Some(3),
-        sites: 2,
-        size: 256,
-        bit_depth: 16,
-        seed: 7,
-        ..Default::default()
-    };
+    let cfg = tiny_synth(7);
     let loc =
         cellshard_store::Location::parse(&raw.display().to_string(), &BTreeMap::new()).unwrap();
     let report =

@@ -34,6 +34,21 @@ pub fn design() -> MetadataTable {
     t
 }
 
+/// The test-sized synthetic set: HUVEC-01, 2 plates x 3 wells x 2 sites, 256x256 16-bit
+/// (12 sites, 72 PNGs), for `pipelines/tiny.toml`.
+pub fn tiny_synth(seed: u64) -> cellshard_synth::SynthConfig {
+    cellshard_synth::SynthConfig {
+        experiments: Some(vec!["HUVEC-01".into()]),
+        plates: 2,
+        wells: Some(3),
+        sites: 2,
+        size: 256,
+        bit_depth: 16,
+        seed,
+        ..Default::default()
+    }
+}
+
 /// A pipeline from `pipelines/`.
 pub fn pipeline(name: &str) -> Pipeline {
     let path = repo().join("pipelines").join(name);

@@ -157,26 +157,13 @@ impl S3Server {
     }
 }
 
-fn synth_cfg() -> cellshard_synth::SynthConfig {
-    cellshard_synth::SynthConfig {
-        experiments: Some(vec!["HUVEC-01".into()]),
-        plates: 2,
-        wells: Some(3),
-        sites: 2,
-        size: 256,
-        bit_depth: 16,
-        seed: 11,
-        ..Default::default()
-    }
-}
-
 async fn synth_to(url: &str, options: &BTreeMap<String, String>) {
     let loc = cellshard_store::Location::parse(url, options).unwrap();
     let r = cellshard_synth::write_dataset(
         loc.store.clone(),
         &loc.prefix,
         &design(),
-        &synth_cfg(),
+        &tiny_synth(11),
         None,
     )
     .await
