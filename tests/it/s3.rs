@@ -30,6 +30,9 @@ pub struct Faults {
     pub injected: AtomicU64,
     /// Key substrings answered with 403 Forbidden on GET.
     pub forbidden: Mutex<Vec<String>>,
+    /// Serializes put-if-absent requests: the file-backed server checks `If-None-Match`
+    /// and writes in two steps, so two racing commits could both succeed without this.
+    pub create_lock: tokio::sync::Mutex<()>,
 }
 
 fn mix(mut x: u64) -> u64 {
@@ -83,6 +86,7 @@ impl S3Server {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let f = faults.clone();
+        let data_root = root.path().to_path_buf();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -90,10 +94,12 @@ impl S3Server {
                 };
                 let s3 = s3.clone();
                 let f = f.clone();
+                let data_root = data_root.clone();
                 let svc =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let s3 = s3.clone();
                         let f = f.clone();
+                        let data_root = data_root.clone();
                         async move {
                             let n = f.requests.fetch_add(1, Ordering::Relaxed);
                             let path = req.uri().path().to_string();
@@ -125,6 +131,15 @@ impl S3Server {
                             }
                             if share > 0 && (r >> 40).is_multiple_of(10) {
                                 tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            let create = req.method() == http::Method::PUT
+                                && req.headers().get("if-none-match").is_some_and(|v| v == "*");
+                            if create {
+                                let _guard = f.create_lock.lock().await;
+                                if data_root.join(path.trim_start_matches('/')).exists() {
+                                    return Ok(xml_error(412, "PreconditionFailed"));
+                                }
+                                return s3.call(req.map(s3s::Body::from)).await;
                             }
                             s3.call(req.map(s3s::Body::from)).await
                         }

@@ -285,16 +285,23 @@ impl StoreTables {
             Some(w) => w.flush().await.map_err(&err)?,
             None => Vec::new(),
         };
-        self.sites.update_state().await.map_err(&err)?;
-        let removes = self.plate_files(scope)?;
         let mut result = PlateCommit {
             files_added: adds.len(),
-            files_removed: removes.len(),
             bytes_written: adds.iter().map(|a| a.size as u64).sum(),
             ..Default::default()
         };
-        if !adds.is_empty() || !removes.is_empty() {
-            let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        // The shard files are already uploaded; only the commit is retried when another
+        // worker committed first (recomputing which earlier files this plate replaces).
+        let mut attempt = 0u64;
+        loop {
+            self.sites.update_state().await.map_err(&err)?;
+            let removes = self.plate_files(scope)?;
+            result.files_removed = removes.len();
+            if adds.is_empty() && removes.is_empty() {
+                result.sites_version = self.sites.version().unwrap_or(0) as i64;
+                break;
+            }
+            let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
             actions.extend(removes.into_iter().map(Action::Remove));
             let operation = DeltaOperation::Write {
                 mode: SaveMode::Overwrite,
@@ -302,15 +309,26 @@ impl StoreTables {
                 predicate: Some(scope.predicate()),
             };
             let snapshot = self.sites.snapshot().map_err(&err)?;
-            let finalized = CommitBuilder::from(CommitProperties::default())
+            let committed = CommitBuilder::from(CommitProperties::default())
                 .with_actions(actions)
                 .build(Some(snapshot), self.sites.log_store(), operation)
-                .await
-                .map_err(&err)?;
-            result.sites_version = finalized.version() as i64;
-            self.sites.update_state().await.map_err(&err)?;
-        } else {
-            result.sites_version = self.sites.version().unwrap_or(0) as i64;
+                .await;
+            match committed {
+                Ok(finalized) => {
+                    result.sites_version = finalized.version() as i64;
+                    self.sites.update_state().await.map_err(&err)?;
+                    break;
+                }
+                Err(DeltaTableError::Transaction { source }) if attempt < 8 => {
+                    attempt += 1;
+                    tracing::debug!(
+                        "sites: commit conflict for plate {} ({source}); retrying",
+                        scope.plate
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => return Err(err(e)),
+            }
         }
         let stats_batch = schema::plate_stats_batch(stats)?;
         replace_rows(
@@ -405,42 +423,65 @@ fn plate_range(stats: &str) -> Option<(i32, i32)> {
     Some((lo as i32, hi as i32))
 }
 
+/// Small-table writes from several workers can race: a conflicting commit is redone on
+/// the fresh table state (the write itself is idempotent: it replaces a scope or appends
+/// one run's rows), a few times with a growing pause.
+async fn with_conflict_retry<F, Fut>(table: &mut DeltaTable, loc: &Location, op: F) -> Result<()>
+where
+    F: Fn(DeltaTable) -> Fut,
+    Fut: std::future::Future<Output = deltalake::DeltaResult<DeltaTable>>,
+{
+    let err = delta_err(loc);
+    let mut attempt = 0u64;
+    loop {
+        match op(table.clone()).await {
+            Ok(t) => {
+                *table = t;
+                return Ok(());
+            }
+            Err(DeltaTableError::Transaction { source }) if attempt < 8 => {
+                attempt += 1;
+                tracing::debug!(
+                    "{}: commit conflict ({source}); retrying, attempt {attempt}",
+                    loc.url
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                table.update_state().await.map_err(&err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
 async fn replace_rows(
     table: &mut DeltaTable,
     loc: &Location,
     predicate: &str,
     batch: RecordBatch,
 ) -> Result<()> {
-    let err = delta_err(loc);
-    let t = table.clone();
-    let new = if batch.num_rows() == 0 {
-        let (t, _metrics) = t
-            .delete()
-            .with_predicate(predicate.to_string())
-            .await
-            .map_err(&err)?;
-        t
-    } else {
-        t.write(vec![batch])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate.to_string())
-            .await
-            .map_err(&err)?
-    };
-    *table = new;
-    Ok(())
+    with_conflict_retry(table, loc, |t| {
+        let batch = batch.clone();
+        let predicate = predicate.to_string();
+        async move {
+            if batch.num_rows() == 0 {
+                Ok(t.delete().with_predicate(predicate).await?.0)
+            } else {
+                t.write(vec![batch])
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(predicate)
+                    .await
+            }
+        }
+    })
+    .await
 }
 
 async fn append_rows(table: &mut DeltaTable, loc: &Location, batch: RecordBatch) -> Result<()> {
-    let err = delta_err(loc);
-    let new = table
-        .clone()
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .map_err(&err)?;
-    *table = new;
-    Ok(())
+    with_conflict_retry(table, loc, |t| {
+        let batch = batch.clone();
+        async move { t.write(vec![batch]).with_save_mode(SaveMode::Append).await }
+    })
+    .await
 }
 
 /// Number of rows per row group for a byte target and a tensor size.
