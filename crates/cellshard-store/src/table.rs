@@ -162,7 +162,6 @@ pub async fn open_or_create(
     if let Some(t) = open_table(loc, None).await? {
         return Ok(t);
     }
-    register_log_stores();
     let err = delta_err(loc);
     let kernel: StructType = schema
         .clone()
