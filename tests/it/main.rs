@@ -4,8 +4,12 @@
 mod bad_input;
 mod discovery;
 mod e2e;
+mod export;
+mod interop;
+mod pushdown;
 mod real_data;
 mod s3;
+mod slt;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,7 +80,7 @@ pub async fn run(
 
 /// Run SQL over a store.
 pub async fn sql(store: &str, q: &str) -> Vec<RecordBatch> {
-    let ctx = cellshard_sql::open_session(store, &BTreeMap::new(), None)
+    let ctx = cellshard_sql::open_session(store, &BTreeMap::new(), cellshard_sql::AsOf::Latest)
         .await
         .unwrap();
     cellshard_sql::query(&ctx, q).await.unwrap()

@@ -218,7 +218,7 @@ async fn run_worker(
 }
 
 async fn tensors(store: &str, options: &BTreeMap<String, String>) -> (Vec<String>, Vec<Vec<u8>>) {
-    let ctx = cellshard_sql::open_session(store, options, None)
+    let ctx = cellshard_sql::open_session(store, options, cellshard_sql::AsOf::Latest)
         .await
         .unwrap();
     let rows = cellshard_sql::query(&ctx, "SELECT site_id, tensor FROM sites ORDER BY site_id")
@@ -345,7 +345,7 @@ async fn permanent_fault_rejects_exactly_that_site_and_never_leaks_the_secret() 
     .await;
     assert_eq!((s.sites.stored, s.sites.rejected), (11, 1));
     assert_eq!(s.rejects_by_reason.get("read_failed"), Some(&6));
-    let ctx = cellshard_sql::open_session("s3://lake/store", &opts, None)
+    let ctx = cellshard_sql::open_session("s3://lake/store", &opts, cellshard_sql::AsOf::Latest)
         .await
         .unwrap();
     let rows = cellshard_sql::query(&ctx, "SELECT DISTINCT site_id, message FROM rejects")

@@ -5,12 +5,14 @@
 //! invalid pipeline; 3 the run finished but rejected more inputs than
 //! `--max-reject-fraction` allows.
 
+mod sql;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cellshard_core::{MetadataTable, Pipeline};
 use cellshard_runtime::discover::WorkerShare;
 use cellshard_runtime::{RunOptions, RunSummary};
@@ -45,8 +47,11 @@ enum Command {
         /// Pipeline TOML file.
         pipeline: PathBuf,
     },
-    /// Run SQL over a store (tables sites, plate_stats, rejects, runs).
-    Sql(SqlArgs),
+    /// Run SQL over a store: tables sites, plate_stats, rejects, runs, the views of
+    /// sql/views.sql and the tensor functions. Without a query, an interactive shell.
+    Sql(sql::SqlArgs),
+    /// Write the rows of a query (tensors included) to a new Delta table or Parquet files.
+    Export(sql::ExportArgs),
     /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
     Demo(DemoArgs),
 }
@@ -158,31 +163,6 @@ struct RunArgs {
     no_progress: bool,
 }
 
-#[derive(clap::Args)]
-struct SqlArgs {
-    /// Store root URL or path.
-    #[arg(long)]
-    store: String,
-    /// SQL to run (else read statements from standard input).
-    #[arg(short = 'c', long = "command")]
-    command: Option<String>,
-    /// SQL to run, as a positional argument.
-    query: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Read `sites` as of this Delta version.
-    #[arg(long)]
-    version: Option<i64>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Csv,
-    Json,
-}
-
 fn parse_bit_depth(s: &str) -> Result<u8, String> {
     match s {
         "8" => Ok(8),
@@ -242,7 +222,11 @@ fn main() -> ExitCode {
             Command::Validate { pipeline } => validate(&pipeline)
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_USAGE, e)),
-            Command::Sql(a) => sql(a)
+            Command::Sql(a) => sql::sql(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Export(a) => sql::export(a)
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),
@@ -408,50 +392,6 @@ fn validate(path: &PathBuf) -> Result<()> {
     Ok(())
 }
 
-async fn sql(a: SqlArgs) -> Result<()> {
-    let ctx = cellshard_sql::open_session(&a.store, &BTreeMap::new(), a.version).await?;
-    let fmt = match a.format {
-        Format::Table => OutputFormat::Table,
-        Format::Csv => OutputFormat::Csv,
-        Format::Json => OutputFormat::Json,
-    };
-    let one_shot = a.command.or(a.query);
-    let statements: Vec<String> = match one_shot {
-        Some(q) => vec![q],
-        None => {
-            let stdin = std::io::stdin();
-            let mut text = String::new();
-            if stdin.is_terminal() {
-                eprintln!(
-                    "cellshard sql: tables sites, plate_stats, rejects, runs; end statements with ';', Ctrl-D to quit"
-                );
-            }
-            for line in stdin.lock().lines() {
-                text.push_str(&line?);
-                text.push('\n');
-            }
-            text.split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        }
-    };
-    if statements.is_empty() {
-        bail!("no SQL given: pass a query or -c SQL, or pipe statements on standard input");
-    }
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    for q in statements {
-        let batches = cellshard_sql::query(&ctx, &q).await?;
-        write!(out, "{}", cellshard_sql::format(&batches, fmt)?)?;
-        if fmt == OutputFormat::Table {
-            writeln!(out)?;
-        }
-    }
-    Ok(())
-}
-
 async fn demo(a: DemoArgs) -> Result<()> {
     let raw = a.out.join("raw").display().to_string();
     let store = a.out.join("store").display().to_string();
@@ -492,7 +432,8 @@ async fn demo(a: DemoArgs) -> Result<()> {
     .await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     eprintln!("demo: 3/3 querying the store with SQL");
-    let ctx = cellshard_sql::open_session(&store, &BTreeMap::new(), None).await?;
+    let ctx =
+        cellshard_sql::open_session(&store, &BTreeMap::new(), cellshard_sql::AsOf::Latest).await?;
     for q in [
         "SELECT cell_type, experiment, plate, well_type, count(*) AS sites, round(avg(channel_mean[1]), 1) AS mean_ch1 FROM sites GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
         "SELECT experiment, plate, channel, low_value, high_value, round(mean, 1) AS mean, pixel_count FROM plate_stats ORDER BY experiment, plate, channel",

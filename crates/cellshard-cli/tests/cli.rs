@@ -148,3 +148,139 @@ fn usage_errors_exit_2() {
     let out = cellshard(["run", "pipelines/tiny.toml", "--worker", "3/2"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A store of the 4 complete real sites (6 x 512 x 512 uint8).
+fn real_store(dir: &std::path::Path) -> String {
+    let store = dir.join("store").display().to_string();
+    let out = cellshard([
+        "run",
+        "pipelines/rxrx1-release.toml",
+        "--sink",
+        &store,
+        "--max-reject-fraction",
+        "0.5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    store
+}
+
+#[test]
+fn sql_shell_scripts_parquet_output_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = real_store(dir.path());
+
+    // The shell: multi-line statements, backslash commands, history written on exit.
+    let history = dir.path().join("history");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .args(["sql", "--store", &s, "--interactive", "--format", "csv"])
+        .env("CELLSHARD_HISTORY", &history)
+        .current_dir(repo())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"SELECT count(*) AS n\n  FROM sites\n  WHERE well_type = 'negative_control';\n\\d plate_summary\nSELECT nope;\n\\df\n\\q\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("n\n4\n"), "{stdout}");
+    assert!(stdout.contains("cell_type,Utf8"), "{stdout}");
+    assert!(stdout.contains("tensor_thumbnail"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("nope"),
+        "errors are shown and the shell goes on"
+    );
+    let h = std::fs::read_to_string(&history).unwrap();
+    assert!(h.contains("FROM sites"), "{h}");
+
+    // A script file with a meta command and two statements.
+    let script = dir.path().join("q.sql");
+    std::fs::write(
+        &script,
+        "-- counts\n\\version 0\nSELECT count(*) AS n FROM sites;\n\\latest\nSELECT count(*) AS n FROM sites;\n",
+    )
+    .unwrap();
+    let out = cellshard([
+        "sql",
+        "--store",
+        &s,
+        "--format",
+        "json",
+        "-f",
+        script.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains(r#"{"n":0}"#) && o.contains(r#"{"n":4}"#), "{o}");
+
+    // Parquet output keeps the tensors and thumbnails.
+    let pq = dir.path().join("thumbs.parquet");
+    let out = cellshard([
+        "sql",
+        "--store",
+        &s,
+        "--format",
+        "parquet",
+        "-o",
+        pq.to_str().unwrap(),
+        "-c",
+        "SELECT site_id, tensor_thumbnail(tensor, 64) AS png, tensor FROM sites ORDER BY site_id",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(&pq).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+    let out = cellshard([
+        "sql", "--store", &s, "--format", "parquet", "-c", "SELECT 1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--output"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Export a subset to Delta and to Parquet; read both back.
+    for (format, to) in [("delta", "export-delta"), ("parquet", "export-parquet")] {
+        let to = dir.path().join(to).display().to_string();
+        let out = cellshard([
+            "export",
+            "--store",
+            &s,
+            "--query",
+            "SELECT site_id, cell_type, experiment, tensor FROM sites WHERE cell_type IN ('HUVEC', 'RPE')",
+            "--to",
+            &to,
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+        assert_eq!(v["rows"], 2, "{v}");
+        assert!(v["files"].as_u64().unwrap() >= 1, "{v}");
+        // Exporting again over it is refused.
+        let again = cellshard([
+            "export",
+            "--store",
+            &s,
+            "--query",
+            "SELECT 1 AS x",
+            "--to",
+            &to,
+            "--format",
+            format,
+        ]);
+        assert_eq!(again.status.code(), Some(1), "{format}");
+        assert!(
+            text(&again.stderr).contains("export to a new location"),
+            "{}",
+            text(&again.stderr)
+        );
+    }
+}

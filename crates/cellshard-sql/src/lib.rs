@@ -4,6 +4,9 @@
 //! Reading only: nothing here writes to the store. Tables are registered through
 //! delta-rs' table provider, so projection and partition pruning reach the Parquet scan.
 
+pub mod export;
+pub mod udf;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -11,6 +14,9 @@ use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use cellshard_store::Location;
+use cellshard_store::schema::TENSOR;
+use cellshard_store::table::TABLES;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// Result with the SQL [`Error`].
@@ -39,6 +45,31 @@ pub enum Error {
     /// There is no store at the location.
     #[error("no cellshard tables under {0}: run `cellshard run` first")]
     Empty(String),
+    /// A view of `sql/views.sql` failed for a reason other than a missing table.
+    #[error("creating view {name}: {message}")]
+    View {
+        /// View name.
+        name: String,
+        /// Cause.
+        message: String,
+    },
+    /// An export failed.
+    #[error("exporting to {url}: {message}")]
+    Export {
+        /// Target URL.
+        url: String,
+        /// Cause.
+        message: String,
+    },
+    /// A bad meta command, timestamp or option.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing output failed.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+    /// Writing Parquet failed.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
 }
 
 /// Output formats.
@@ -46,43 +77,380 @@ pub enum Error {
 pub enum OutputFormat {
     /// Aligned text table (binary values shown as their size).
     Table,
-    /// CSV with a header.
+    /// CSV with a header (binary values shown as their size).
     Csv,
-    /// JSON lines.
+    /// JSON lines (binary values shown as their size).
     Json,
+    /// Parquet, every value kept (tensors and thumbnails included).
+    Parquet,
 }
 
-/// A session over the store at `url`; `version` picks a `sites` version (time travel).
+/// Which state of the store a session reads (Delta time travel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsOf {
+    /// The latest version of every table.
+    #[default]
+    Latest,
+    /// `sites` at this Delta version (versions are per table); the other tables latest.
+    Version(i64),
+    /// Every table as it was at this instant (the last commit at or before it).
+    Timestamp(DateTime<Utc>),
+}
+
+impl AsOf {
+    /// Parse a timestamp: RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]` in UTC.
+    pub fn parse_timestamp(text: &str) -> Result<Self> {
+        let t = text.trim();
+        if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+            return Ok(Self::Timestamp(d.with_timezone(&Utc)));
+        }
+        for f in [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ] {
+            if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
+                return Ok(Self::Timestamp(d.and_utc()));
+            }
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            return Ok(Self::Timestamp(d.and_time(NaiveTime::MIN).and_utc()));
+        }
+        Err(Error::Usage(format!(
+            "timestamp {t:?}: expected RFC 3339 (2026-11-25T08:00:00Z) or YYYY-MM-DD[ HH:MM[:SS]] (UTC)"
+        )))
+    }
+}
+
+impl std::fmt::Display for AsOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsOf::Latest => write!(f, "latest"),
+            AsOf::Version(v) => write!(f, "sites version {v}"),
+            AsOf::Timestamp(t) => write!(f, "as of {}", t.to_rfc3339()),
+        }
+    }
+}
+
+impl From<AsOf> for cellshard_store::table::TablesAsOf {
+    fn from(a: AsOf) -> Self {
+        match a {
+            AsOf::Latest => Self::Latest,
+            AsOf::Version(v) => Self::SitesVersion(v),
+            AsOf::Timestamp(t) => Self::Timestamp(t),
+        }
+    }
+}
+
+/// The views of `sql/views.sql`, created in every session.
+pub const VIEWS_SQL: &str = include_str!("../../../sql/views.sql");
+
+/// A DataFusion session over a store: its tables, the views and the tensor functions.
+pub struct Session {
+    /// The DataFusion context (also reachable through `Deref`).
+    pub ctx: SessionContext,
+    /// The store root (its `reads` count every byte fetched).
+    pub root: Location,
+    /// The state of the store being read.
+    pub as_of: AsOf,
+    /// Versions of the registered tables.
+    pub versions: BTreeMap<String, i64>,
+    /// Views that could not be created, with the reason (a table missing from the store).
+    pub skipped_views: Vec<(String, String)>,
+    /// Shape and dtype of `sites.tensor`, when known.
+    pub tensor: Option<udf::TensorSpec>,
+}
+
+impl std::ops::Deref for Session {
+    type Target = SessionContext;
+    fn deref(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+/// Open a session over the store at `url`.
 pub async fn open_session(
     url: &str,
     options: &BTreeMap<String, String>,
-    version: Option<i64>,
-) -> Result<SessionContext> {
+    as_of: AsOf,
+) -> Result<Session> {
     let root = Location::parse(url, options)?;
-    let tables = cellshard_store::table::open_existing(&root, version).await?;
-    if tables.is_empty() {
-        return Err(Error::Empty(root.url.to_string()));
-    }
-    let config = SessionConfig::new()
-        .with_information_schema(true)
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let ctx = SessionContext::new_with_config(config);
-    for (name, table) in tables {
-        let reg = |message: String| Error::Register {
-            table: name.to_string(),
-            message,
+    Session::open(root, as_of).await
+}
+
+impl Session {
+    /// Open a session over `root`.
+    pub async fn open(root: Location, as_of: AsOf) -> Result<Session> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let mut s = Session {
+            ctx: SessionContext::new_with_config(config),
+            root,
+            as_of,
+            versions: BTreeMap::new(),
+            skipped_views: Vec::new(),
+            tensor: None,
         };
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| reg(e.to_string()))?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| reg(e.to_string()))?;
-        ctx.register_table(name, provider)
-            .map_err(|e| reg(e.to_string()))?;
+        s.register().await?;
+        Ok(s)
     }
-    Ok(ctx)
+
+    /// Read another state of the store (re-registers the tables and views).
+    pub async fn set_as_of(&mut self, as_of: AsOf) -> Result<()> {
+        let old = self.as_of;
+        self.as_of = as_of;
+        if let Err(e) = self.register().await {
+            self.as_of = old;
+            self.register().await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn register(&mut self) -> Result<()> {
+        let tables = cellshard_store::table::open_at(&self.root, self.as_of.into()).await?;
+        if tables.is_empty() {
+            return Err(Error::Empty(self.root.url.to_string()));
+        }
+        for name in TABLES {
+            self.ctx.deregister_table(name)?;
+        }
+        self.versions.clear();
+        // Scans read through the store's own object store (credentials, retries, and the
+        // byte counters in `root.reads`), not a default one DataFusion would pick for the
+        // URL scheme (it has one for file://, which delta-rs would then leave in place).
+        let mut base = self.root.url.clone();
+        base.set_path("/");
+        self.ctx
+            .runtime_env()
+            .register_object_store(&base, self.root.store.clone());
+        for (name, table) in tables {
+            let reg = |message: String| Error::Register {
+                table: name.to_string(),
+                message,
+            };
+            if let Some(v) = table.version() {
+                self.versions.insert(name.to_string(), v as i64);
+            }
+            table
+                .update_datafusion_session(&self.ctx.state())
+                .map_err(|e| reg(e.to_string()))?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| reg(e.to_string()))?;
+            if name == "sites" {
+                self.tensor = provider
+                    .schema()
+                    .field_with_name(TENSOR)
+                    .ok()
+                    .and_then(udf::TensorSpec::from_field);
+            }
+            self.ctx
+                .register_table(name, provider)
+                .map_err(|e| reg(e.to_string()))?;
+        }
+        if self.tensor.is_none() && self.versions.contains_key("sites") {
+            self.tensor = self.spec_from_rows().await?;
+        }
+        udf::register(&self.ctx, self.tensor);
+        self.create_views().await
+    }
+
+    /// The tensor spec from the first row's shape columns (stores whose Delta schema lost
+    /// the field metadata).
+    async fn spec_from_rows(&self) -> Result<Option<udf::TensorSpec>> {
+        let b = query(
+            &self.ctx,
+            "SELECT channels, height, width, dtype FROM sites LIMIT 1",
+        )
+        .await?;
+        let Some(b) = b.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(None);
+        };
+        let int = |i: usize| {
+            b.column(i)
+                .as_primitive_opt::<arrow::datatypes::Int32Type>()
+                .map(|a| a.value(0) as usize)
+        };
+        let dtype = arrow::compute::cast(b.column(3), &DataType::Utf8)?;
+        let dtype = udf::Dtype::parse(dtype.as_string::<i32>().value(0));
+        Ok(match (int(0), int(1), int(2), dtype) {
+            (Some(channels), Some(height), Some(width), Some(dtype)) => Some(udf::TensorSpec {
+                channels,
+                height,
+                width,
+                dtype,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn create_views(&mut self) -> Result<()> {
+        self.skipped_views.clear();
+        for stmt in split_statements(VIEWS_SQL) {
+            let name = view_name(&stmt).unwrap_or_default();
+            self.ctx.deregister_table(name.as_str())?;
+            if let Err(e) = self.ctx.sql(&stmt).await {
+                let msg = e.to_string();
+                if msg.contains("not found") {
+                    self.skipped_views.push((name, msg));
+                } else {
+                    return Err(Error::View { name, message: msg });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Run one statement or meta command (`\d`, `\d NAME`, `\df`, `\version N`,
+    /// `\timestamp T`, `\latest`) and collect its batches.
+    pub async fn run(&mut self, statement: &str) -> Result<Vec<RecordBatch>> {
+        let s = statement.trim();
+        match s.strip_prefix('\\') {
+            Some(meta) => self.meta(meta).await,
+            None => query(&self.ctx, s).await,
+        }
+    }
+
+    async fn meta(&mut self, meta: &str) -> Result<Vec<RecordBatch>> {
+        let meta = meta.trim().trim_end_matches(';').trim();
+        let (cmd, arg) = meta.split_once(char::is_whitespace).unwrap_or((meta, ""));
+        let arg = arg.trim();
+        match (cmd, arg) {
+            ("d", "") => {
+                query(
+                    &self.ctx,
+                    "SELECT table_name AS name, lower(replace(table_type, 'BASE ', '')) AS kind FROM information_schema.tables WHERE table_schema = 'public' ORDER BY kind, name",
+                )
+                .await
+            }
+            ("d", t) => {
+                let b = query(
+                    &self.ctx,
+                    &format!(
+                        "SELECT column_name AS column, data_type AS type, is_nullable AS nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{}' ORDER BY ordinal_position",
+                        t.replace('\'', "''")
+                    ),
+                )
+                .await?;
+                if row_count(&b) == 0 {
+                    return Err(Error::Usage(format!("no table or view named {t:?} (\\d lists them)")));
+                }
+                Ok(b)
+            }
+            ("df", _) => one_column("function", udf::usage()),
+            ("version", v) => {
+                let v: i64 = v
+                    .parse()
+                    .map_err(|_| Error::Usage(format!("\\version needs a number, got {v:?}")))?;
+                self.set_as_of(AsOf::Version(v)).await?;
+                self.describe_as_of()
+            }
+            ("timestamp", t) => {
+                self.set_as_of(AsOf::parse_timestamp(t)?).await?;
+                self.describe_as_of()
+            }
+            ("latest", "") => {
+                self.set_as_of(AsOf::Latest).await?;
+                self.describe_as_of()
+            }
+            _ => Err(Error::Usage(format!(
+                "unknown command \\{meta}: try \\d, \\d NAME, \\df, \\version N, \\timestamp T, \\latest"
+            ))),
+        }
+    }
+
+    fn describe_as_of(&self) -> Result<Vec<RecordBatch>> {
+        let rows: Vec<String> = self
+            .versions
+            .iter()
+            .map(|(t, v)| format!("{t} v{v}"))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("as_of", DataType::Utf8, false),
+            Field::new("tables", DataType::Utf8, false),
+        ]));
+        Ok(vec![RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![self.as_of.to_string()])),
+                Arc::new(StringArray::from(vec![rows.join(", ")])),
+            ],
+        )?])
+    }
+}
+
+fn one_column(name: &str, values: Vec<&str>) -> Result<Vec<RecordBatch>> {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
+    Ok(vec![RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(values))],
+    )?])
+}
+
+/// `CREATE [OR REPLACE] VIEW name ...` -> `name`.
+fn view_name(stmt: &str) -> Option<String> {
+    let words: Vec<&str> = stmt.split_whitespace().take(6).collect();
+    let i = words.iter().position(|w| w.eq_ignore_ascii_case("view"))?;
+    words.get(i + 1).map(|w| w.to_string())
+}
+
+/// Split SQL text into statements at `;` outside quotes and comments; meta commands
+/// (lines starting with a backslash) are statements of their own.
+pub fn split_statements(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    let mut line_start = true;
+    while let Some(c) = chars.next() {
+        if quote.is_none() && line_start && c == '\\' && cur.trim().is_empty() {
+            let mut line = String::from(c);
+            for c in chars.by_ref() {
+                if c == '\n' {
+                    break;
+                }
+                line.push(c);
+            }
+            out.push(line.trim().to_string());
+            cur.clear();
+            line_start = true;
+            continue;
+        }
+        line_start = c == '\n';
+        match (quote, c) {
+            (None, '-') if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+                cur.push('\n');
+                line_start = true;
+            }
+            (None, ';') => {
+                if !cur.trim().is_empty() {
+                    out.push(cur.trim().to_string());
+                }
+                cur.clear();
+            }
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
 }
 
 /// Run one statement and collect its batches.
@@ -125,9 +493,38 @@ fn sizes(it: impl Iterator<Item = Option<usize>>) -> StringArray {
     it.map(|v| v.map(|n| format!("<{n} bytes>"))).collect()
 }
 
+/// Write `batches` in `fmt` to `out` (Parquet keeps binary values; the others summarize them).
+pub fn write_output(
+    batches: &[RecordBatch],
+    fmt: OutputFormat,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<()> {
+    if fmt != OutputFormat::Parquet {
+        out.write_all(format(batches, fmt)?.as_bytes())?;
+        return Ok(());
+    }
+    let Some(first) = batches.first() else {
+        return Err(Error::Usage(
+            "the query returned no batches to write as Parquet".into(),
+        ));
+    };
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(out, first.schema(), Some(props))?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(())
+}
+
 /// Format batches for printing.
 pub fn format(batches: &[RecordBatch], fmt: OutputFormat) -> Result<String> {
     match fmt {
+        OutputFormat::Parquet => Err(Error::Usage(
+            "Parquet output is binary: use write_output with a file".into(),
+        )),
         OutputFormat::Table => {
             let b: Vec<RecordBatch> = batches
                 .iter()

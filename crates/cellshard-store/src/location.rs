@@ -21,6 +21,7 @@ use object_store::{BackoffConfig, RetryConfig};
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::counting::{CountingStore, ReadStats};
 use crate::{Error, Result};
 
 /// `memory://NAME/...` stores live for the whole process so that one command's writer and
@@ -119,6 +120,8 @@ pub struct Location {
     pub prefix: Path,
     /// HTTP request counters (zero for local and memory stores).
     pub stats: Arc<IoStats>,
+    /// Bytes read through `store`, for every kind of store.
+    pub reads: Arc<ReadStats>,
 }
 
 impl std::fmt::Debug for Location {
@@ -267,11 +270,13 @@ impl Location {
             }
             other => return Err(err(format!("unsupported scheme {other:?}"))),
         };
+        let reads = Arc::new(ReadStats::default());
         Ok(Self {
             url,
-            store,
+            store: Arc::new(CountingStore::new(store, reads.clone())),
             prefix,
             stats,
+            reads,
         })
     }
 
@@ -287,6 +292,7 @@ impl Location {
             store: self.store.clone(),
             prefix: self.prefix.clone().join(name.trim_matches('/')),
             stats: self.stats.clone(),
+            reads: self.reads.clone(),
         }
     }
 

@@ -488,18 +488,38 @@ pub fn rows_per_group(row_group_bytes: u64, tensor_bytes: u64) -> usize {
     (row_group_bytes / tensor_bytes.max(1)).max(1) as usize
 }
 
+/// Which state of the tables to open (Delta time travel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TablesAsOf {
+    /// Latest versions.
+    Latest,
+    /// `sites` at this version (versions are per table); the others latest.
+    SitesVersion(i64),
+    /// Every table at the last commit at or before this instant.
+    Timestamp(chrono::DateTime<chrono::Utc>),
+}
+
 /// Read-only handles to whichever tables exist under `root` (for queries).
-pub async fn open_existing(
+pub async fn open_at(
     root: &Location,
-    version: Option<i64>,
+    as_of: TablesAsOf,
 ) -> Result<HashMap<&'static str, Arc<DeltaTable>>> {
     let mut out = HashMap::new();
     for name in TABLES {
-        // Time travel applies to `sites`; the small tables are read at their latest version.
-        let v = if name == "sites" { version } else { None };
-        if let Some(t) = open_table(&root.child(name), v).await? {
-            out.insert(name, Arc::new(t));
+        let loc = root.child(name);
+        let version = match as_of {
+            TablesAsOf::SitesVersion(v) if name == "sites" => Some(v),
+            _ => None,
+        };
+        let Some(mut t) = open_table(&loc, version).await? else {
+            continue;
+        };
+        if let TablesAsOf::Timestamp(ts) = as_of {
+            // Before a table's first commit, delta-rs loads version 0: the empty table
+            // as created.
+            t.load_with_datetime(ts).await.map_err(delta_err(&loc))?;
         }
+        out.insert(name, Arc::new(t));
     }
     Ok(out)
 }

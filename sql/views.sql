@@ -1,0 +1,81 @@
+-- Views created in every `cellshard sql` session (and in `cellshard export`, the SQL tests
+-- and the library's sessions). None of them reads the tensor column unless a query over
+-- the view names it.
+
+-- Control wells (negative: untreated B02; positive: the 30 control siRNAs).
+CREATE VIEW controls AS
+SELECT * FROM sites
+WHERE well_type IN ('negative_control', 'positive_control');
+
+-- Treatment wells (siRNA 0..1107; NULL for test wells whose labels are withheld).
+CREATE VIEW treatments AS
+SELECT * FROM sites
+WHERE well_type = 'treatment';
+
+-- Per-site, per-channel output QC. mean/std are the stored (normalized) values; z_mean is
+-- the site's mean against the other sites of its plate and channel. Flags:
+--   blank          the channel is constant (std = 0): empty or failed image
+--   low_contrast   std below a quarter of the plate's median std for the channel
+--   outlier        |z_mean| > 3 (focus, debris, a wrong plate normalization)
+--   saturated      mean within 5% of the top of the output range (uint8 / uint16 outputs)
+CREATE VIEW site_qc AS
+WITH per_channel AS (
+  SELECT s.site_id, s.cell_type, s.experiment, s.plate, s.well, s.site, s.well_type,
+         s.sirna_id, s.dtype, c.channel,
+         s.channel_mean[c.channel] AS mean,
+         s.channel_std[c.channel] AS std
+  FROM sites s
+  JOIN (VALUES (1), (2), (3), (4), (5), (6), (7), (8)) AS c(channel)
+    ON c.channel <= s.channels
+), plate_channel AS (
+  SELECT experiment, plate, channel,
+         avg(mean) AS plate_mean,
+         stddev_pop(mean) AS plate_std_of_means,
+         median(std) AS plate_median_std
+  FROM per_channel GROUP BY experiment, plate, channel
+)
+SELECT p.site_id, p.cell_type, p.experiment, p.plate, p.well, p.site, p.well_type,
+       p.sirna_id, p.channel, p.mean, p.std,
+       CASE WHEN q.plate_std_of_means > 0
+            THEN (p.mean - q.plate_mean) / q.plate_std_of_means END AS z_mean,
+       p.std = 0 AS blank,
+       p.std < 0.25 * q.plate_median_std AS low_contrast,
+       coalesce(abs(p.mean - q.plate_mean) > 3 * q.plate_std_of_means
+                AND q.plate_std_of_means > 0, false) AS outlier,
+       CASE p.dtype WHEN 'uint8' THEN p.mean > 0.95 * 255
+                    WHEN 'uint16' THEN p.mean > 0.95 * 65535
+                    ELSE false END AS saturated
+FROM per_channel p
+JOIN plate_channel q
+  ON p.experiment = q.experiment AND p.plate = q.plate AND p.channel = q.channel;
+
+-- One row per plate: what was stored, what was rejected, and the normalization bounds of
+-- each channel ("low..high" of the raw values that map to the output range).
+CREATE VIEW plate_summary AS
+WITH s AS (
+  SELECT cell_type, experiment, plate,
+         count(*) AS sites,
+         count(DISTINCT well) AS wells,
+         sum(CASE WHEN well_type = 'negative_control' THEN 1 ELSE 0 END) AS negative_control_sites,
+         sum(CASE WHEN well_type = 'positive_control' THEN 1 ELSE 0 END) AS positive_control_sites,
+         sum(CASE WHEN well_type = 'treatment' THEN 1 ELSE 0 END) AS treatment_sites,
+         count(DISTINCT sirna_id) AS sirnas,
+         max(run_id) AS run_id
+  FROM sites GROUP BY cell_type, experiment, plate
+), r AS (
+  SELECT experiment, plate, count(DISTINCT site_id) AS rejected_sites, count(*) AS rejected_objects
+  FROM rejects WHERE plate IS NOT NULL GROUP BY experiment, plate
+), b AS (
+  SELECT experiment, plate,
+         string_agg(concat('w', CAST(channel AS VARCHAR), '=', CAST(low_value AS VARCHAR), '..',
+                           CAST(high_value AS VARCHAR)), ' ' ORDER BY channel) AS bounds
+  FROM plate_stats GROUP BY experiment, plate
+)
+SELECT s.cell_type, s.experiment, s.plate, s.sites, s.wells, s.negative_control_sites,
+       s.positive_control_sites, s.treatment_sites, s.sirnas,
+       coalesce(r.rejected_sites, 0) AS rejected_sites,
+       coalesce(r.rejected_objects, 0) AS rejected_objects,
+       b.bounds, s.run_id
+FROM s
+LEFT JOIN r ON s.experiment = r.experiment AND s.plate = r.plate
+LEFT JOIN b ON s.experiment = b.experiment AND s.plate = b.plate;
