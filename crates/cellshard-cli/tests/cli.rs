@@ -191,7 +191,7 @@ fn sql_shell_scripts_parquet_output_and_export() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("n\n4\n"), "{stdout}");
-    assert!(stdout.contains("cell_type,Utf8"), "{stdout}");
+    assert!(stdout.contains("\nplate,Int32,NO\n"), "{stdout}");
     assert!(stdout.contains("tensor_thumbnail"), "{stdout}");
     assert!(
         text(&out.stderr).contains("nope"),
