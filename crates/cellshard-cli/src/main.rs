@@ -5,6 +5,7 @@
 //! invalid pipeline; 3 the run finished but rejected more inputs than
 //! `--max-reject-fraction` allows.
 
+mod bench;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ enum Command {
     Export(sql::ExportArgs),
     /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
     Demo(DemoArgs),
+    /// Measure the decode ceiling and the full pipeline on one core and on all cores.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -231,6 +234,10 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),
             Command::Demo(a) => demo(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Bench(a) => bench::bench(a)
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),

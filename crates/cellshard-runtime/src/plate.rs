@@ -229,9 +229,7 @@ fn phase1_cpu(
     raw.extend_from_slice(&w.to_le_bytes());
     raw.extend_from_slice(&h.to_le_bytes());
     for p in &planes {
-        for v in &p.data {
-            raw.extend_from_slice(&v.to_le_bytes());
-        }
+        p.extend_le_bytes(&mut raw);
     }
     match zstd::bulk::compress(&raw, 1) {
         Ok(spill) => Phase1::Ok { spill },
@@ -256,15 +254,7 @@ fn unspill(bytes: &[u8], channels: usize) -> std::result::Result<Vec<Plane>, Str
     }
     Ok(raw[8..]
         .chunks_exact(n * 2)
-        .map(|c| {
-            Plane::new(
-                w,
-                h,
-                c.chunks_exact(2)
-                    .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                    .collect(),
-            )
-        })
+        .map(|c| Plane::from_le_bytes(w, h, c))
         .collect())
 }
 

@@ -282,6 +282,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     summary.requests =
         source.stats.requests.load(Ordering::Relaxed) + sink.stats.requests.load(Ordering::Relaxed);
     summary.sites_per_second = summary.sites.stored as f64 / summary.seconds.total.max(1e-9);
+    summary.cpu_seconds = crate::summary::cpu_seconds().unwrap_or(0.0);
+    summary.peak_rss_bytes = crate::summary::peak_rss_bytes().unwrap_or(0);
 
     if let Some(tables) = tables.as_mut() {
         let o = &summary.objects;

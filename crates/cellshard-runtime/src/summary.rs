@@ -98,8 +98,37 @@ pub struct RunSummary {
     pub seconds: StageSeconds,
     /// Stored sites per second of wall time.
     pub sites_per_second: f64,
+    /// CPU seconds (user + system, all threads) this process had used at the end of the run;
+    /// 0 where `/proc` is not available.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// Peak resident memory of this process (`VmHWM`) at the end of the run; 0 where `/proc`
+    /// is not available.
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
     /// Rejected objects / (stored + rejected objects).
     pub reject_fraction: f64,
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM` of `/proc/self/status`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// CPU seconds (user + system, all threads) used by this process so far, from
+/// `/proc/self/stat` (clock ticks of 1/100 s, Linux's `USER_HZ` on every common platform).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces; the fields after it are space separated.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Exit status of a finished run: 0, or 3 when rejects exceed the allowed fraction.

@@ -1,18 +1,22 @@
 //! PNG decoding to u16 samples, with guards, and the crop-aware fused path.
 //!
 //! [`decode_full`] decodes every row. [`decode_transformed`] produces exactly
-//! `center_crop(downsample(decode_full(png)))` but reads rows one by one, accumulates the
-//! downsample as rows arrive, touches only the columns that feed the crop and stops
-//! inflating after the last row the crop needs. Because stopping early would skip the
+//! `center_crop(downsample(decode_full(png)))` with the crop-aware decoder of
+//! [`crate::crop_decode`]: it inflates only up to the last row the crop needs, unfilters
+//! only the columns left of the crop's right edge and downsamples as row pairs complete.
+//! [`decode_transformed_rows`] is the earlier fused path on the `png` crate's row reader,
+//! kept as a baseline. Because stopping early would skip the
 //! checksums of the rest of the file, every chunk's CRC and the file's completeness are
 //! verified up front by [`verify_chunks`] (a cheap CRC pass), so a truncated or corrupt
 //! file is rejected whichever path runs.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::Cursor;
 
 use crate::Plane;
 use crate::crop::crop_offset;
+use crate::crop_decode::{CropDecoder, CropGeometry};
 use crate::downsample::mean_round_half_even;
 
 /// What a decoder accepts.
@@ -47,7 +51,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
-    fn corrupt(message: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(message: impl Into<String>) -> Self {
         Self {
             kind: DecodeErrorKind::Corrupt,
             message: message.into(),
@@ -200,18 +204,16 @@ pub fn decode_full(bytes: &[u8], spec: &DecodeSpec) -> Result<Plane, DecodeError
     Ok(Plane::new(w, h, data))
 }
 
-/// Decode, downsample by `factor` and center-crop to `crop` in one pass over the rows,
-/// stopping after the last needed row. Equals `center_crop(downsample(decode_full(..)))`.
-pub fn decode_transformed(
-    bytes: &[u8],
-    spec: &DecodeSpec,
+/// Output geometry of decode + downsample + crop for a `w` x `h` source.
+fn geometry(
+    w: u32,
+    h: u32,
+    bit_depth: u8,
     factor: u32,
     crop: Option<u32>,
-) -> Result<Plane, DecodeError> {
-    let mut reader = open(bytes, spec)?;
-    let (w, h) = reader.info().size();
+) -> Result<CropGeometry, DecodeError> {
     let (dw, dh) = (w / factor, h / factor);
-    let (cw, ch, ox, oy) = match crop {
+    let (out_width, out_height, crop_x, crop_y) = match crop {
         Some(c) if c > dw || c > dh => {
             return Err(DecodeError::format(format!(
                 "{w}x{h} is too small for a {c} crop after {factor}x downsampling"
@@ -223,15 +225,76 @@ pub fn decode_transformed(
         }
         None => (dw, dh, 0, 0),
     };
+    Ok(CropGeometry {
+        width: w,
+        height: h,
+        bit_depth,
+        factor,
+        out_width,
+        out_height,
+        crop_x,
+        crop_y,
+    })
+}
+
+/// The straightforward path for interlaced images, whose rows arrive in passes.
+fn transformed_via_full(
+    bytes: &[u8],
+    spec: &DecodeSpec,
+    factor: u32,
+    crop: Option<u32>,
+) -> Result<Plane, DecodeError> {
+    let full = decode_full(bytes, spec)?;
+    let d = crate::downsample::downsample(&full, factor);
+    Ok(match crop {
+        Some(c) => crate::crop::center_crop(&d, c),
+        None => d,
+    })
+}
+
+thread_local! {
+    /// One crop decoder per thread (per CPU-pool worker), so its buffers are reused.
+    static CROP_DECODER: RefCell<CropDecoder> = RefCell::new(CropDecoder::new());
+}
+
+/// Decode, downsample by `factor` and center-crop to `crop`, doing only the work the crop
+/// needs (see [`crate::crop_decode`]). Equals `center_crop(downsample(decode_full(..)))`.
+/// Interlaced images take the straightforward path.
+pub fn decode_transformed(
+    bytes: &[u8],
+    spec: &DecodeSpec,
+    factor: u32,
+    crop: Option<u32>,
+) -> Result<Plane, DecodeError> {
+    let reader = open(bytes, spec)?;
+    let (w, h) = reader.info().size();
+    let g = geometry(w, h, spec.bit_depth, factor, crop)?;
     if reader.info().interlaced {
-        // Interlaced rows arrive in passes; take the straightforward path.
-        let full = decode_full(bytes, spec)?;
-        let d = crate::downsample::downsample(&full, factor);
-        return Ok(match crop {
-            Some(c) => crate::crop::center_crop(&d, c),
-            None => d,
-        });
+        return transformed_via_full(bytes, spec, factor, crop);
     }
+    drop(reader);
+    CROP_DECODER.with(|d| match d.try_borrow_mut() {
+        Ok(mut d) => d.decode(bytes, &g),
+        // Only reachable through re-entrancy, which this module never does; stay correct.
+        Err(_) => CropDecoder::new().decode(bytes, &g),
+    })
+}
+
+/// The previous fused path: the `png` crate's row reader, downsampling as rows arrive and
+/// stopping after the last needed row. Kept as the baseline the benches compare against.
+pub fn decode_transformed_rows(
+    bytes: &[u8],
+    spec: &DecodeSpec,
+    factor: u32,
+    crop: Option<u32>,
+) -> Result<Plane, DecodeError> {
+    let mut reader = open(bytes, spec)?;
+    let (w, h) = reader.info().size();
+    let g = geometry(w, h, spec.bit_depth, factor, crop)?;
+    if reader.info().interlaced {
+        return transformed_via_full(bytes, spec, factor, crop);
+    }
+    let (cw, ch, ox, oy) = (g.out_width, g.out_height, g.crop_x, g.crop_y);
     let depth = spec.bit_depth;
     let bpp = usize::from(depth / 8);
     let (row_start, row_end) = (oy * factor, (oy + ch) * factor);
@@ -347,8 +410,229 @@ mod tests {
                         fused, expect,
                         "filter {filter:?} depth {depth} {w}x{h} f{f} c{c:?}"
                     );
+                    let rows = decode_transformed_rows(&png, &spec(depth), f, c).unwrap();
+                    assert_eq!(rows, expect);
                 }
             }
+        }
+    }
+
+    /// Apply PNG filter `f` to `row` given the previous (unfiltered) row.
+    fn filter_row(f: u8, bpp: usize, row: &[u8], prev: &[u8]) -> Vec<u8> {
+        (0..row.len())
+            .map(|i| {
+                let a = if i >= bpp { row[i - bpp] } else { 0 };
+                let b = prev[i];
+                let c = if i >= bpp { prev[i - bpp] } else { 0 };
+                let pred = match f {
+                    0 => 0,
+                    1 => a,
+                    2 => b,
+                    3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                    _ => {
+                        let p = i32::from(a) + i32::from(b) - i32::from(c);
+                        let pa = (p - i32::from(a)).abs();
+                        let pb = (p - i32::from(b)).abs();
+                        let pc = (p - i32::from(c)).abs();
+                        if pa <= pb && pa <= pc {
+                            a
+                        } else if pb <= pc {
+                            b
+                        } else {
+                            c
+                        }
+                    }
+                };
+                row[i].wrapping_sub(pred)
+            })
+            .collect()
+    }
+
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]) {
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        let mut crc = kind.to_vec();
+        crc.extend_from_slice(body);
+        out.extend_from_slice(&crc);
+        out.extend_from_slice(&crc32fast::hash(&crc).to_be_bytes());
+    }
+
+    /// A PNG written by hand: the filter of row `y` is `filters[y % len]`, and the zlib
+    /// stream is split into IDAT chunks of `idat_len` bytes.
+    pub(crate) fn encode_rows(
+        w: u32,
+        h: u32,
+        depth: u8,
+        px: &[u16],
+        filters: &[u8],
+        idat_len: usize,
+    ) -> Vec<u8> {
+        let bpp = usize::from(depth / 8);
+        let stride = w as usize * bpp;
+        let mut prev = vec![0u8; stride];
+        let mut raw = Vec::new();
+        for (y, row) in px.chunks_exact(w as usize).enumerate() {
+            let bytes: Vec<u8> = if depth == 16 {
+                row.iter().flat_map(|v| v.to_be_bytes()).collect()
+            } else {
+                row.iter().map(|&v| v as u8).collect()
+            };
+            let f = filters[y % filters.len()];
+            raw.push(f);
+            raw.extend(filter_row(f, bpp, &bytes, &prev));
+            prev = bytes;
+        }
+        let z = fdeflate::compress_to_vec(&raw);
+        let mut out = SIGNATURE.to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, 0, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        for part in z.chunks(idat_len.max(1)) {
+            chunk(&mut out, b"IDAT", part);
+        }
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    fn straightforward(png: &[u8], depth: u8, f: u32, c: Option<u32>) -> Plane {
+        let d = downsample(&decode_full(png, &spec(depth)).unwrap(), f);
+        match c {
+            Some(c) => center_crop(&d, c),
+            None => d,
+        }
+    }
+
+    #[test]
+    fn a_different_filter_on_every_row() {
+        for depth in [16u8, 8] {
+            let max = if depth == 16 { 65535 } else { 255 };
+            for (w, h, f, c, filters) in [
+                (64u32, 64u32, 2u32, Some(16u32), &[0u8, 1, 2, 3, 4][..]),
+                (67, 61, 2, Some(20), &[4, 3, 2, 1, 0, 4, 4, 1][..]),
+                (2048, 40, 2, Some(16), &[1, 4, 2, 3, 0][..]),
+                (33, 35, 3, None, &[3, 4][..]),
+                (40, 40, 1, Some(17), &[2, 0, 4][..]),
+                (16, 16, 2, Some(8), &[4][..]),
+            ] {
+                let px = pixels(w, h, w + h, max);
+                for idat_len in [1usize, 7, 1 << 20] {
+                    let png = encode_rows(w, h, depth, &px, filters, idat_len);
+                    assert_eq!(decode_full(&png, &spec(depth)).unwrap().data, px);
+                    let expect = straightforward(&png, depth, f, c);
+                    let fast = decode_transformed(&png, &spec(depth), f, c).unwrap();
+                    assert_eq!(
+                        fast, expect,
+                        "depth {depth} {w}x{h} f{f} c{c:?} idat {idat_len}"
+                    );
+                    let rows = decode_transformed_rows(&png, &spec(depth), f, c).unwrap();
+                    assert_eq!(rows, expect);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interlaced_falls_back() {
+        let (w, h) = (37u32, 29u32);
+        let px = pixels(w, h, 5, 65535);
+        // Adam7 by hand, filter type 0 in every pass.
+        let mut raw = Vec::new();
+        for (x0, y0, dx, dy) in [
+            (0, 0, 8, 8),
+            (4, 0, 8, 8),
+            (0, 4, 4, 8),
+            (2, 0, 4, 4),
+            (0, 2, 2, 4),
+            (1, 0, 2, 2),
+            (0, 1, 1, 2),
+        ] {
+            if x0 >= w {
+                continue;
+            }
+            for y in (y0..h).step_by(dy) {
+                raw.push(0u8);
+                for x in (x0..w).step_by(dx) {
+                    raw.extend_from_slice(&px[(y * w + x) as usize].to_be_bytes());
+                }
+            }
+        }
+        let mut png = SIGNATURE.to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[16, 0, 0, 0, 1]);
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &fdeflate::compress_to_vec(&raw));
+        chunk(&mut png, b"IEND", &[]);
+        assert_eq!(decode_full(&png, &spec(16)).unwrap().data, px);
+        let expect = straightforward(&png, 16, 2, Some(8));
+        assert_eq!(
+            decode_transformed(&png, &spec(16), 2, Some(8)).unwrap(),
+            expect
+        );
+    }
+
+    #[test]
+    fn short_or_corrupt_streams_are_rejected() {
+        let (w, h) = (32u32, 32u32);
+        let px = pixels(w, h, 9, 65535);
+        // A complete, CRC-valid file whose image data holds only 10 of 32 rows.
+        let short = encode_rows(w, 10, 16, &px[..(w * 10) as usize], &[4], 1 << 20);
+        let mut lying = short.clone();
+        // Claim 32 rows in IHDR (and fix its CRC).
+        lying[16 + 4..16 + 8].copy_from_slice(&h.to_be_bytes());
+        let crc = crc32fast::hash(&lying[12..12 + 17]);
+        lying[29..33].copy_from_slice(&crc.to_be_bytes());
+        let e = decode_transformed(&lying, &spec(16), 2, Some(8)).unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
+        assert_eq!(e.kind, DecodeErrorKind::Corrupt);
+        // A zlib stream cut short, inside CRC-valid chunks.
+        let full = encode_rows(w, h, 16, &px, &[4], 1 << 20);
+        let z_start = 8 + 25 + 8;
+        let z_len = u32::from_be_bytes(full[33..37].try_into().unwrap()) as usize;
+        let mut cut = full[..33].to_vec();
+        chunk(&mut cut, b"IDAT", &full[z_start..z_start + z_len / 3]);
+        chunk(&mut cut, b"IEND", &[]);
+        let e = decode_transformed(&cut, &spec(16), 2, Some(8)).unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
+        // Garbage in place of the stream.
+        let mut junk = full[..33].to_vec();
+        chunk(
+            &mut junk,
+            b"IDAT",
+            &[0x78, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff],
+        );
+        chunk(&mut junk, b"IEND", &[]);
+        let e = decode_transformed(&junk, &spec(16), 2, Some(8)).unwrap_err();
+        assert_eq!(e.kind, DecodeErrorKind::Corrupt, "{e}");
+        // An unknown filter type.
+        let bad = encode_rows(w, h, 16, &px, &[4, 7], 1 << 20);
+        let e = decode_transformed(&bad, &spec(16), 2, Some(8)).unwrap_err();
+        assert!(e.message.contains("filter type 7"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_equals_straightforward(
+            w in 1u32..80,
+            h in 1u32..40,
+            depth in proptest::prop_oneof![proptest::prelude::Just(8u8), proptest::prelude::Just(16u8)],
+            f in 1u32..=3,
+            crop_frac in 0u32..=4,
+            seed in 0u32..1000,
+            filters in proptest::collection::vec(0u8..5, 1..6),
+            idat_len in 1usize..300,
+        ) {
+            proptest::prop_assume!(w >= f && h >= f);
+            let (dw, dh) = (w / f, h / f);
+            let c = (crop_frac > 0).then(|| (dw.min(dh) * crop_frac / 4).max(1));
+            let max = if depth == 16 { 65535 } else { 255 };
+            let px = pixels(w, h, seed, max);
+            let png = encode_rows(w, h, depth, &px, &filters, idat_len);
+            let expect = straightforward(&png, depth, f, c);
+            let fast = decode_transformed(&png, &spec(depth), f, c).unwrap();
+            proptest::prop_assert_eq!(fast, expect);
         }
     }
 

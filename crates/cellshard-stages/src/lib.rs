@@ -6,6 +6,7 @@
 //! (unit and property tests) because the store's bytes must be reproducible.
 
 pub mod crop;
+pub mod crop_decode;
 pub mod decode;
 pub mod downsample;
 pub mod histogram;

@@ -26,4 +26,37 @@ impl Plane {
     pub fn get(&self, x: u32, y: u32) -> u16 {
         self.data[y as usize * self.width as usize + x as usize]
     }
+
+    /// Append the samples to `out` as little-endian bytes (the spill format; here, in the
+    /// optimised pixel crate, because it runs once per sample of every site).
+    pub fn extend_le_bytes(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.data.len() * 2, 0);
+        for (o, v) in out[start..].chunks_exact_mut(2).zip(&self.data) {
+            o.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// A plane from little-endian bytes (`width * height * 2` of them).
+    pub fn from_le_bytes(width: u32, height: u32, bytes: &[u8]) -> Self {
+        let data = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        Self::new(width, height, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn le_bytes_round_trip() {
+        let p = Plane::new(3, 2, vec![0, 1, 255, 256, 65535, 4660]);
+        let mut bytes = vec![9u8];
+        p.extend_le_bytes(&mut bytes);
+        assert_eq!(bytes[1..5], [0, 0, 1, 0]);
+        assert_eq!(Plane::from_le_bytes(3, 2, &bytes[1..]), p);
+    }
 }

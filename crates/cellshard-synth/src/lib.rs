@@ -154,6 +154,12 @@ pub fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<Vec<Syn
     design::select_sites(design, cfg)
 }
 
+/// `metadata.csv` content for `sites` in the RxRx1 dialect (what [`write_dataset`] writes),
+/// for callers that lay the images out themselves.
+pub fn metadata_csv(design: &MetadataTable, sites: &[SynthSite]) -> Result<Vec<u8>> {
+    design::metadata_csv(design, sites)
+}
+
 /// Render one channel (1-based) of one site: `size * size` samples, row-major (values below
 /// 256 when `bit_depth` is 8). Pure and deterministic in (seed, site, channel); experiment,
 /// plate, well and site of `site` place the cells, its cell type shapes them, its well type
