@@ -600,7 +600,7 @@ mod tests {
             .read_info()
             .unwrap();
         r.next_frame(&mut buf).unwrap();
-        let x = 25.0 / 51.0;
+        let x: f64 = 25.0 / 51.0;
         assert_eq!(
             &buf[..3],
             &[(19.0 * x).round() as u8, 0, (249.0 * x).round() as u8]
