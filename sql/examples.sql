@@ -27,3 +27,19 @@ SELECT reason, stage, count(*) AS objects FROM rejects GROUP BY 1, 2 ORDER BY 3 
 
 -- Run history.
 SELECT run_id, worker, sites_stored, sites_rejected, bytes_in, bytes_out, decode_seconds FROM runs ORDER BY started_at;
+
+-- Views (sql/views.sql) and tensor functions.
+-- Per-plate summary: sites, controls, rejects and the normalization bounds per channel.
+SELECT experiment, plate, sites, negative_control_sites, rejected_sites, bounds FROM plate_summary ORDER BY 1, 2;
+
+-- QC flags per site and channel.
+SELECT site_id, channel, round(mean, 1) AS mean, round(z_mean, 2) AS z, outlier, low_contrast
+FROM site_qc WHERE outlier OR low_contrast OR blank ORDER BY abs(z_mean) DESC LIMIT 20;
+
+-- Channel statistics computed from the stored tensors.
+SELECT site_id, tensor_shape(tensor) AS shape, tensor_dtype(tensor) AS dtype,
+       round(tensor_mean(tensor, 1), 2) AS mean_w1, tensor_percentile(tensor, 1, 99) AS p99_w1
+FROM controls ORDER BY site_id LIMIT 5;
+
+-- Thumbnails in the RxRx1 colours (write them out with --format parquet -o thumbs.parquet).
+SELECT site_id, tensor_thumbnail(tensor, 64) AS png FROM sites WHERE well_type = 'negative_control';

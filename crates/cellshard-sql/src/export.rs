@@ -82,15 +82,14 @@ pub struct ExportSummary {
     pub version: Option<i64>,
 }
 
-/// Plain Arrow types for writers and other readers: view types become their base types;
-/// a binary `tensor` column gets the session's shape and dtype metadata if it lost them.
-fn output_schema(schema: &Schema, session: &Session) -> SchemaRef {
+/// Plain Arrow types for writers and other readers: dictionary-encoded partition columns
+/// and view types become their base types.
+pub(crate) fn plain_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
             let t = match f.data_type() {
-                // Partition columns arrive dictionary-encoded.
                 DataType::Dictionary(_, v) => v.as_ref().clone(),
                 t => t.clone(),
             };
@@ -99,7 +98,20 @@ fn output_schema(schema: &Schema, session: &Session) -> SchemaRef {
                 DataType::BinaryView => DataType::Binary,
                 t => t,
             };
-            let mut out = f.as_ref().clone().with_data_type(t);
+            f.as_ref().clone().with_data_type(t)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// [`plain_schema`], and a binary `tensor` column gets the session's shape and dtype
+/// metadata if it lost them.
+fn output_schema(schema: &Schema, session: &Session) -> SchemaRef {
+    let fields: Vec<Field> = plain_schema(schema)
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut out = f.as_ref().clone();
             if f.name() == TENSOR
                 && !f.metadata().contains_key("cellshard.shape")
                 && let Some(s) = session.tensor
@@ -119,7 +131,7 @@ fn output_schema(schema: &Schema, session: &Session) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let cols: Vec<ArrayRef> = batch
         .columns()
         .iter()

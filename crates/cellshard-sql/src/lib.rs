@@ -511,9 +511,10 @@ pub fn write_output(
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(out, first.schema(), Some(props))?;
+    let schema = export::plain_schema(&first.schema());
+    let mut w = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props))?;
     for b in batches {
-        w.write(b)?;
+        w.write(&export::conform(b, &schema)?)?;
     }
     w.close()?;
     Ok(())
