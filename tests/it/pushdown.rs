@@ -80,7 +80,10 @@ async fn metadata_queries_fetch_no_tensor_bytes_and_partition_filters_prune() {
     )
     .await;
     assert!(rows.iter().map(|b| b.num_rows()).sum::<usize>() >= 2);
-    assert!(cols > 0 && paths.len() == files.len(), "{cols} bytes from {paths:?}");
+    assert!(
+        cols > 0 && paths.len() == files.len(),
+        "{cols} bytes from {paths:?}"
+    );
     assert!(
         cols <= total_bytes - tensor_bytes && cols < min_tensor_chunk,
         "metadata-column query fetched {cols} bytes; tensor chunks {tensor_bytes} of {total_bytes} file bytes"
