@@ -11,7 +11,9 @@ fn bench_measures_ceiling_and_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_cellshard"))
-        .args(["bench", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3"])
+        .args([
+            "bench", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3",
+        ])
         .args(["--ceiling-sites", "2", "--cache"])
         .arg(dir.path().join("cache"))
         .arg("--json")
@@ -41,7 +43,9 @@ fn bench_measures_ceiling_and_pipeline() {
     assert!(ceilings.iter().any(|c| c["decoder"] == "png-rows"));
     // A second run reuses the cached pool and layout.
     let again = Command::new(env!("CARGO_BIN_EXE_cellshard"))
-        .args(["bench", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3"])
+        .args([
+            "bench", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3",
+        ])
         .args(["--ceiling-sites", "2", "--one-core-plates", "0", "--cache"])
         .arg(dir.path().join("cache"))
         .current_dir(&repo)
