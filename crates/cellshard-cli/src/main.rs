@@ -209,7 +209,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CELLSHARD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // The Delta kernel logs an ERROR each time it probes a table that does not
+                // exist yet (every first run); that is expected, not a failure.
+                .unwrap_or_else(|_| "warn,buoyant_kernel::snapshot::builder=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
