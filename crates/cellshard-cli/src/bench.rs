@@ -18,7 +18,6 @@
 //! rendering. Each distinct site still decodes to its own pixels; repeats only share bytes
 //! on disk (and in the page cache, as re-reads of a real plate would not).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -147,16 +146,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
     if a.pool == 0 || a.plates == 0 {
         bail!("--pool and --plates must be at least 1");
     }
-    let design_bytes = cellshard_runtime::run::read_object(&a.design, &BTreeMap::new())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot read the design {} (set --design or CELLSHARD_DESIGN)",
-                a.design
-            )
-        })?;
-    let mut design = MetadataTable::new();
-    design.add_csv(&a.design, &design_bytes)?;
+    let design = crate::load_design(&a.design).await?;
     tokio::task::spawn_blocking(move || run_bench(&a, &design))
         .await
         .context("the bench task failed")?

@@ -262,17 +262,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn synth(a: SynthArgs) -> Result<()> {
-    let design_bytes = cellshard_runtime::run::read_object(&a.design, &BTreeMap::new())
+/// The experiment design (an RxRx1 `metadata.csv`) at a URL or path.
+async fn load_design(url: &str) -> Result<MetadataTable> {
+    let bytes = cellshard_runtime::run::read_object(url, &BTreeMap::new())
         .await
         .with_context(|| {
-            format!(
-                "cannot read the design {} (set --design or CELLSHARD_DESIGN)",
-                a.design
-            )
+            format!("cannot read the design {url} (set --design or CELLSHARD_DESIGN)")
         })?;
     let mut design = MetadataTable::new();
-    design.add_csv(&a.design, &design_bytes)?;
+    design.add_csv(url, &bytes)?;
+    Ok(design)
+}
+
+async fn synth(a: SynthArgs) -> Result<()> {
+    let design = load_design(&a.design).await?;
     let cfg = cellshard_synth::SynthConfig {
         experiments: (!a.experiments.is_empty()).then_some(a.experiments),
         plates: a.plates,
