@@ -88,20 +88,7 @@ fn interlaced16(seed: u32) -> Vec<u8> {
             }
         }
     }
-    let mut z = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, b) in blocks.iter().enumerate() {
-        z.push(u8::from(i + 1 == blocks.len()));
-        z.extend_from_slice(&(b.len() as u16).to_le_bytes());
-        z.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
-        z.extend_from_slice(b);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in &raw {
-        a = (a + u32::from(byte)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let z = cellshard_synth::zlib_stored(&raw, 65_535);
     let mut ihdr = W.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&W.to_be_bytes());
     ihdr.extend_from_slice(&[16, 0, 0, 0, 1]);

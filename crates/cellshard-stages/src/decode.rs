@@ -329,7 +329,7 @@ pub fn decode_transformed_rows(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crop::center_crop;
     use crate::downsample::downsample;
@@ -466,6 +466,30 @@ mod tests {
         filters: &[u8],
         idat_len: usize,
     ) -> Vec<u8> {
+        encode_rows_with(
+            w,
+            h,
+            depth,
+            px,
+            filters,
+            idat_len,
+            fdeflate::compress_to_vec,
+        )
+    }
+
+    /// A zlib compressor.
+    type Zlib = fn(&[u8]) -> Vec<u8>;
+
+    /// [`encode_rows`] with the zlib stream made by `zlib`.
+    fn encode_rows_with(
+        w: u32,
+        h: u32,
+        depth: u8,
+        px: &[u16],
+        filters: &[u8],
+        idat_len: usize,
+        zlib: Zlib,
+    ) -> Vec<u8> {
         let bpp = usize::from(depth / 8);
         let stride = w as usize * bpp;
         let mut prev = vec![0u8; stride];
@@ -481,7 +505,7 @@ mod tests {
             raw.extend(filter_row(f, bpp, &bytes, &prev));
             prev = bytes;
         }
-        let z = fdeflate::compress_to_vec(&raw);
+        let z = zlib(&raw);
         let mut out = SIGNATURE.to_vec();
         let mut ihdr = Vec::new();
         ihdr.extend_from_slice(&w.to_be_bytes());
@@ -528,6 +552,47 @@ mod tests {
                     let rows = decode_transformed_rows(&png, &spec(depth), f, c).unwrap();
                     assert_eq!(rows, expect);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn stored_zlib_round_trips() {
+        let raw: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for (len, block) in [
+            (0, 10),
+            (1, 1),
+            (65_535, 65_535),
+            (65_536, 65_535),
+            (200_000, 4_097),
+        ] {
+            let z = cellshard_synth::zlib_stored(&raw[..len], block);
+            assert_eq!(
+                fdeflate::decompress_to_vec(&z).unwrap(),
+                &raw[..len],
+                "{len} {block}"
+            );
+        }
+    }
+
+    /// Stored blocks are the case where the bulk inflate stops furthest before the end of
+    /// its buffer (it will not start a block that does not fit): the rows the crop needs
+    /// must still all be there, wherever the block boundaries fall.
+    #[test]
+    fn stored_deflate_blocks() {
+        let (w, h) = (2048u32, 48u32);
+        let px = pixels(w, h, 3, 65535);
+        let zlibs: [Zlib; 3] = [
+            |r| cellshard_synth::zlib_stored(r, 65_535),
+            |r| cellshard_synth::zlib_stored(r, 40_000),
+            |r| cellshard_synth::zlib_stored(r, 4_097),
+        ];
+        for zlib in zlibs {
+            let png = encode_rows_with(w, h, 16, &px, &[4, 1], 1 << 20, zlib);
+            assert_eq!(decode_full(&png, &spec(16)).unwrap().data, px);
+            for c in [Some(8), Some(20), None] {
+                let expect = straightforward(&png, 16, 2, c);
+                assert_eq!(decode_transformed(&png, &spec(16), 2, c).unwrap(), expect);
             }
         }
     }

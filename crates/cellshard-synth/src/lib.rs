@@ -209,6 +209,34 @@ pub fn encode_png(cfg: &SynthConfig, samples: &[u16]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `raw` as a zlib stream of stored (uncompressed) deflate blocks of at most `block` bytes
+/// (clamped to 1..=65,535): what some encoders write at level 0, and the case where a
+/// bounded inflate stops furthest before the end of its buffer. For tests of decoders.
+pub fn zlib_stored(raw: &[u8], block: usize) -> Vec<u8> {
+    let block = block.clamp(1, 65_535);
+    let mut z = Vec::with_capacity(raw.len() + raw.len() / block * 5 + 11);
+    z.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = raw.chunks(block).peekable();
+    if blocks.peek().is_none() {
+        // An empty final stored block.
+        z.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(b) = blocks.next() {
+        z.push(u8::from(blocks.peek().is_none()));
+        let len = b.len() as u16;
+        z.extend_from_slice(&len.to_le_bytes());
+        z.extend_from_slice(&(!len).to_le_bytes());
+        z.extend_from_slice(b);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &v in raw {
+        a = (a + u32::from(v)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    z
+}
+
 /// Render and encode every channel of one site (channels in parallel on rayon).
 fn site_pngs(cfg: &SynthConfig, meta: &SiteMetadata) -> Result<Vec<Vec<u8>>> {
     let scene = scene::Scene::new(cfg.size, cfg.bit_depth, cfg.seed, meta);
