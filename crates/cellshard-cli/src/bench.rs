@@ -67,8 +67,8 @@ pub struct BenchArgs {
     /// Threads for the all-core runs (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Parquet ZSTD level of the pipeline's sink.
-    #[arg(long, default_value_t = 3)]
+    /// Parquet ZSTD level of the pipeline's sink (the shipped pipelines use 1).
+    #[arg(long, default_value_t = 1)]
     pub zstd_level: i32,
     /// Also write the results as JSON to this file.
     #[arg(long)]

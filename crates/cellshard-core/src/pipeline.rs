@@ -228,7 +228,7 @@ fn default_inflight() -> ByteSize {
     ByteSize::mib(512)
 }
 fn default_zstd_level() -> i32 {
-    3
+    1
 }
 fn default_row_group() -> ByteSize {
     ByteSize::mib(32)
