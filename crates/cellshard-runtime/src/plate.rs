@@ -258,6 +258,16 @@ fn unspill(bytes: &[u8], channels: usize) -> std::result::Result<Vec<Plane>, Str
         .collect())
 }
 
+/// A plate between its two phases: decoded, histogrammed, spilled, its normalization derived.
+pub struct DecodedPlate {
+    scope: PlateScope,
+    spilled: Vec<Spilled>,
+    spill_file: std::fs::File,
+    rejects: Vec<RejectRow>,
+    stats: Vec<PlateStatRow>,
+    norms: Vec<ChannelNorm>,
+}
+
 /// Process and commit one plate. `rejects` holds the plate's discovery rejects; they are
 /// committed with the plate.
 pub async fn process_plate(
@@ -265,8 +275,22 @@ pub async fn process_plate(
     tables: &mut StoreTables,
     plate: &PlateKey,
     sites: Vec<ResolvedSite>,
-    mut rejects: Vec<RejectRow>,
+    rejects: Vec<RejectRow>,
 ) -> Result<PlateReport> {
+    let decoded = decode_plate(job, plate, sites, rejects).await?;
+    write_plate(job, tables, decoded).await
+}
+
+/// Phase 1 of a plate: fetch, decode, histogram and spill every site, then derive the
+/// plate's normalization. Touches no table, so it can run while the previous plate is
+/// written (the run overlaps them: the single shard writer would otherwise leave the CPU
+/// pool idle during phase 2).
+pub async fn decode_plate(
+    job: &PlateJob<'_>,
+    plate: &PlateKey,
+    sites: Vec<ResolvedSite>,
+    mut rejects: Vec<RejectRow>,
+) -> Result<DecodedPlate> {
     let t = job.transform;
     let spec = DecodeSpec {
         bit_depth: t.bit_depth,
@@ -421,12 +445,38 @@ pub async fn process_plate(
         stats.clear();
     }
 
-    // Phase 2.
     let scope = PlateScope {
         cell_type,
         experiment: plate.experiment.clone(),
         plate: plate.plate as i32,
     };
+    Ok(DecodedPlate {
+        scope,
+        spilled,
+        spill_file,
+        rejects,
+        stats,
+        norms,
+    })
+}
+
+/// Phase 2 of a plate: normalize and stack the spilled sites on the CPU pool, stream them
+/// into the shard writer and commit the plate.
+pub async fn write_plate(
+    job: &PlateJob<'_>,
+    tables: &mut StoreTables,
+    decoded: DecodedPlate,
+) -> Result<PlateReport> {
+    let DecodedPlate {
+        scope,
+        spilled,
+        spill_file,
+        rejects,
+        stats,
+        norms,
+    } = decoded;
+    let t = job.transform;
+    let channels = job.channels as usize;
     let mut report = PlateReport::default();
     let mut writer = if spilled.is_empty() {
         None

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use cellshard_core::{MetadataTable, Pipeline};
+use cellshard_core::{MetadataTable, Pipeline, PlateKey};
 use cellshard_store::schema::{RUN_COUNTS, RejectRow, RunRow, SitesContext};
 use cellshard_store::table::{ShardSettings, rows_per_group};
 use cellshard_store::{Location, StoreTables};
@@ -14,7 +14,7 @@ use cellshard_store::{Location, StoreTables};
 use crate::discover::{
     WorkerShare, list_source, metadata_by_plate, object_count, resolve_plate, rows_without_images,
 };
-use crate::plate::{Counters, PlateJob, process_plate};
+use crate::plate::{Counters, DecodedPlate, PlateJob, PlateReport, decode_plate, write_plate};
 use crate::pool::CpuPool;
 use crate::summary::{ObjectCounts, RunSummary, StageSeconds};
 use crate::{Error, Result};
@@ -218,6 +218,25 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         Some(StoreTables::open_or_create(&sink, &sites_ctx.schema()).await?)
     };
     let rows_by_plate = metadata_by_plate(&metadata);
+    let account = |summary: &mut RunSummary,
+                   plate: &PlateKey,
+                   objects: u64,
+                   report: PlateReport|
+     -> Result<()> {
+        summary.sites.stored += report.sites_stored;
+        summary.objects.stored += report.objects_stored;
+        summary.objects.rejected += report.rejects.len() as u64;
+        count_reject(summary, &report.rejects);
+        if report.objects_stored + report.rejects.len() as u64 != objects {
+            return Err(Error::Conservation(format!(
+                "plate {plate}: {objects} objects, {} stored + {} rejected",
+                report.objects_stored,
+                report.rejects.len()
+            )));
+        }
+        Ok(())
+    };
+    let mut pending: Option<(PlateKey, u64, DecodedPlate)> = None;
     for (plate, sites) in listing.plates {
         summary.plates += 1;
         summary.sites.discovered += sites.len() as u64;
@@ -230,18 +249,18 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             if let Some(b) = &bar {
                 b.set_message(plate.to_string());
             }
-            let report = process_plate(&job, tables, &plate, good, rejects).await?;
-            summary.sites.stored += report.sites_stored;
-            summary.objects.stored += report.objects_stored;
-            summary.objects.rejected += report.rejects.len() as u64;
-            count_reject(&mut summary, &report.rejects);
-            if report.objects_stored + report.rejects.len() as u64 != objects {
-                return Err(Error::Conservation(format!(
-                    "plate {plate}: {objects} objects, {} stored + {} rejected",
-                    report.objects_stored,
-                    report.rejects.len()
-                )));
-            }
+            // This plate's phase 1 runs while the previous plate is written and committed.
+            let decode = decode_plate(&job, &plate, good, rejects);
+            let decoded = match pending.take() {
+                Some((prev, prev_objects, prev_decoded)) => {
+                    let (decoded, written) =
+                        tokio::join!(decode, write_plate(&job, tables, prev_decoded));
+                    account(&mut summary, &prev, prev_objects, written?)?;
+                    decoded?
+                }
+                None => decode.await?,
+            };
+            pending = Some((plate, objects, decoded));
         } else {
             // Dry run: discovery verdicts only.
             summary.objects.stored += good.iter().map(|s| s.objects.len() as u64).sum::<u64>();
@@ -249,6 +268,10 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             summary.objects.rejected += rejects.len() as u64;
             count_reject(&mut summary, &rejects);
         }
+    }
+    if let (Some(tables), Some((prev, objects, decoded))) = (tables.as_mut(), pending.take()) {
+        let report = write_plate(&job, tables, decoded).await?;
+        account(&mut summary, &prev, objects, report)?;
     }
     if let Some(b) = &bar {
         b.finish_and_clear();
