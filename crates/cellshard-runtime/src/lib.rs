@@ -3,8 +3,8 @@
 //!
 //! I/O (listing, GETs, commits) runs on the async runtime; all pixel work runs on one
 //! bounded CPU pool ([`pool::CpuPool`]). Work is bounded per plate: at most `inflight`
-//! sites are fetched or transformed at once and a plate's cropped pixels are spilled,
-//! zstd-compressed, to a local scratch file between the two phases, so memory does not
+//! sites are fetched or transformed at once and a plate's cropped pixels are spilled to a
+//! local scratch file between the two phases, so memory does not
 //! grow with the number of plates or with plate size. This crate never defines pixel math
 //! (that is `cellshard-stages`) nor table formats (that is `cellshard-store`).
 
