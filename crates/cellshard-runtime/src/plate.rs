@@ -144,7 +144,7 @@ async fn fetch(
     let t = Instant::now();
     let res = async {
         let r = source.store.get(&obj.path).await?;
-        r.bytes().await
+        body(r).await
     }
     .await;
     add_ns(&counters.read_ns, t);
@@ -157,6 +157,60 @@ async fn fetch(
         }
         Err(e) => Err(format!("cannot read {}: {e}", obj.display)),
     }
+}
+
+/// The body of a GET. A local file is read straight into a buffer of its size: the
+/// `object_store` helper zero-fills its buffer before reading into it, which cost 1-2% of a
+/// site's CPU. Every other store streams as usual.
+async fn body(r: object_store::GetResult) -> object_store::Result<bytes::Bytes> {
+    let object_store::GetResult {
+        payload,
+        meta,
+        range,
+        attributes,
+    } = r;
+    match payload {
+        object_store::GetResultPayload::File(file, path) => {
+            let generic =
+                |source: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source,
+                };
+            tokio::task::spawn_blocking(move || {
+                read_range(&file, range)
+                    .map_err(|e| generic(format!("{}: {e}", path.display()).into()))
+            })
+            .await
+            .map_err(|e| generic(Box::new(e)))?
+        }
+        payload => {
+            object_store::GetResult {
+                payload,
+                meta,
+                range,
+                attributes,
+            }
+            .bytes()
+            .await
+        }
+    }
+}
+
+/// Read `range` of `file` into a buffer of exactly that size, without filling it first.
+fn read_range(file: &std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = range.end - range.start;
+    let mut f = file;
+    f.seek(SeekFrom::Start(range.start))?;
+    let mut buf = Vec::with_capacity(len as usize);
+    f.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file ended after {} of {len} bytes", buf.len()),
+        ));
+    }
+    Ok(buf.into())
 }
 
 fn site_rejects(site: &ResolvedSite, reason: RejectReason, message: &str) -> Vec<RejectRow> {
@@ -585,4 +639,38 @@ async fn write_rows(
     })?;
     add_ns(&job.counters.write_ns, started);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_range_reads_exactly_the_range_or_says_the_file_is_short() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        assert_eq!(read_range(&f, 0..10_000).unwrap(), &data[..]);
+        assert_eq!(read_range(&f, 17..4_000).unwrap(), &data[17..4_000]);
+        assert!(read_range(&f, 5..5).unwrap().is_empty());
+        let e = read_range(&f, 9_000..12_000).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("1000 of 3000"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn local_and_streamed_bodies_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        std::fs::write(dir.path().join("a.png"), &data).unwrap();
+        let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let path = object_store::path::Path::from("a.png");
+        let r = local.get(&path).await.unwrap();
+        assert!(matches!(r.payload, object_store::GetResultPayload::File(..)));
+        assert_eq!(body(r).await.unwrap(), &data[..]);
+        let mem = object_store::memory::InMemory::new();
+        mem.put(&path, data.clone().into()).await.unwrap();
+        let r = mem.get(&path).await.unwrap();
+        assert_eq!(body(r).await.unwrap(), &data[..]);
+    }
 }
