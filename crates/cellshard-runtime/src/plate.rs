@@ -666,7 +666,10 @@ mod tests {
         let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
         let path = object_store::path::Path::from("a.png");
         let r = local.get(&path).await.unwrap();
-        assert!(matches!(r.payload, object_store::GetResultPayload::File(..)));
+        assert!(matches!(
+            r.payload,
+            object_store::GetResultPayload::File(..)
+        ));
         assert_eq!(body(r).await.unwrap(), &data[..]);
         let mem = object_store::memory::InMemory::new();
         mem.put(&path, data.clone().into()).await.unwrap();
