@@ -11,9 +11,11 @@
 //! Inflate is libdeflate (`libdeflater`), called once per channel with an output buffer
 //! that ends just past the last needed row: libdeflate stops when the buffer is full, having
 //! written everything before the point where it stopped. On this machine kind (2-core
-//! AMD EPYC, 2048x2048x16-bit synthetic channels at zlib level 6) it took the decode
-//! ceiling from 6.07 to about 7.5 sites/s against `fdeflate` driven as a stream; the
-//! inflate's share of decode stays above half. A stream libdeflate rejects (or one
+//! AMD EPYC, 2048x2048x16-bit synthetic channels at zlib level 6) it made the one-core
+//! decode ceiling 25-30% faster than `fdeflate` driven as a stream (6.06 -> 7.59 and
+//! 5.57 -> 7.32 sites/s in back-to-back runs); inflating is still about three quarters of
+//! decoding. Unfiltering two rows side by side, to overlap their dependency chains, was
+//! tried and measured no faster. A stream libdeflate rejects (or one
 //! that ends before the needed rows) goes through `fdeflate` as a stream into a small window
 //! that keeps the 32 KiB of back-reference history. That path names the row where the data
 //! fails, so its error is the one reported.
