@@ -125,14 +125,18 @@ pub struct PlateReport {
     pub commit: PlateCommit,
 }
 
+/// Where a site's planes are in the spill file: one `width x height` plane of
+/// little-endian u16 samples per channel, one after another from `offset`.
 struct Spilled {
     site: ResolvedSite,
     offset: u64,
-    len: usize,
+    planes: u64,
+    width: u32,
+    height: u32,
 }
 
 enum Phase1 {
-    Ok { spill: Vec<u8> },
+    Ok { planes: Vec<Plane> },
     Rejected(Vec<RejectRow>),
 }
 
@@ -228,7 +232,7 @@ fn site_rejects(site: &ResolvedSite, reason: RejectReason, message: &str) -> Vec
         .collect()
 }
 
-/// Decode one site's channel files, add to the histograms, lay out the planes for the spill.
+/// Decode one site's channel files and add them to the histograms.
 fn phase1_cpu(
     site: &ResolvedSite,
     files: &[bytes::Bytes],
@@ -286,30 +290,7 @@ fn phase1_cpu(
             }
         }
     }
-    let (w, h) = planes.first().map_or((0, 0), |p| (p.width, p.height));
-    let mut raw = Vec::with_capacity(8 + planes.len() * w as usize * h as usize * 2);
-    raw.extend_from_slice(&w.to_le_bytes());
-    raw.extend_from_slice(&h.to_le_bytes());
-    for p in &planes {
-        p.extend_le_bytes(&mut raw);
-    }
-    Phase1::Ok { spill: raw }
-}
-
-fn unspill(raw: &[u8], channels: usize) -> std::result::Result<Vec<Plane>, String> {
-    if raw.len() < 8 {
-        return Err("spill record too short".into());
-    }
-    let w = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    let h = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
-    let n = w as usize * h as usize;
-    if raw.len() != 8 + channels * n * 2 {
-        return Err("spill record has the wrong length".into());
-    }
-    Ok(raw[8..]
-        .chunks_exact(n * 2)
-        .map(|c| Plane::from_le_bytes(w, h, c))
-        .collect())
+    Phase1::Ok { planes }
 }
 
 /// A plate between its two phases: decoded, histogrammed, spilled, its normalization derived.
@@ -421,14 +402,20 @@ pub async fn decode_plate(
         .buffered(job.inflight.max(1));
     while let Some((site, out, in_ref)) = stream.try_next().await? {
         match out {
-            Phase1::Ok { spill } => {
-                spill_file.write_all(&spill).map_err(scratch_err)?;
+            Phase1::Ok { planes } => {
+                let (width, height) = planes.first().map_or((0, 0), |p| (p.width, p.height));
                 spilled.push(Spilled {
                     site,
                     offset,
-                    len: spill.len(),
+                    planes: planes.len() as u64,
+                    width,
+                    height,
                 });
-                offset += spill.len() as u64;
+                for p in &planes {
+                    let bytes = p.le_bytes();
+                    spill_file.write_all(&bytes).map_err(scratch_err)?;
+                    offset += bytes.len() as u64;
+                }
                 ref_sites += i32::from(in_ref);
             }
             Phase1::Rejected(rows) => rejects.extend(rows),
@@ -530,7 +517,6 @@ pub async fn write_plate(
         norms,
     } = decoded;
     let t = job.transform;
-    let channels = job.channels as usize;
     let mut report = PlateReport::default();
     let mut writer = if spilled.is_empty() {
         None
@@ -552,10 +538,15 @@ pub async fn write_plate(
                     let out = job
                         .pool
                         .run(move || {
-                            let mut buf = vec![0u8; s.len];
-                            file.read_exact_at(&mut buf, s.offset)
+                            let plane_bytes = 2 * u64::from(s.width) * u64::from(s.height);
+                            let planes = (0..s.planes)
+                                .map(|c| {
+                                    Plane::read_le(s.width, s.height, |b| {
+                                        file.read_exact_at(b, s.offset + c * plane_bytes)
+                                    })
+                                })
+                                .collect::<std::io::Result<Vec<Plane>>>()
                                 .map_err(|e| format!("spill read failed: {e}"))?;
-                            let planes = unspill(&buf, channels)?;
                             Ok::<_, String>((s.site, stack(&planes, &norm)))
                         })
                         .await?;

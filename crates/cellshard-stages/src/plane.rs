@@ -27,6 +27,37 @@ impl Plane {
         self.data[y as usize * self.width as usize + x as usize]
     }
 
+    /// The samples as little-endian bytes (the spill format): borrowed, with no copy, on a
+    /// little-endian host.
+    pub fn le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        if cfg!(target_endian = "little") {
+            std::borrow::Cow::Borrowed(bytemuck::cast_slice(&self.data))
+        } else {
+            let mut out = Vec::with_capacity(self.data.len() * 2);
+            self.extend_le_bytes(&mut out);
+            std::borrow::Cow::Owned(out)
+        }
+    }
+
+    /// A `width x height` plane whose little-endian sample bytes `read` fills: straight into
+    /// the samples, with no copy, on a little-endian host.
+    pub fn read_le<E>(
+        width: u32,
+        height: u32,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let n = width as usize * height as usize;
+        if cfg!(target_endian = "little") {
+            let mut data = vec![0u16; n];
+            read(bytemuck::cast_slice_mut(&mut data))?;
+            Ok(Self::new(width, height, data))
+        } else {
+            let mut bytes = vec![0u8; n * 2];
+            read(&mut bytes)?;
+            Ok(Self::from_le_bytes(width, height, &bytes))
+        }
+    }
+
     /// Append the samples to `out` as little-endian bytes (the spill format; here, in the
     /// optimised pixel crate, because it runs once per sample of every site).
     pub fn extend_le_bytes(&self, out: &mut Vec<u8>) {
@@ -58,5 +89,12 @@ mod tests {
         p.extend_le_bytes(&mut bytes);
         assert_eq!(bytes[1..5], [0, 0, 1, 0]);
         assert_eq!(Plane::from_le_bytes(3, 2, &bytes[1..]), p);
+        assert_eq!(p.le_bytes().as_ref(), &bytes[1..]);
+        let back = Plane::read_le(3, 2, |b: &mut [u8]| {
+            b.copy_from_slice(&bytes[1..]);
+            Ok::<_, ()>(())
+        });
+        assert_eq!(back, Ok(p));
+        assert_eq!(Plane::read_le(3, 2, |_| Err("no")), Err("no"));
     }
 }
