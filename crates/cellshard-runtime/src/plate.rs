@@ -303,21 +303,9 @@ pub struct DecodedPlate {
     norms: Vec<ChannelNorm>,
 }
 
-/// Process and commit one plate. `rejects` holds the plate's discovery rejects; they are
-/// committed with the plate.
-pub async fn process_plate(
-    job: &PlateJob<'_>,
-    tables: &mut StoreTables,
-    plate: &PlateKey,
-    sites: Vec<ResolvedSite>,
-    rejects: Vec<RejectRow>,
-) -> Result<PlateReport> {
-    let decoded = decode_plate(job, plate, sites, rejects).await?;
-    write_plate(job, tables, decoded).await
-}
-
 /// Phase 1 of a plate: fetch, decode, histogram and spill every site, then derive the
-/// plate's normalization. Touches no table, so it can run while the previous plate is
+/// plate's normalization. `rejects` holds the plate's discovery rejects; they are committed
+/// with the plate in phase 2 ([`write_plate`]). Touches no table, so it can run while the previous plate is
 /// written (the run overlaps them: the single shard writer would otherwise leave the CPU
 /// pool idle during phase 2).
 pub async fn decode_plate(

@@ -232,8 +232,8 @@ impl CropDecoder {
                 self.rows.push(&p, y, row, &mut data)?;
             }
         } else {
-            self.rows.reset(&p, g.out_width as usize);
-            data.clear();
+            // The bulk path hands over no rows unless it inflated them all, so the row state
+            // is still fresh here.
             stream_rows(&mut self.window, &mut self.rows, stream, &p, &mut data)?;
         }
         Ok(Plane::new(g.out_width, g.out_height, data))
