@@ -277,3 +277,92 @@ async fn a_small_read_budget_bounds_bytes_in_flight() {
     .await;
     assert_eq!(binaries(&a, 0), binaries(&b, 0));
 }
+
+/// Site ids of each shard file of a store, by plate; a file's ids in row order.
+fn shard_site_ids(store: &Path) -> BTreeMap<i32, Vec<Vec<String>>> {
+    let mut out: BTreeMap<i32, Vec<Vec<String>>> = BTreeMap::new();
+    for shard in files(&store.join("sites"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+    {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&shard).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let schema = batches[0].schema();
+        let ids = strings(&batches, schema.index_of("site_id").unwrap());
+        let plates = strings(&batches, schema.index_of("plate").unwrap());
+        let plate: i32 = plates[0].parse().unwrap();
+        assert!(
+            plates.iter().all(|p| p == &plates[0]),
+            "{}",
+            shard.display()
+        );
+        out.entry(plate).or_default().push(ids);
+    }
+    // Files in the order of their first site (file names are random).
+    out.values_mut().for_each(|v| v.sort());
+    out
+}
+
+/// A plate bigger than `target_file_size` is cut into files of whole sites, in site order;
+/// the cut depends on the pipeline only, so one thread and two write the same files, and the
+/// tensors equal those of a run that writes one file per plate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plates_are_cut_into_files_in_site_order_whatever_the_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = synth_tiny(dir.path()).await;
+    let md = vec![format!("{raw}/metadata.csv")];
+    let tensor = 6 * 64 * 64u64;
+    let cut = |threads: usize, name: &str| {
+        let mut p = pipeline("tiny.toml");
+        // Two sites per file, one per row group.
+        p.sink.target_file_size = cellshard_core::ByteSize(2 * tensor + 100);
+        p.sink.row_group_size = cellshard_core::ByteSize(tensor);
+        let store = dir.path().join(name);
+        let raw = raw.clone();
+        let md = md.clone();
+        async move {
+            let s = run(p, &raw, &md, &store.display().to_string(), threads).await;
+            assert_eq!(s.sites.stored, 12);
+            store
+        }
+    };
+    let one = cut(1, "one").await;
+    let two = cut(2, "two").await;
+    let files_one = shard_site_ids(&one);
+    assert_eq!(files_one, shard_site_ids(&two));
+    for (plate, files) in &files_one {
+        assert_eq!(files.len(), 3, "plate {plate}: {files:?}");
+        assert!(
+            files.iter().all(|f| f.len() == 2),
+            "plate {plate}: {files:?}"
+        );
+        // Whole, in order: the files of a plate concatenate to its sorted site ids.
+        let all: Vec<String> = files.concat();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted, "plate {plate}");
+    }
+    let whole = dir.path().join("whole");
+    run(
+        pipeline("tiny.toml"),
+        &raw,
+        &md,
+        &whole.display().to_string(),
+        2,
+    )
+    .await;
+    assert_eq!(
+        shard_site_ids(&whole).values().map(Vec::len).sum::<usize>(),
+        2
+    );
+    let q = "SELECT site_id, tensor FROM sites ORDER BY site_id";
+    let a = sql(&two.display().to_string(), q).await;
+    let b = sql(&whole.display().to_string(), q).await;
+    assert_eq!(strings(&a, 0), strings(&b, 0));
+    assert_eq!(binaries(&a, 1), binaries(&b, 1));
+}

@@ -72,7 +72,9 @@ pub struct Sink {
     /// Target uncompressed bytes per row group.
     #[serde(default = "default_row_group")]
     pub row_group_size: ByteSize,
-    /// Target size of one Parquet file.
+    /// Target size of one Parquet file, in uncompressed tensor bytes like `row_group_size`:
+    /// a plate's sites are cut, in order, into files of `target_file_size / tensor bytes`
+    /// sites, which are written in parallel. The cut depends on the pipeline only.
     #[serde(default = "default_file_size")]
     pub target_file_size: ByteSize,
     /// Object store options for the sink.

@@ -4,10 +4,10 @@
 //! (decode, downsample, center crop in one pass), adds the reference sites' pixels to the
 //! plate's exact per-channel histograms and spills the cropped u16 planes, uncompressed,
 //! to a scratch file. Phase 2 derives the plate normalization, reads the spill back in
-//! site order, maps and stacks each site on the CPU pool, and streams row groups into the
-//! `sites` writer; the plate is then committed in one transaction. The run overlaps a
-//! plate's phase 2 with the next plate's phase 1, so the single shard writer does not
-//! leave the CPU pool idle.
+//! site order, maps and stacks each site on the CPU pool, and writes the plate as shard
+//! files of `target_file_size` (uncompressed tensor bytes) each, up to one file per pool
+//! thread at a time, every row group encoded on the pool; the plate is then committed in
+//! one transaction. The run overlaps a plate's phase 2 with the next plate's phase 1.
 //!
 //! The spill is not compressed because it did not pay: zstd level 1 shrank cropped
 //! 16-bit synthetic planes only 1.29x (the low bits are camera noise) at about 15 ms of CPU
@@ -15,10 +15,10 @@
 //! scratch per site.
 //!
 //! Memory bound per plate: `inflight` sites in flight (their PNG bytes, ~6 x 8 MB for raw
-//! RxRx1, and their decoded planes), one merged histogram set (6 x 512 KiB), and one row
-//! group of tensors plus the writer's encode buffer, for each of the two plates in
-//! flight. A spill file holds a plate's cropped planes on disk: 3 MB per site of raw
-//! RxRx1, 1.9 GB for a full plate of 616 sites, two such files at a time.
+//! RxRx1, and their decoded planes), one merged histogram set (6 x 512 KiB), and, per
+//! file being written (at most [`MAX_FILE_WRITERS`]), one row group of tensors plus the
+//! writer's encode buffer. A spill file holds a plate's cropped planes on disk: 3 MB per
+//! site of raw RxRx1, 1.9 GB for a full plate of 616 sites, two such files at a time.
 
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -34,7 +34,8 @@ use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane, PlateNorm};
 use cellshard_store::schema::{PlateStatRow, RejectRow, SiteRow, SitesContext};
 use cellshard_store::table::{PlateCommit, ShardSettings};
 use cellshard_store::{Location, PlateScope, StoreTables};
-use deltalake::writer::DeltaWriter;
+use deltalake::kernel::Add;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
@@ -106,6 +107,8 @@ pub struct PlateJob<'a> {
     pub sites_ctx: &'a SitesContext,
     /// Parquet settings.
     pub shard: ShardSettings,
+    /// Rows per shard file (the plate's sites are cut into files of this many, in order).
+    pub rows_per_file: usize,
     /// Counters.
     pub counters: &'a Counters,
     /// Progress callback (sites finished so far in this run).
@@ -489,8 +492,20 @@ pub async fn decode_plate(
     })
 }
 
-/// Phase 2 of a plate: normalize and stack the spilled sites on the CPU pool, stream them
-/// into the shard writer and commit the plate.
+/// Most shard files of a plate written at once. One writer encodes about 100-130 raw
+/// RxRx1 sites/s (ZSTD level 1, one core of the bench machine), so four keep up with some
+/// 60 cores decoding at 8 sites/s each, while holding four row groups (about 4 x 50 MiB with
+/// the default 32 MiB row groups) in memory.
+pub const MAX_FILE_WRITERS: usize = 4;
+
+/// Phase 2 of a plate: normalize and stack the spilled sites on the CPU pool, write them
+/// as shard files, several at a time, and commit the plate.
+///
+/// The plate's sites are cut, in order, into files of `rows_per_file` rows, so the files
+/// depend on the pipeline alone, never on the thread count. Each file has its own Delta
+/// writer; up to one file per pool thread ([`MAX_FILE_WRITERS`] at most) is written at
+/// once, and each row group is
+/// encoded (ZSTD included) on the pool, so no single writer thread caps a run.
 pub async fn write_plate(
     job: &PlateJob<'_>,
     tables: &mut StoreTables,
@@ -504,67 +519,39 @@ pub async fn write_plate(
         stats,
         norms,
     } = decoded;
-    let t = job.transform;
     let mut report = PlateReport::default();
-    let mut writer = if spilled.is_empty() {
-        None
-    } else {
-        Some(tables.sites_writer(&job.shard)?)
-    };
-    if let Some(w) = writer.as_mut() {
-        let norm = Arc::new(PlateNorm::new(norms, t.output));
+    let mut adds = Vec::new();
+    if !spilled.is_empty() {
+        let norm = Arc::new(PlateNorm::new(norms, job.transform.output));
         let file = Arc::new(spill_file);
-        let rows_per_group = job.shard.rows_per_group.max(1);
-        let mut rows: Vec<SiteRow> = Vec::with_capacity(rows_per_group);
-        let mut stream = futures::stream::iter(spilled)
-            .map(|s| {
-                let norm = norm.clone();
-                let file = file.clone();
-                let counters = job.counters;
-                async move {
-                    let started = Instant::now();
-                    let out = job
-                        .pool
-                        .run(move || {
-                            let plane_bytes = 2 * u64::from(s.width) * u64::from(s.height);
-                            let planes = (0..s.planes)
-                                .map(|c| {
-                                    Plane::read_le(s.width, s.height, |b| {
-                                        file.read_exact_at(b, s.offset + c * plane_bytes)
-                                    })
-                                })
-                                .collect::<std::io::Result<Vec<Plane>>>()
-                                .map_err(|e| format!("spill read failed: {e}"))?;
-                            Ok::<_, String>((s.site, stack(&planes, &norm)))
-                        })
-                        .await?;
-                    add_ns(&counters.normalize_ns, started);
-                    Ok::<_, Error>(out)
-                }
-            })
-            .buffered(job.inflight.max(1));
-        while let Some(out) = stream.try_next().await? {
-            let (site, tensor) = out.map_err(|e| Error::Scratch {
-                dir: job.scratch.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
-            report.sites_stored += 1;
-            report.objects_stored += site.objects.len() as u64;
-            rows.push(site_row(site, tensor));
-            if rows.len() == rows_per_group {
-                write_rows(job, w, &mut rows).await?;
-            }
-            (job.on_progress)(job.counters.progress.fetch_add(1, Ordering::Relaxed) + 1);
+        let per_file = job.rows_per_file.max(1);
+        let mut files: Vec<(Vec<Spilled>, RecordBatchWriter)> = Vec::new();
+        let mut rest = spilled.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Spilled> = rest.by_ref().take(per_file).collect();
+            files.push((chunk, tables.sites_writer(&job.shard)?));
         }
-        if !rows.is_empty() {
-            write_rows(job, w, &mut rows).await?;
+        let writers = job
+            .pool
+            .threads()
+            .min(MAX_FILE_WRITERS)
+            .clamp(1, files.len());
+        // The sites in flight are shared among the files being written.
+        let inflight = (job.inflight / writers).max(2);
+        let mut written = futures::stream::iter(files)
+            .map(|(chunk, writer)| write_file(job, writer, chunk, &norm, &file, inflight))
+            .buffered(writers);
+        while let Some((file_adds, sites, objects)) = written.try_next().await? {
+            adds.extend(file_adds);
+            report.sites_stored += sites;
+            report.objects_stored += objects;
         }
     }
     let started = Instant::now();
     report.commit = tables
         .commit_plate(
             &scope,
-            writer.as_mut(),
+            adds,
             &stats,
             &rejects,
             &job.sites_ctx.pipeline_hash,
@@ -577,6 +564,69 @@ pub async fn write_plate(
         .fetch_add(report.commit.bytes_written, Ordering::Relaxed);
     report.rejects = rejects;
     Ok(report)
+}
+
+/// Write one shard file: read its sites back from the spill, normalize and stack them on the
+/// pool, and stream them to `writer` a row group at a time. Returns the file's `Add`
+/// actions (uploaded, not yet committed) and the sites and objects it holds.
+async fn write_file(
+    job: &PlateJob<'_>,
+    mut writer: RecordBatchWriter,
+    chunk: Vec<Spilled>,
+    norm: &Arc<PlateNorm>,
+    file: &Arc<std::fs::File>,
+    inflight: usize,
+) -> Result<(Vec<Add>, u64, u64)> {
+    let rows_per_group = job.shard.rows_per_group.max(1);
+    let mut rows: Vec<SiteRow> = Vec::with_capacity(rows_per_group);
+    let (mut sites, mut objects) = (0u64, 0u64);
+    let mut stream = futures::stream::iter(chunk)
+        .map(|s| {
+            let norm = norm.clone();
+            let file = file.clone();
+            let counters = job.counters;
+            async move {
+                let started = Instant::now();
+                let out = job
+                    .pool
+                    .run(move || {
+                        let plane_bytes = 2 * u64::from(s.width) * u64::from(s.height);
+                        let planes = (0..s.planes)
+                            .map(|c| {
+                                Plane::read_le(s.width, s.height, |b| {
+                                    file.read_exact_at(b, s.offset + c * plane_bytes)
+                                })
+                            })
+                            .collect::<std::io::Result<Vec<Plane>>>()
+                            .map_err(|e| format!("spill read failed: {e}"))?;
+                        Ok::<_, String>((s.site, stack(&planes, &norm)))
+                    })
+                    .await?;
+                add_ns(&counters.normalize_ns, started);
+                Ok::<_, Error>(out)
+            }
+        })
+        .buffered(inflight);
+    while let Some(out) = stream.try_next().await? {
+        let (site, tensor) = out.map_err(|e| Error::Scratch {
+            dir: job.scratch.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        sites += 1;
+        objects += site.objects.len() as u64;
+        rows.push(site_row(site, tensor));
+        if rows.len() == rows_per_group {
+            writer = write_rows(job, writer, &mut rows).await?;
+        }
+        (job.on_progress)(job.counters.progress.fetch_add(1, Ordering::Relaxed) + 1);
+    }
+    if !rows.is_empty() {
+        writer = write_rows(job, writer, &mut rows).await?;
+    }
+    let started = Instant::now();
+    let adds = writer.flush().await.map_err(delta_error)?;
+    add_ns(&job.counters.write_ns, started);
+    Ok((adds, sites, objects))
 }
 
 fn site_row(site: ResolvedSite, tensor: cellshard_stages::SiteTensor) -> SiteRow {
@@ -602,22 +652,35 @@ fn site_row(site: ResolvedSite, tensor: cellshard_stages::SiteTensor) -> SiteRow
     }
 }
 
+/// Encode `rows` as one batch into `writer` on the CPU pool (Parquet encoding and ZSTD are
+/// most of a shard's cost); the writer's uploads still run on the async runtime.
 async fn write_rows(
     job: &PlateJob<'_>,
-    writer: &mut deltalake::writer::RecordBatchWriter,
+    mut writer: RecordBatchWriter,
     rows: &mut Vec<SiteRow>,
-) -> Result<()> {
+) -> Result<RecordBatchWriter> {
     let started = Instant::now();
     let batch = job.sites_ctx.batch(rows)?;
     rows.clear();
-    writer.write(batch).await.map_err(|e| {
-        Error::Store(cellshard_store::Error::Delta {
-            table: "sites".into(),
-            source: Box::new(e),
+    let runtime = tokio::runtime::Handle::current();
+    let writer = job
+        .pool
+        .run(move || {
+            runtime
+                .block_on(writer.write(batch))
+                .map(|()| writer)
+                .map_err(delta_error)
         })
-    })?;
+        .await??;
     add_ns(&job.counters.write_ns, started);
-    Ok(())
+    Ok(writer)
+}
+
+fn delta_error(e: deltalake::DeltaTableError) -> Error {
+    Error::Store(cellshard_store::Error::Delta {
+        table: "sites".into(),
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]

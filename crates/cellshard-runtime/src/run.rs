@@ -208,6 +208,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         scratch: &scratch,
         sites_ctx: &sites_ctx,
         shard,
+        rows_per_file: rows_per_group(p.sink.target_file_size.bytes(), tensor_bytes),
         counters: &counters,
         on_progress: &on_progress,
     };

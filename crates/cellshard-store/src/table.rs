@@ -1,7 +1,7 @@
 //! The Delta tables of a store and the per-plate commit protocol.
 //!
-//! `sites` is written through a streaming [`RecordBatchWriter`] (files go to the object
-//! store as they fill; memory stays at about one row group per partition), then committed
+//! `sites` is written through streaming [`RecordBatchWriter`]s (files go to the object
+//! store as they fill; memory stays at about one row group per writer), then committed
 //! together with `Remove` actions for the files of any earlier build of the same plate.
 //! A shard file never holds two plates, so such files are found exactly from the
 //! partition values and the `plate` min/max statistics that Delta keeps for every file.
@@ -20,7 +20,7 @@ use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::RecordBatchWriter;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 
 use crate::schema::{
@@ -267,12 +267,13 @@ impl StoreTables {
             .with_target_file_size(settings.target_file_size))
     }
 
-    /// Commit a plate: finish `writer`'s files, remove the earlier build of the plate, and
-    /// replace the plate's `plate_stats` and `rejects` rows.
+    /// Commit a plate: add its shard files (`adds`, from flushed [`Self::sites_writer`]s),
+    /// remove the earlier build of the plate, and replace the plate's `plate_stats` and
+    /// `rejects` rows.
     pub async fn commit_plate(
         &mut self,
         scope: &PlateScope,
-        writer: Option<&mut RecordBatchWriter>,
+        adds: Vec<Add>,
         stats: &[PlateStatRow],
         rejects: &[RejectRow],
         pipeline_hash: &str,
@@ -280,10 +281,6 @@ impl StoreTables {
     ) -> Result<PlateCommit> {
         let loc = self.root.child("sites");
         let err = delta_err(&loc);
-        let adds: Vec<Add> = match writer {
-            Some(w) => w.flush().await.map_err(&err)?,
-            None => Vec::new(),
-        };
         let mut result = PlateCommit {
             files_added: adds.len(),
             bytes_written: adds.iter().map(|a| a.size as u64).sum(),
