@@ -9,7 +9,7 @@
 //!    where it exists, then on every core,
 //!
 //! and prints sites/s, the pipeline's ratio to the ceiling, the scaling from one core to
-//! all, the writer's share of wall time and each run's peak RSS (`VmHWM`, reported by the
+//! all, the writers' busy time as a share of wall time and each run's peak RSS (`VmHWM`, reported by the
 //! run itself).
 //!
 //! Synthesizing a raw 2048x2048 site takes ~2 s, so the data is a pool of distinct sites
@@ -109,7 +109,8 @@ pub struct PipelineRun {
     pub sites_per_second: f64,
     /// Stored sites per CPU second of the run's process.
     pub sites_per_cpu_second: f64,
-    /// Seconds in the Parquet writer and commits (serial per plate).
+    /// Seconds the Parquet writers and commits were busy (summed over the files written at
+    /// once).
     pub write_seconds: f64,
     /// `write_seconds` / wall seconds.
     pub write_share: f64,
@@ -310,7 +311,7 @@ pub fn render(r: &BenchReport) -> String {
             _ => String::new(),
         };
         out.push_str(&format!(
-            "  {} thread(s){}: {} plate(s), {} sites in {:.1} s: {:.2} sites/s = {:.2} of the decode ceiling{scaling}; {:.2} sites per CPU-second; writer {:.1}% of wall; peak RSS {:.0} MiB\n",
+            "  {} thread(s){}: {} plate(s), {} sites in {:.1} s: {:.2} sites/s = {:.2} of the decode ceiling{scaling}; {:.2} sites per CPU-second; writers busy {:.1}% of wall; peak RSS {:.0} MiB\n",
             p.threads,
             if p.pinned { " pinned to 1 core" } else { "" },
             p.plates,

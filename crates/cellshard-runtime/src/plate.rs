@@ -663,18 +663,21 @@ async fn write_rows(
     let started = Instant::now();
     let batch = job.sites_ctx.batch(rows)?;
     rows.clear();
+    add_ns(&job.counters.write_ns, started);
     let runtime = tokio::runtime::Handle::current();
-    let writer = job
+    // The writer's busy time is counted on the pool, not the wait for a pool thread.
+    let (writer, busy) = job
         .pool
         .run(move || {
-            runtime
-                .block_on(writer.write(batch))
-                .map(|()| writer)
-                .map_err(delta_error)
+            let started = Instant::now();
+            let out = runtime.block_on(writer.write(batch)).map(|()| writer);
+            (out, started.elapsed())
         })
-        .await??;
-    add_ns(&job.counters.write_ns, started);
-    Ok(writer)
+        .await?;
+    job.counters
+        .write_ns
+        .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+    writer.map_err(delta_error)
 }
 
 fn delta_error(e: deltalake::DeltaTableError) -> Error {
