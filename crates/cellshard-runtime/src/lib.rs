@@ -8,7 +8,6 @@
 //! grow with the number of plates or with plate size. This crate never defines pixel math
 //! (that is `cellshard-stages`) nor table formats (that is `cellshard-store`).
 
-mod buffers;
 pub mod discover;
 pub mod error;
 pub mod plate;

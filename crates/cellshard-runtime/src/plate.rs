@@ -203,14 +203,13 @@ async fn body(r: object_store::GetResult) -> object_store::Result<bytes::Bytes> 
     }
 }
 
-/// Read `range` of `file` into a reused buffer (see [`crate::buffers`]), without filling it
-/// first.
+/// Read `range` of `file` into a buffer of exactly that size, without filling it first.
 fn read_range(file: &std::fs::File, range: std::ops::Range<u64>) -> std::io::Result<bytes::Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let len = range.end - range.start;
     let mut f = file;
     f.seek(SeekFrom::Start(range.start))?;
-    let mut buf = crate::buffers::take(len as usize);
+    let mut buf = Vec::with_capacity(len as usize);
     f.take(len).read_to_end(&mut buf)?;
     if buf.len() as u64 != len {
         return Err(std::io::Error::new(
@@ -218,7 +217,7 @@ fn read_range(file: &std::fs::File, range: std::ops::Range<u64>) -> std::io::Res
             format!("the file ended after {} of {len} bytes", buf.len()),
         ));
     }
-    Ok(crate::buffers::into_bytes(buf))
+    Ok(buf.into())
 }
 
 fn site_rejects(site: &ResolvedSite, reason: RejectReason, message: &str) -> Vec<RejectRow> {
