@@ -41,6 +41,17 @@ fn bench_measures_ceiling_and_pipeline() {
     let ceilings = report["ceiling"].as_array().unwrap();
     assert!(ceilings.iter().any(|c| c["decoder"] == "crop-aware"));
     assert!(ceilings.iter().any(|c| c["decoder"] == "png-rows"));
+    // The ceiling is measured again after the pipeline runs, at each thread count.
+    let before = ceilings
+        .iter()
+        .filter(|c| c["decoder"] == "crop-aware")
+        .count();
+    let after = ceilings
+        .iter()
+        .filter(|c| c["decoder"] == "crop-aware-after")
+        .count();
+    assert!(before >= 1 && after == before, "{report}");
+    assert!(stdout.contains("again after the pipeline runs"), "{stdout}");
     // A second run reuses the cached pool and layout.
     let again = Command::new(env!("CARGO_BIN_EXE_cellshard"))
         .args([
