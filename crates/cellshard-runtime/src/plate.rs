@@ -3,7 +3,8 @@
 //! Phase 1 fetches each site's channel files, decodes them through the crop-aware decoder
 //! (decode, downsample, center crop in one pass), adds the reference sites' pixels to the
 //! plate's exact per-channel histograms and spills the cropped u16 planes, uncompressed,
-//! to a scratch file. Phase 2 derives the plate normalization, reads the spill back in
+//! to a scratch file (the pool job that decoded a site writes it, at a range it reserves,
+//! so the task that hands out work never waits on the disk). Phase 2 derives the plate normalization, reads the spill back in
 //! site order, maps and stacks each site on the CPU pool, and writes the plate as shard
 //! files of `target_file_size` (uncompressed tensor bytes) each, up to one file per pool
 //! thread at a time, every row group encoded on the pool; the plate is then committed in
@@ -20,7 +21,6 @@
 //! writer's encode buffer. A spill file holds a plate's cropped planes on disk: 3 MB per
 //! site of raw RxRx1, 1.9 GB for a full plate of 616 sites, two such files at a time.
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,8 +139,38 @@ struct Spilled {
 }
 
 enum Phase1 {
-    Ok { planes: Vec<Plane> },
+    /// Decoded and spilled: `planes` planes of `width x height` from `offset`.
+    Ok {
+        offset: u64,
+        planes: u64,
+        width: u32,
+        height: u32,
+    },
     Rejected(Vec<RejectRow>),
+    /// The scratch file could not be written: fails the run.
+    SpillFailed(std::io::Error),
+}
+
+/// The spill file of a plate in phase 1: each site's planes go to the next free range,
+/// written by the pool job that decoded them, so a disk that stalls writes stalls one pool
+/// thread, never the task that hands out work.
+struct SpillFile {
+    file: std::fs::File,
+    next: AtomicU64,
+}
+
+impl SpillFile {
+    fn append(&self, planes: &[Plane]) -> std::io::Result<u64> {
+        let bytes: Vec<_> = planes.iter().map(Plane::le_bytes).collect();
+        let len: u64 = bytes.iter().map(|b| b.len() as u64).sum();
+        let start = self.next.fetch_add(len, Ordering::Relaxed);
+        let mut at = start;
+        for b in &bytes {
+            self.file.write_all_at(b, at)?;
+            at += b.len() as u64;
+        }
+        Ok(start)
+    }
 }
 
 async fn fetch(
@@ -242,6 +272,7 @@ fn phase1_cpu(
     spec: &DecodeSpec,
     t: &Transform,
     hist: Option<&Mutex<Vec<Histogram>>>,
+    spill: &SpillFile,
 ) -> Phase1 {
     let mut planes: Vec<Plane> = Vec::with_capacity(files.len());
     for (obj, bytes) in site.objects.iter().zip(files) {
@@ -293,7 +324,16 @@ fn phase1_cpu(
             }
         }
     }
-    Phase1::Ok { planes }
+    let (width, height) = planes.first().map_or((0, 0), |p| (p.width, p.height));
+    match spill.append(&planes) {
+        Ok(offset) => Phase1::Ok {
+            offset,
+            planes: planes.len() as u64,
+            width,
+            height,
+        },
+        Err(e) => Phase1::SpillFailed(e),
+    }
 }
 
 /// A plate between its two phases: decoded, histogrammed, spilled, its normalization derived.
@@ -332,8 +372,10 @@ pub async fn decode_plate(
         dir: job.scratch.display().to_string(),
         source,
     };
-    let mut spill_file = tempfile::tempfile_in(job.scratch).map_err(scratch_err)?;
-    let mut offset = 0u64;
+    let spill = Arc::new(SpillFile {
+        file: tempfile::tempfile_in(job.scratch).map_err(scratch_err)?,
+        next: AtomicU64::new(0),
+    });
     let mut spilled: Vec<Spilled> = Vec::new();
     let mut ref_sites = 0i32;
     let cell_type = sites
@@ -345,6 +387,7 @@ pub async fn decode_plate(
     let mut stream = futures::stream::iter(sites)
         .map(|site| {
             let hist = hist.clone();
+            let spill = spill.clone();
             async move {
                 // Reserve the site's bytes before fetching: reads wait while decoding lags.
                 let kib: u64 = site.objects.iter().map(|o| o.size.div_ceil(1024)).sum();
@@ -382,7 +425,8 @@ pub async fn decode_plate(
                 let (site, out) = job
                     .pool
                     .run(move || {
-                        let out = phase1_cpu(&site, &files, &spec, &t, in_ref.then_some(&*hist));
+                        let hist = in_ref.then_some(&*hist);
+                        let out = phase1_cpu(&site, &files, &spec, &t, hist, &spill);
                         (site, out)
                     })
                     .await?;
@@ -393,27 +437,30 @@ pub async fn decode_plate(
         .buffered(job.inflight.max(1));
     while let Some((site, out, in_ref)) = stream.try_next().await? {
         match out {
-            Phase1::Ok { planes } => {
-                let (width, height) = planes.first().map_or((0, 0), |p| (p.width, p.height));
+            Phase1::Ok {
+                offset,
+                planes,
+                width,
+                height,
+            } => {
                 spilled.push(Spilled {
                     site,
                     offset,
-                    planes: planes.len() as u64,
+                    planes,
                     width,
                     height,
                 });
-                for p in &planes {
-                    let bytes = p.le_bytes();
-                    spill_file.write_all(&bytes).map_err(scratch_err)?;
-                    offset += bytes.len() as u64;
-                }
                 ref_sites += i32::from(in_ref);
             }
+            Phase1::SpillFailed(e) => return Err(scratch_err(e)),
             Phase1::Rejected(rows) => rejects.extend(rows),
         }
         (job.on_progress)(job.counters.progress.fetch_add(1, Ordering::Relaxed) + 1);
     }
     drop(stream);
+    let spill_file = Arc::try_unwrap(spill)
+        .map_err(|_| Error::Internal("spill file still shared after phase 1".into()))?
+        .file;
 
     // Normalization from the reference histograms.
     let hist = Arc::try_unwrap(hist)
@@ -521,9 +568,9 @@ pub async fn write_plate(
     } = decoded;
     let mut report = PlateReport::default();
     let mut adds = Vec::new();
+    let file = Arc::new(spill_file);
     if !spilled.is_empty() {
         let norm = Arc::new(PlateNorm::new(norms, job.transform.output));
-        let file = Arc::new(spill_file);
         let per_file = job.rows_per_file.max(1);
         let mut files: Vec<(Vec<Spilled>, RecordBatchWriter)> = Vec::new();
         let mut rest = spilled.into_iter().peekable();
@@ -547,6 +594,9 @@ pub async fn write_plate(
             report.objects_stored += objects;
         }
     }
+    // Closing the last handle frees the plate's whole spill (1.9 GB for a full raw plate),
+    // which takes the kernel about a second: not on the task that feeds the CPU pool.
+    tokio::task::spawn_blocking(move || drop(file));
     let started = Instant::now();
     report.commit = tables
         .commit_plate(
@@ -689,6 +739,7 @@ fn delta_error(e: deltalake::DeltaTableError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn read_range_reads_exactly_the_range_or_says_the_file_is_short() {
