@@ -8,9 +8,10 @@
 //!    spill, normalize, stack, Parquet + Delta commit), pinned to one core with `taskset`
 //!    where it exists, then on every core,
 //!
-//! and prints sites/s, the pipeline's ratio to the ceiling, the scaling from one core to
-//! all, the writers' busy time as a share of wall time and each run's peak RSS (`VmHWM`, reported by the
-//! run itself).
+//! then measures the ceiling again (the machine's speed drifts over minutes), and prints
+//! sites/s, the pipeline's ratio to the mean of the two ceilings, the scaling from one core
+//! to all, the writers' busy time as a share of wall time and each run's peak RSS
+//! (`VmHWM`, reported by the run itself).
 //!
 //! Synthesizing a raw 2048x2048 site takes ~2 s, so the data is a pool of distinct sites
 //! (rendered once and kept in the cache directory) laid out as full plates of the RxRx1

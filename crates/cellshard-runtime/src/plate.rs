@@ -4,11 +4,12 @@
 //! (decode, downsample, center crop in one pass), adds the reference sites' pixels to the
 //! plate's exact per-channel histograms and spills the cropped u16 planes, uncompressed,
 //! to a scratch file (the pool job that decoded a site writes it, at a range it reserves,
-//! so the task that hands out work never waits on the disk). Phase 2 derives the plate normalization, reads the spill back in
-//! site order, maps and stacks each site on the CPU pool, and writes the plate as shard
-//! files of `target_file_size` (uncompressed tensor bytes) each, up to one file per pool
-//! thread at a time, every row group encoded on the pool; the plate is then committed in
-//! one transaction. The run overlaps a plate's phase 2 with the next plate's phase 1.
+//! so the task that hands out work never waits on the disk). Phase 2 derives the plate
+//! normalization, reads the spill back in site order, maps and stacks each site on the CPU
+//! pool, and writes the plate as shard files of `target_file_size` (uncompressed tensor
+//! bytes) each, up to one file per pool thread at a time, every row group encoded on the
+//! pool; the plate is then committed in one transaction. The run overlaps a plate's phase 2
+//! with the next plate's phase 1.
 //!
 //! The spill is not compressed because it did not pay: zstd level 1 shrank cropped
 //! 16-bit synthetic planes only 1.29x (the low bits are camera noise) at about 15 ms of CPU
@@ -551,8 +552,8 @@ pub const MAX_FILE_WRITERS: usize = 4;
 /// The plate's sites are cut, in order, into files of `rows_per_file` rows, so the files
 /// depend on the pipeline alone, never on the thread count. Each file has its own Delta
 /// writer; up to one file per pool thread ([`MAX_FILE_WRITERS`] at most) is written at
-/// once, and each row group is
-/// encoded (ZSTD included) on the pool, so no single writer thread caps a run.
+/// once, and each row group is encoded (ZSTD included) on the pool, so no single writer
+/// thread caps a run.
 pub async fn write_plate(
     job: &PlateJob<'_>,
     tables: &mut StoreTables,
