@@ -216,19 +216,21 @@ fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {
     if threads > 1 {
         thread_counts.push(threads);
     }
-    for &t in &thread_counts {
-        let run = best_of(ROUNDS, || {
-            decode_sites(&pool, n, t, |b| decode_transformed(b, &spec, 2, Some(crop)))
-        })?;
-        eprintln!(
-            "bench: decode ceiling, {t} thread(s): {:.2} sites/s",
-            run.sites_per_second
-        );
-        ceiling.push(CeilingRun {
-            decoder: "crop-aware",
-            ..run
-        });
-    }
+    // The crop-aware ceiling at each thread count, recorded under `decoder`.
+    let measure_ceiling = |decoder: &'static str, ceiling: &mut Vec<CeilingRun>| {
+        for &t in &thread_counts {
+            let run = best_of(ROUNDS, || {
+                decode_sites(&pool, n, t, |b| decode_transformed(b, &spec, 2, Some(crop)))
+            })?;
+            eprintln!(
+                "bench: decode ceiling ({decoder}), {t} thread(s): {:.2} sites/s",
+                run.sites_per_second
+            );
+            ceiling.push(CeilingRun { decoder, ..run });
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    measure_ceiling("crop-aware", &mut ceiling)?;
     let rows = best_of(ROUNDS, || {
         decode_sites(&pool, n.min(pool.len()), 1, |b| {
             decode_transformed_rows(b, &spec, 2, Some(crop))
@@ -253,19 +255,7 @@ fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {
 
     // The machine's speed can drift over the minutes the pipeline runs take: measure the
     // ceiling again and compare each run with the mean of before and after.
-    for &t in &thread_counts {
-        let run = best_of(ROUNDS, || {
-            decode_sites(&pool, n, t, |b| decode_transformed(b, &spec, 2, Some(crop)))
-        })?;
-        eprintln!(
-            "bench: decode ceiling again, {t} thread(s): {:.2} sites/s",
-            run.sites_per_second
-        );
-        ceiling.push(CeilingRun {
-            decoder: AFTER,
-            ..run
-        });
-    }
+    measure_ceiling(AFTER, &mut ceiling)?;
     drop(pool);
 
     let report = BenchReport {

@@ -4,8 +4,8 @@
 //!
 //! It produces exactly `center_crop(downsample(decode_full(png)))` for non-interlaced
 //! grayscale PNGs of 8 or 16 bits. Per 2048x2048x16-bit channel with a 2x downsample and a
-//! 512 crop it inflates 1536 of 2048 rows and unfilters at most 1536 x 1536 of 2048 x 2048 samples
-//! (Sub, Avg and Paeth depend on the left neighbour, so the columns left of the crop are
+//! 512 crop it inflates 1536 of 2048 rows and unfilters at most 1536 x 1536 of 2048 x 2048
+//! samples (Sub, Avg and Paeth depend on the left neighbour, so the columns left of the crop are
 //! needed; Up, Avg and Paeth depend on the row above, so the rows above it are too). Rows
 //! filtered None or Sub do not read the row above, so unfiltering starts at the last such
 //! row above the crop. Adaptive filtering picks them often on noisy microscopy (the png
@@ -644,8 +644,8 @@ mod tests {
 
     /// Unfiltering may start at a None or Sub row above the crop, never anywhere else: with
     /// filters that read the row above everywhere but in one such row, the crop is the same
-    /// wherever that row is, and a
-    /// bad filter byte above the restart row is still reported, in row order.
+    /// wherever that row is, and a bad filter byte above the restart row is still reported,
+    /// in row order.
     #[test]
     fn unfiltering_restarts_only_at_rows_that_ignore_the_row_above() {
         use crate::decode::tests::encode_rows;
