@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -192,6 +193,10 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let budget_kib =
         (p.source.max_inflight.bytes() / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
     let budget = tokio::sync::Semaphore::new(budget_kib as usize);
+    // Free read buffers are capped at the in-flight budget, which bounds the buffers in use.
+    let read_buffers = Arc::new(crate::plate::ReadBuffers::new(
+        p.source.max_inflight.bytes() as usize,
+    ));
     let on_progress = |n: u64| {
         if let Some(b) = &bar {
             b.set_position(n);
@@ -205,6 +210,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         inflight,
         budget: &budget,
         budget_kib,
+        read_buffers: &read_buffers,
         scratch: &scratch,
         sites_ctx: &sites_ctx,
         shard,
