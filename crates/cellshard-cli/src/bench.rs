@@ -3,7 +3,9 @@
 //! In one run, on the same synthetic raw PNGs, it measures
 //! 1. the decode ceiling: the crop-aware decoder alone (every channel of a site through
 //!    `decode_transformed`, the PNG bytes already in memory), on one thread and on every
-//!    core; the previous decoder (the `png` crate's row reader) on one thread for reference;
+//!    core; libdeflate inflating the same streams to the same row and doing nothing else
+//!    (the limit no decoder built on it can pass); the previous decoder (the `png` crate's
+//!    row reader) on one thread for reference;
 //! 2. the full pipeline: `cellshard run` as a child process (list, read, decode, histograms,
 //!    spill, normalize, stack, Parquet + Delta commit), pinned to one core with `taskset`
 //!    where it exists, then on every core,
@@ -29,7 +31,7 @@ use cellshard_core::MetadataTable;
 use cellshard_core::layout::{KeyFields, LayoutTemplate, RXRX1_LAYOUT};
 use cellshard_runtime::RunSummary;
 use cellshard_stages::DecodeSpec;
-use cellshard_stages::decode::{decode_transformed, decode_transformed_rows};
+use cellshard_stages::decode::{decode_transformed, decode_transformed_rows, inflate_only};
 use cellshard_synth::{SynthCompression, SynthConfig};
 
 /// Options of `cellshard bench`.
@@ -171,6 +173,8 @@ fn synth_config(a: &BenchArgs, plates: u32) -> SynthConfig {
 
 /// The ceiling measured again after the pipeline runs.
 const AFTER: &str = "crop-aware-after";
+/// The decoder name under which the inflate-only floor is recorded.
+const INFLATE: &str = "inflate-only";
 
 fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -216,14 +220,19 @@ fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {
     if threads > 1 {
         thread_counts.push(threads);
     }
-    // The crop-aware ceiling at each thread count, recorded under `decoder`.
+    // At each thread count, recorded under `decoder`: the crop-aware ceiling, or (for
+    // INFLATE) the limit above it, libdeflate inflating the same streams to the same row.
     let measure_ceiling = |decoder: &'static str, ceiling: &mut Vec<CeilingRun>| {
         for &t in &thread_counts {
             let run = best_of(ROUNDS, || {
-                decode_sites(&pool, n, t, |b| decode_transformed(b, &spec, 2, Some(crop)))
+                if decoder == INFLATE {
+                    decode_sites(&pool, n, t, |b| inflate_only(b, &spec, 2, Some(crop)))
+                } else {
+                    decode_sites(&pool, n, t, |b| decode_transformed(b, &spec, 2, Some(crop)))
+                }
             })?;
             eprintln!(
-                "bench: decode ceiling ({decoder}), {t} thread(s): {:.2} sites/s",
+                "bench: {decoder}, {t} thread(s): {:.2} sites/s",
                 run.sites_per_second
             );
             ceiling.push(CeilingRun { decoder, ..run });
@@ -231,6 +240,7 @@ fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {
         Ok::<_, anyhow::Error>(())
     };
     measure_ceiling("crop-aware", &mut ceiling)?;
+    measure_ceiling(INFLATE, &mut ceiling)?;
     let rows = best_of(ROUNDS, || {
         decode_sites(&pool, n.min(pool.len()), 1, |b| {
             decode_transformed_rows(b, &spec, 2, Some(crop))
@@ -302,6 +312,16 @@ pub fn render(r: &BenchReport) -> String {
     out.push_str("decode only (PNG bytes in memory -> 2x downsample -> centre crop):\n");
     for c in &r.ceiling {
         if c.decoder == AFTER {
+            continue;
+        }
+        if c.decoder == INFLATE {
+            let of = measured("crop-aware", c.threads)
+                .map(|d| format!(", the decoder does {:.2} of it", d / c.sites_per_second))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {} {} thread(s): {:>5.2} sites/s ({:.2} per CPU-second, {} sites): libdeflate alone, to the crop's last row (no decoder built on it is faster){of}\n",
+                c.decoder, c.threads, c.sites_per_second, c.sites_per_cpu_second, c.sites
+            ));
             continue;
         }
         let scaling = if c.decoder == "crop-aware" && c.threads > 1 && one > 0.0 {
@@ -490,11 +510,11 @@ fn best_of(rounds: usize, mut f: impl FnMut() -> Result<CeilingRun>) -> Result<C
 }
 
 /// Decode `n` sites (cycling through the pool) on `threads` threads.
-fn decode_sites<E: std::fmt::Display + Send>(
+fn decode_sites<T, E: std::fmt::Display + Send>(
     pool: &[Vec<Vec<u8>>],
     n: usize,
     threads: usize,
-    decode: impl Fn(&[u8]) -> std::result::Result<cellshard_stages::Plane, E> + Sync,
+    decode: impl Fn(&[u8]) -> std::result::Result<T, E> + Sync,
 ) -> Result<CeilingRun> {
     let next = AtomicUsize::new(0);
     let cpu0 = cellshard_runtime::summary::cpu_seconds().unwrap_or(0.0);

@@ -51,6 +51,15 @@ fn bench_measures_ceiling_and_pipeline() {
         .filter(|c| c["decoder"] == "crop-aware-after")
         .count();
     assert!(before >= 1 && after == before, "{report}");
+    // The inflate-only limit is measured at the same thread counts as the decoder (how the
+    // two compare is timing, and not asserted).
+    let inflate: Vec<_> = ceilings
+        .iter()
+        .filter(|c| c["decoder"] == "inflate-only")
+        .collect();
+    assert_eq!(inflate.len(), before, "{report}");
+    assert!(inflate.iter().all(|c| c["sites"].as_u64() > Some(0)), "{report}");
+    assert!(stdout.contains("libdeflate alone"), "{stdout}");
     assert!(stdout.contains("again after the pipeline runs"), "{stdout}");
     // A second run reuses the cached pool and layout.
     let again = Command::new(env!("CARGO_BIN_EXE_cellshard"))

@@ -280,6 +280,40 @@ pub fn decode_transformed(
     })
 }
 
+/// Only the inflating that [`decode_transformed`] does, on this thread's decoder: the header
+/// read for the geometry, the IDAT gathered and inflated up to the last row the crop needs
+/// (see [`CropDecoder::inflate_only`]). No chunk CRCs, unfiltering or downsampling. Returns
+/// the bytes inflated. For `cellshard bench`, which reports it as the limit above the
+/// decode ceiling.
+pub fn inflate_only(
+    bytes: &[u8],
+    spec: &DecodeSpec,
+    factor: u32,
+    crop: Option<u32>,
+) -> Result<usize, DecodeError> {
+    let (w, h, depth) = header(bytes)?;
+    if depth != spec.bit_depth {
+        return Err(DecodeError::format(format!(
+            "bit depth {depth}; the pipeline expects {}",
+            spec.bit_depth
+        )));
+    }
+    let g = geometry(w, h, depth, factor, crop)?;
+    CROP_DECODER.with(|d| match d.try_borrow_mut() {
+        Ok(mut d) => d.inflate_only(bytes, &g),
+        Err(_) => CropDecoder::new().inflate_only(bytes, &g),
+    })
+}
+
+/// Width, height and bit depth from the IHDR chunk, which must come first.
+fn header(bytes: &[u8]) -> Result<(u32, u32, u8), DecodeError> {
+    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    if bytes.len() < 33 || bytes[..8] != SIGNATURE || &bytes[12..16] != b"IHDR" {
+        return Err(DecodeError::corrupt("not a PNG file that starts with its IHDR chunk"));
+    }
+    Ok((be(16), be(20), bytes[24]))
+}
+
 /// The previous fused path: the `png` crate's row reader, downsampling as rows arrive and
 /// stopping after the last needed row. Kept as the baseline the benches compare against.
 pub fn decode_transformed_rows(
@@ -415,6 +449,26 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn inflate_only_inflates_the_rows_the_crop_needs() {
+        let px = pixels(64, 64, 3, 65535);
+        let png = encode(64, 64, 16, &px, png::Filter::Paeth);
+        let row = 64 * 2 + 1;
+        // A 16 crop of the 32x32 downsample starts at its row 8: source rows 0..48 inflated.
+        assert_eq!(inflate_only(&png, &spec(16), 2, Some(16)).unwrap(), 48 * row);
+        assert_eq!(inflate_only(&png, &spec(16), 1, None).unwrap(), 64 * row);
+        let depth = inflate_only(&png, &spec(8), 2, Some(16)).unwrap_err();
+        assert!(depth.to_string().contains("bit depth 16"), "{depth}");
+        // A reserved block type right after the zlib header: libdeflate refuses the stream.
+        let at = png.windows(4).position(|w| w == b"IDAT").unwrap() + 4;
+        let mut bad = png.clone();
+        bad[at + 2] = 0xff;
+        let err = inflate_only(&bad, &spec(16), 2, Some(16)).unwrap_err();
+        assert!(err.to_string().contains("could not inflate"), "{err}");
+        let err = inflate_only(b"not a png at all, not at all, no.", &spec(16), 2, None);
+        assert!(err.is_err());
     }
 
     /// Apply PNG filter `f` to `row` given the previous (unfiltered) row.
