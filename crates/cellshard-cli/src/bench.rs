@@ -173,7 +173,7 @@ fn synth_config(a: &BenchArgs, plates: u32) -> SynthConfig {
 
 /// The ceiling measured again after the pipeline runs.
 const AFTER: &str = "crop-aware-after";
-/// The decoder name under which the inflate-only floor is recorded.
+/// The decoder name under which the inflate-only limit is recorded.
 const INFLATE: &str = "inflate-only";
 
 fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {

@@ -539,8 +539,7 @@ fn unfilter_lanes<const B: usize>(filter: u8, raw: &[u8], prev: &[u8], cur: &mut
 }
 
 /// The PNG Paeth predictor in the branch-free form of stb_image (equivalent to the
-/// specification's: the tests compare them).
-/// Takes and returns bytes widened to `i32`.
+/// specification's: the tests compare them), on bytes widened to `i32`.
 #[inline(always)]
 fn paeth(a: i32, b: i32, c: i32) -> i32 {
     let thresh = c * 3 - (a + b);

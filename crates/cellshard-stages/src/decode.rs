@@ -305,11 +305,18 @@ pub fn inflate_only(
     })
 }
 
-/// Width, height and bit depth from the IHDR chunk, which must come first.
+/// Width, height and bit depth from the IHDR chunk, which must come first, of a
+/// non-interlaced grayscale PNG (the only kind the crop-aware decoder takes).
 fn header(bytes: &[u8]) -> Result<(u32, u32, u8), DecodeError> {
     let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     if bytes.len() < 33 || bytes[..8] != SIGNATURE || &bytes[12..16] != b"IHDR" {
         return Err(DecodeError::corrupt("not a PNG file that starts with its IHDR chunk"));
+    }
+    if bytes[25] != 0 || bytes[28] != 0 {
+        return Err(DecodeError::format(format!(
+            "colour type {} and interlace method {}; a non-interlaced grayscale PNG is expected",
+            bytes[25], bytes[28]
+        )));
     }
     Ok((be(16), be(20), bytes[24]))
 }
@@ -469,6 +476,13 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("could not inflate"), "{err}");
         let err = inflate_only(b"not a png at all, not at all, no.", &spec(16), 2, None);
         assert!(err.is_err());
+        let adam7 = {
+            let mut p = png.clone();
+            p[28] = 1;
+            p
+        };
+        let err = inflate_only(&adam7, &spec(16), 2, Some(16)).unwrap_err();
+        assert!(err.to_string().contains("interlace method 1"), "{err}");
     }
 
     /// Apply PNG filter `f` to `row` given the previous (unfiltered) row.
