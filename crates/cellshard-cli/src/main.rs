@@ -292,6 +292,7 @@ async fn synth(a: SynthArgs) -> Result<()> {
         ..Default::default()
     };
     let out = Location::parse(&a.out, &BTreeMap::new())?;
+    out.create_local_dir()?;
     let total = cellshard_synth::select_sites(&design, &cfg)?.len();
     let tty = std::io::stderr().is_terminal();
     let progress = move |n: usize| {

@@ -137,6 +137,34 @@ fn run_exit_codes_follow_the_reject_fraction() {
 }
 
 #[test]
+fn a_missing_local_source_or_store_is_an_error_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/images");
+    let store = dir.path().join("store");
+    let out = cellshard([
+        "run",
+        "pipelines/rxrx1-release.toml",
+        "--source",
+        missing.to_str().unwrap(),
+        "--sink",
+        store.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    assert!(err.contains("is not a directory that exists"), "{err}");
+    assert!(!dir.path().join("no").exists());
+    assert!(!store.exists());
+
+    let gone = dir.path().join("no/store");
+    let out = cellshard(["sql", "--store", gone.to_str().unwrap(), "-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a directory that exists"), "{err}");
+    assert!(!dir.path().join("no").exists());
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let out = cellshard(["synth", "--out", "/tmp/x", "--bit-depth", "12"]);
     assert_eq!(out.status.code(), Some(2));

@@ -99,7 +99,11 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         opts.metadata.clone()
     };
     let source = Location::parse(&source_url, &p.source.options)?;
+    source.require_local_dir()?;
     let sink = Location::parse(&sink_url, &p.sink.options)?;
+    if !opts.dry_run {
+        sink.create_local_dir()?;
+    }
     let run_id = format!(
         "{}-w{}of{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),

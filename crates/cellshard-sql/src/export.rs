@@ -150,6 +150,7 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
 /// Run `sql` in `session` and write its rows to `opts.to`.
 pub async fn export(session: &Session, sql: &str, opts: &ExportOptions) -> Result<ExportSummary> {
     let target = Location::parse(&opts.to, &opts.options)?;
+    target.create_local_dir()?;
     let df = session.ctx.sql(sql).await?;
     let schema = output_schema(df.schema().as_arrow(), session);
     for p in &opts.partition_by {

@@ -175,6 +175,7 @@ pub async fn open_session(
     as_of: AsOf,
 ) -> Result<Session> {
     let root = Location::parse(url, options)?;
+    root.require_local_dir()?;
     Session::open(root, as_of).await
 }
 

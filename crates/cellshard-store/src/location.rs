@@ -197,10 +197,8 @@ impl Location {
                 (store, prefix)
             }
             "file" => {
-                let path = url
-                    .to_file_path()
+                url.to_file_path()
                     .map_err(|_| err("not a local file URL".into()))?;
-                std::fs::create_dir_all(&path).ok();
                 let prefix = Path::from_url_path(url.path()).map_err(|e| err(e.to_string()))?;
                 (
                     Arc::new(object_store::local::LocalFileSystem::new()),
@@ -278,6 +276,38 @@ impl Location {
             stats,
             reads,
         })
+    }
+
+    /// Create a local location's directory, for writing (a sink, a synth or export target).
+    /// Resolving a location never creates anything, so a source or store that is not there
+    /// stays an error. Object stores have no directories: there it does nothing.
+    pub fn create_local_dir(&self) -> Result<()> {
+        match self.local_dir() {
+            Some(path) => std::fs::create_dir_all(&path).map_err(|e| Error::Location {
+                url: self.url.to_string(),
+                message: format!("cannot create the directory {}: {e}", path.display()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// An error when a local location's directory does not exist, for reading: a mistyped
+    /// local path would otherwise list as an empty source. Object stores cannot tell a
+    /// missing prefix from an empty one, so there it does nothing.
+    pub fn require_local_dir(&self) -> Result<()> {
+        match self.local_dir() {
+            Some(path) if !path.is_dir() => Err(Error::Location {
+                url: self.url.to_string(),
+                message: format!("{} is not a directory that exists", path.display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn local_dir(&self) -> Option<std::path::PathBuf> {
+        (self.url.scheme() == "file")
+            .then(|| self.url.to_file_path().ok())
+            .flatten()
     }
 
     /// A location below this one (created on local filesystems, where Delta needs it).
