@@ -58,7 +58,10 @@ fn bench_measures_ceiling_and_pipeline() {
         .filter(|c| c["decoder"] == "inflate-only")
         .collect();
     assert_eq!(inflate.len(), before, "{report}");
-    assert!(inflate.iter().all(|c| c["sites"].as_u64() > Some(0)), "{report}");
+    assert!(
+        inflate.iter().all(|c| c["sites"].as_u64() > Some(0)),
+        "{report}"
+    );
     assert!(stdout.contains("libdeflate alone"), "{stdout}");
     assert!(stdout.contains("again after the pipeline runs"), "{stdout}");
     // A second run reuses the cached pool and layout.

@@ -310,7 +310,9 @@ pub fn inflate_only(
 fn header(bytes: &[u8]) -> Result<(u32, u32, u8), DecodeError> {
     let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     if bytes.len() < 33 || bytes[..8] != SIGNATURE || &bytes[12..16] != b"IHDR" {
-        return Err(DecodeError::corrupt("not a PNG file that starts with its IHDR chunk"));
+        return Err(DecodeError::corrupt(
+            "not a PNG file that starts with its IHDR chunk",
+        ));
     }
     if bytes[25] != 0 || bytes[28] != 0 {
         return Err(DecodeError::format(format!(
@@ -464,7 +466,10 @@ pub(crate) mod tests {
         let png = encode(64, 64, 16, &px, png::Filter::Paeth);
         let row = 64 * 2 + 1;
         // A 16 crop of the 32x32 downsample starts at its row 8: source rows 0..48 inflated.
-        assert_eq!(inflate_only(&png, &spec(16), 2, Some(16)).unwrap(), 48 * row);
+        assert_eq!(
+            inflate_only(&png, &spec(16), 2, Some(16)).unwrap(),
+            48 * row
+        );
         assert_eq!(inflate_only(&png, &spec(16), 1, None).unwrap(), 64 * row);
         let depth = inflate_only(&png, &spec(8), 2, Some(16)).unwrap_err();
         assert!(depth.to_string().contains("bit depth 16"), "{depth}");
