@@ -229,9 +229,7 @@ impl CropDecoder {
         }
         Ok(Plane::new(g.out_width, g.out_height, data))
     }
-}
 
-impl CropDecoder {
     /// Inflate only: gather the IDAT data and inflate it with libdeflate up to the last row
     /// the crop needs, as [`CropDecoder::decode`] does, and nothing else (no unfiltering, no
     /// downsampling). Returns the bytes inflated. `cellshard bench` times it as the limit

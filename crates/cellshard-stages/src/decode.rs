@@ -133,12 +133,22 @@ pub fn verify_chunks(bytes: &[u8]) -> Result<(), DecodeError> {
     }
 }
 
-/// Open a decoder after checking the header against the spec (before allocating pixels).
+/// Open a decoder after checking the chunks, and the header against the spec (before
+/// allocating pixels).
 fn open<'a>(
     bytes: &'a [u8],
     spec: &DecodeSpec,
 ) -> Result<png::Reader<Cursor<&'a [u8]>>, DecodeError> {
     verify_chunks(bytes)?;
+    Ok(checked_header(bytes, spec)?.read_info()?)
+}
+
+/// A decoder that has read the header and checked it against the spec: size limit, grayscale,
+/// bit depth, expected size.
+fn checked_header<'a>(
+    bytes: &'a [u8],
+    spec: &DecodeSpec,
+) -> Result<png::Decoder<Cursor<&'a [u8]>>, DecodeError> {
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::IDENTITY);
     let info = decoder.read_header_info()?;
@@ -169,7 +179,7 @@ fn open<'a>(
             spec.height.map_or("any".into(), |x| x.to_string())
         )));
     }
-    Ok(decoder.read_info()?)
+    Ok(decoder)
 }
 
 fn widen_row(row: &[u8], depth: u8, out: &mut [u16]) {
@@ -281,46 +291,28 @@ pub fn decode_transformed(
 }
 
 /// Only the inflating that [`decode_transformed`] does, on this thread's decoder: the header
-/// read for the geometry, the IDAT gathered and inflated up to the last row the crop needs
-/// (see [`CropDecoder::inflate_only`]). No chunk CRCs, unfiltering or downsampling. Returns
-/// the bytes inflated. For `cellshard bench`, which reports it as the limit above the
-/// decode ceiling.
+/// read and checked as for decoding, the IDAT gathered and inflated up to the last row the
+/// crop needs (see [`CropDecoder::inflate_only`]). No chunk CRCs beyond the header's,
+/// unfiltering or downsampling. Returns the bytes inflated. For `cellshard bench`, which
+/// reports it as the limit above the decode ceiling.
 pub fn inflate_only(
     bytes: &[u8],
     spec: &DecodeSpec,
     factor: u32,
     crop: Option<u32>,
 ) -> Result<usize, DecodeError> {
-    let (w, h, depth) = header(bytes)?;
-    if depth != spec.bit_depth {
-        return Err(DecodeError::format(format!(
-            "bit depth {depth}; the pipeline expects {}",
-            spec.bit_depth
-        )));
+    let mut decoder = checked_header(bytes, spec)?;
+    let info = decoder.read_header_info()?;
+    if info.interlaced {
+        return Err(DecodeError::format(
+            "interlace method 1 (Adam7); the crop-aware decoder takes non-interlaced PNGs",
+        ));
     }
-    let g = geometry(w, h, depth, factor, crop)?;
+    let g = geometry(info.width, info.height, spec.bit_depth, factor, crop)?;
     CROP_DECODER.with(|d| match d.try_borrow_mut() {
         Ok(mut d) => d.inflate_only(bytes, &g),
         Err(_) => CropDecoder::new().inflate_only(bytes, &g),
     })
-}
-
-/// Width, height and bit depth from the IHDR chunk, which must come first, of a
-/// non-interlaced grayscale PNG (the only kind the crop-aware decoder takes).
-fn header(bytes: &[u8]) -> Result<(u32, u32, u8), DecodeError> {
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    if bytes.len() < 33 || bytes[..8] != SIGNATURE || &bytes[12..16] != b"IHDR" {
-        return Err(DecodeError::corrupt(
-            "not a PNG file that starts with its IHDR chunk",
-        ));
-    }
-    if bytes[25] != 0 || bytes[28] != 0 {
-        return Err(DecodeError::format(format!(
-            "colour type {} and interlace method {}; a non-interlaced grayscale PNG is expected",
-            bytes[25], bytes[28]
-        )));
-    }
-    Ok((be(16), be(20), bytes[24]))
 }
 
 /// The previous fused path: the `png` crate's row reader, downsampling as rows arrive and
@@ -482,8 +474,11 @@ pub(crate) mod tests {
         let err = inflate_only(b"not a png at all, not at all, no.", &spec(16), 2, None);
         assert!(err.is_err());
         let adam7 = {
+            // Interlace method 1 in IHDR, and the chunk's CRC to match.
             let mut p = png.clone();
             p[28] = 1;
+            let crc = crc32fast::hash(&p[12..29]).to_be_bytes();
+            p[29..33].copy_from_slice(&crc);
             p
         };
         let err = inflate_only(&adam7, &spec(16), 2, Some(16)).unwrap_err();
