@@ -6,21 +6,15 @@
 //! raster, and smooth fields (background drift, vignetting) are separable, so no per-pixel
 //! transcendental functions are evaluated.
 
-use crate::rng::{Rng, combine, hash_str, normal_from};
-use crate::scene::{Cell, NONE, Scene, batch_gain};
+mod camera;
+mod texture;
 
-/// Camera offset, ADU (not affected by light or gain).
-const OFFSET: f32 = 200.0;
-/// Camera conversion, ADU per photoelectron: shot noise variance = CONVERSION * signal.
-const CONVERSION: f32 = 1.6;
-/// Read noise, ADU.
-const READ_NOISE: f32 = 5.0;
-/// Vignetting: relative light loss in the image corners.
-const VIGNETTE: f32 = 0.26;
-/// 16-bit ADU per 8-bit step.
-const EIGHT_BIT_SCALE: f32 = 128.0;
-/// Autofluorescence background per stain, ADU at unit gain.
-const BACKGROUND: [f32; 6] = [260.0, 380.0, 320.0, 340.0, 300.0, 360.0];
+use cellshard_core::SiteMetadata;
+
+use crate::SynthConfig;
+use crate::rng::{Rng, combine, hash_str};
+use crate::scene::{Cell, NONE, Scene};
+use texture::{Line, Tile};
 
 const DNA: f32 = 11_000.0;
 const ER: f32 = 4_600.0;
@@ -30,176 +24,13 @@ const NUCLEOLUS: f32 = 9_000.0;
 const MITO: f32 = 6_500.0;
 const GOLGI: f32 = 5_500.0;
 
-const TILE: usize = 512;
-const TILE_MASK: u32 = TILE as u32 - 1;
-const LINE: usize = 1024;
-
-/// A tileable texture, 512 x 512.
-struct Tile(Vec<f32>);
-
-impl Tile {
-    #[inline]
-    fn at(&self, x: i32, y: i32) -> f32 {
-        let k = (((y as u32) & TILE_MASK) << 9) | ((x as u32) & TILE_MASK);
-        self.0[k as usize]
-    }
-
-    /// Smoothed white noise, normalized to mean 0 and standard deviation 1.
-    fn smooth(seed: u64, radius: f32) -> Tile {
-        let mut rng = Rng::new(seed);
-        let mut data: Vec<f32> = (0..TILE * TILE).map(|_| rng.f32() - 0.5).collect();
-        let r = radius.round() as usize;
-        if r > 0 {
-            blur(&mut data, r);
-            blur(&mut data, r);
-        }
-        normalize(&mut data);
-        Tile(data)
-    }
-
-    /// Short, slightly bent tubules at random orientations (mitochondria): values >= 0.
-    fn tubules(seed: u64, scale: f32) -> Tile {
-        let mut rng = Rng::new(seed);
-        let mut data = vec![0f32; TILE * TILE];
-        let width = (2.0 * scale).max(0.8);
-        let length = (12.0 * scale).max(1.0);
-        let count = ((TILE * TILE) as f32 * 0.3 / (length * 2.0 * width)).max(1.0) as usize;
-        for _ in 0..count {
-            let mut x = rng.range(0.0, TILE as f32);
-            let mut y = rng.range(0.0, TILE as f32);
-            let mut dir = rng.range(0.0, std::f32::consts::TAU);
-            let len = length * rng.range(0.4, 1.3);
-            let bright = rng.range(0.5, 1.0);
-            let steps = (len / (0.5 * width)).ceil().max(1.0) as usize;
-            let step = len / steps as f32;
-            for _ in 0..=steps {
-                stamp(&mut data, x, y, width, bright);
-                dir += 0.15 * rng.normal();
-                x += step * dir.cos();
-                y += step * dir.sin();
-            }
-        }
-        blur(&mut data, (1.2 * scale).round().max(1.0) as usize);
-        Tile(data)
-    }
-}
-
-/// Add a soft disc (max 1) at a point, wrapping around the tile.
-fn stamp(data: &mut [f32], x: f32, y: f32, radius: f32, bright: f32) {
-    let r = radius.ceil() as i32 + 1;
-    let (xi, yi) = (x.floor() as i32, y.floor() as i32);
-    for dy in -r..=r {
-        for dx in -r..=r {
-            let (px, py) = (xi + dx, yi + dy);
-            let d2 = (px as f32 + 0.5 - x).powi(2) + (py as f32 + 0.5 - y).powi(2);
-            let t = d2 / (radius * radius);
-            if t < 1.0 {
-                let k = ((((py as u32) & TILE_MASK) << 9) | ((px as u32) & TILE_MASK)) as usize;
-                let w = 1.0 - t;
-                data[k] = data[k].max(bright * w * w);
-            }
-        }
-    }
-}
-
-/// Separable box blur with wrap-around, radius `r`, on a TILE x TILE buffer.
-fn blur(data: &mut [f32], r: usize) {
-    let mut tmp = vec![0f32; TILE * TILE];
-    let norm = 1.0 / (2 * r + 1) as f32;
-    for pass in 0..2 {
-        let (src, dst): (&[f32], &mut [f32]) = if pass == 0 {
-            (data, &mut tmp)
-        } else {
-            (&tmp, data)
-        };
-        for line in 0..TILE {
-            // pass 0 runs along rows and writes transposed; pass 1 does the same again.
-            let at = |i: usize| src[line * TILE + (i % TILE)];
-            let mut sum: f32 = (0..=2 * r).map(|i| at(i + TILE - r)).sum();
-            for i in 0..TILE {
-                dst[i * TILE + line] = sum * norm;
-                sum += at(i + r + 1) - at(i + TILE - r);
-            }
-        }
-    }
-}
-
-fn normalize(data: &mut [f32]) {
-    let n = data.len() as f64;
-    let mean = data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = data
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let inv = if var > 0.0 { 1.0 / var.sqrt() } else { 1.0 };
-    for v in data {
-        *v = ((f64::from(*v) - mean) * inv) as f32;
-    }
-}
-
-/// A periodic 1-D profile with linear interpolation.
-struct Line(Vec<f32>);
-
-impl Line {
-    #[inline]
-    fn at(&self, t: f32) -> f32 {
-        // Shift to positive so truncation is floor (no libm call in the pixel loop); the
-        // shift is a multiple of the period.
-        let t = (t + (8 * LINE) as f32).max(0.0);
-        let i = t as u32;
-        let w = t - i as f32;
-        let i = i as usize;
-        let a = self.0[i & (LINE - 1)];
-        let b = self.0[(i + 1) & (LINE - 1)];
-        a + (b - a) * w
-    }
-
-    /// Parallel thin lines of varied brightness (stress fibres seen across their direction).
-    fn fibres(seed: u64, scale: f32) -> Line {
-        let mut rng = Rng::new(seed);
-        let mut data = vec![0f32; LINE];
-        let sigma = (0.9 * scale).max(0.6);
-        let mut pos = 8.0;
-        while pos < (LINE - 8) as f32 {
-            let bright = if rng.f32() < 0.35 {
-                rng.range(0.6, 1.0)
-            } else {
-                rng.range(0.1, 0.35)
-            };
-            let reach = (3.0 * sigma).ceil() as i32;
-            for d in -reach..=reach {
-                let j = (pos.round() as i32 + d) as usize & (LINE - 1);
-                let dist = j as f32 - pos;
-                data[j] += bright * (-dist * dist / (2.0 * sigma * sigma)).exp();
-            }
-            pos += (rng.range(5.0, 20.0) * scale).max(1.6);
-        }
-        Line(data)
-    }
-
-    /// Slow variation in [0.05, 1] (fibre intensity along its length: fibres start and end).
-    fn slow(seed: u64, scale: f32) -> Line {
-        let mut rng = Rng::new(seed);
-        let raw: Vec<f32> = (0..LINE).map(|_| rng.f32()).collect();
-        let r = (14.0 * scale).round().max(1.0) as usize;
-        let mut data: Vec<f32> = (0..LINE)
-            .map(|i| {
-                (0..=2 * r)
-                    .map(|k| raw[(i + LINE + k - r) & (LINE - 1)])
-                    .sum::<f32>()
-                    / (2 * r + 1) as f32
-            })
-            .collect();
-        let (lo, hi) = data
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-        let span = (hi - lo).max(1e-6);
-        for v in &mut data {
-            *v = 0.05 + 0.95 * ((*v - lo) / span).powf(1.5);
-        }
-        Line(data)
-    }
+/// Render one channel (1-based) of one site: `size * size` samples, row-major (values below
+/// 256 when `bit_depth` is 8). Pure and deterministic in (seed, site, channel); experiment,
+/// plate, well and site of `site` place the cells, its cell type shapes them, its well type
+/// and siRNA give the phenotype. Only `size`, `bit_depth` (8, else 16-bit values) and `seed`
+/// of `cfg` matter here.
+pub fn render_channel(cfg: &SynthConfig, site: &SiteMetadata, channel: u32) -> Vec<u16> {
+    Scene::new(cfg.size, cfg.bit_depth, cfg.seed, site).render(channel)
 }
 
 /// A bump with support [0, 1): (1 - t^2)^2.
@@ -449,72 +280,166 @@ impl Scene {
             }
         }
     }
+}
 
-    /// Background drift, vignetting, batch gain, phenotype, shot and read noise, quantization.
-    fn finish(&self, channel: u32, model: usize, seed: u64, sig: &[f32]) -> Vec<u16> {
-        let n = self.n;
-        let gain = batch_gain(&self.experiment, self.plate, channel);
-        let pheno = self.phenotype.channel[model];
-        let exp_hash = hash_str(&self.experiment);
-        let bg_level =
-            BACKGROUND[model] * crate::rng::unit_from(combine(exp_hash, 0xb9), 0.85, 1.15);
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::encode_png;
+    use crate::fixtures::site;
+    use crate::scene::batch_gain;
 
-        // Smooth background drift: a sum of separable products of slow cosines.
-        let mut rng = Rng::new(combine(seed, hash_str("drift")));
-        let inv_n = 1.0 / n.max(1) as f32;
-        let mut terms: Vec<(f32, Vec<f32>, Vec<f32>)> = Vec::new();
-        for _ in 0..3 {
-            let amp = rng.range(0.04, 0.1);
-            let (fx, px) = (
-                rng.range(0.3, 1.1) * std::f32::consts::TAU,
-                rng.range(0.0, std::f32::consts::TAU),
-            );
-            let (fy, py) = (
-                rng.range(0.3, 1.1) * std::f32::consts::TAU,
-                rng.range(0.0, std::f32::consts::TAU),
-            );
-            let xs = (0..n)
-                .map(|i| (fx * (i as f32 + 0.5) * inv_n + px).cos())
-                .collect();
-            let ys = (0..n)
-                .map(|i| (fy * (i as f32 + 0.5) * inv_n + py).cos())
-                .collect();
-            terms.push((amp, xs, ys));
+    fn small(size: u32) -> SynthConfig {
+        SynthConfig {
+            size,
+            ..SynthConfig::default()
         }
-        // Vignetting: 1 - VIGNETTE * (ux + uy), with ux + uy = 1 in the corners.
-        let v: Vec<f32> = (0..n)
-            .map(|i| {
-                let u = 2.0 * (i as f32 + 0.5) * inv_n - 1.0;
-                0.5 * u * u
-            })
-            .collect();
+    }
 
-        let mut out = vec![0u16; n * n];
-        let mut bg_row = vec![0f32; n];
-        for y in 0..n {
-            bg_row.fill(bg_level);
-            for (a, xs, ys) in &terms {
-                let k = bg_level * a * ys[y];
-                for (b, &cx) in bg_row.iter_mut().zip(xs) {
-                    *b += k * cx;
-                }
-            }
-            let mut rng = Rng::new(combine(seed, y as u64));
-            let vy = v[y];
-            let row = y * n;
-            for x in 0..n {
-                let light = gain * (1.0 - VIGNETTE * (v[x] + vy));
-                let e = light * (bg_row[x] + pheno * sig[row + x].max(0.0));
-                let sd = (CONVERSION * e + READ_NOISE * READ_NOISE).sqrt();
-                let value = OFFSET + e + sd * normal_from(rng.next_u64());
-                // `as` truncates and saturates: + 0.5 rounds the (non-negative) values.
-                out[row + x] = if self.eight_bit {
-                    (value * (1.0 / EIGHT_BIT_SCALE) + 0.5).min(255.0) as u16
-                } else {
-                    (value + 0.5).min(65535.0) as u16
-                };
-            }
+    fn percentile(v: &[u16], p: f64) -> u16 {
+        let mut s = v.to_vec();
+        s.sort_unstable();
+        s[((s.len() - 1) as f64 * p) as usize]
+    }
+
+    fn mean(v: &[u16]) -> f64 {
+        v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
+    }
+
+    #[test]
+    fn rendering_is_deterministic_in_seed_site_and_channel() {
+        let cfg = small(128);
+        let s = site("HUVEC-01", 1, "B03");
+        for ch in 1..=6 {
+            let a = render_channel(&cfg, &s, ch);
+            assert_eq!(a.len(), 128 * 128);
+            assert_eq!(a, render_channel(&cfg, &s, ch), "channel {ch}");
         }
-        out
+        let other_seed = SynthConfig {
+            seed: 1,
+            ..cfg.clone()
+        };
+        assert_ne!(
+            render_channel(&cfg, &s, 1),
+            render_channel(&other_seed, &s, 1)
+        );
+        assert_ne!(render_channel(&cfg, &s, 1), render_channel(&cfg, &s, 2));
+        assert_ne!(
+            render_channel(&cfg, &s, 1),
+            render_channel(&cfg, &site("HUVEC-01", 1, "B04"), 1)
+        );
+        let s2 = SiteMetadata {
+            site: Some(2),
+            ..s.clone()
+        };
+        assert_ne!(render_channel(&cfg, &s, 1), render_channel(&cfg, &s2, 1));
+    }
+
+    #[test]
+    fn nuclei_stand_out_of_a_dark_background() {
+        let cfg = small(256);
+        for experiment in ["HUVEC-01", "HEPG2-03", "RPE-02", "U2OS-01"] {
+            let img = render_channel(&cfg, &site(experiment, 1, "B02"), 1);
+            let (median, p99) = (percentile(&img, 0.5), percentile(&img, 0.99));
+            assert!(
+                median > 150 && median < 1500,
+                "{experiment}: median {median}"
+            );
+            assert!(p99 > 5 * median, "{experiment}: p99 {p99}, median {median}");
+            assert!(p99 > 4_000, "{experiment}: p99 {p99}");
+        }
+    }
+
+    #[test]
+    fn every_channel_has_structure_and_differs() {
+        let cfg = small(256);
+        let s = site("U2OS-01", 2, "C05");
+        let images: Vec<Vec<u16>> = (1..=6).map(|ch| render_channel(&cfg, &s, ch)).collect();
+        for (i, img) in images.iter().enumerate() {
+            let (p10, p50, p99) = (
+                percentile(img, 0.1),
+                percentile(img, 0.5),
+                percentile(img, 0.99),
+            );
+            assert!(p10 > 100, "channel {}: p10 {p10}", i + 1);
+            assert!(
+                f64::from(p99) > 2.5 * f64::from(p50),
+                "channel {}: p50 {p50} p99 {p99}",
+                i + 1
+            );
+        }
+        // Hoechst (nuclear) and WGA (membranes) put their light in different places.
+        let corr = correlation(&images[0], &images[5]);
+        assert!(corr < 0.5, "channels 1 and 6 correlate {corr}");
+    }
+
+    fn correlation(a: &[u16], b: &[u16]) -> f64 {
+        let (ma, mb) = (mean(a), mean(b));
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for (&x, &y) in a.iter().zip(b) {
+            let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
+            sab += dx * dy;
+            saa += dx * dx;
+            sbb += dy * dy;
+        }
+        sab / (saa * sbb).sqrt()
+    }
+
+    #[test]
+    fn eight_bit_output_fits_a_byte() {
+        let cfg = SynthConfig {
+            bit_depth: 8,
+            ..small(256)
+        };
+        let s = SiteMetadata {
+            well_type: "positive_control".into(),
+            sirna_id: Some(1110),
+            ..site("U2OS-02", 3, "D10")
+        };
+        for ch in 1..=6 {
+            let img = render_channel(&cfg, &s, ch);
+            assert!(img.iter().all(|&v| v < 256), "channel {ch}");
+            assert!(
+                percentile(&img, 0.999) > 20,
+                "channel {ch} is too dark for 8 bits"
+            );
+        }
+        assert!(encode_png(&cfg, &render_channel(&cfg, &s, 1)).is_ok());
+        assert!(encode_png(&cfg, &[300; 256 * 256]).is_err());
+        assert!(encode_png(&cfg, &[1; 10]).is_err());
+    }
+
+    #[test]
+    fn experiment_and_plate_gain_change_the_mean() {
+        // Find the dimmest and brightest experiments of the design's naming scheme.
+        let names: Vec<String> = (1..=24).map(|i| format!("HUVEC-{i:02}")).collect();
+        let gain = |e: &str| batch_gain(e, 1, 1);
+        let lo = names
+            .iter()
+            .min_by(|a, b| gain(a).total_cmp(&gain(b)))
+            .unwrap();
+        let hi = names
+            .iter()
+            .max_by(|a, b| gain(a).total_cmp(&gain(b)))
+            .unwrap();
+        assert!(gain(hi) > 1.5 * gain(lo), "{} vs {}", gain(hi), gain(lo));
+        let cfg = small(256);
+        let mean_of = |e: &str, plate| {
+            let img = render_channel(&cfg, &site(e, plate, "B02"), 1);
+            mean(&img) - 200.0 // camera offset
+        };
+        let (m_lo, m_hi) = (mean_of(lo, 1), mean_of(hi, 1));
+        assert!(m_hi > 1.3 * m_lo, "{hi}: {m_hi}, {lo}: {m_lo}");
+        // Plate gain: the same experiment differs between plates, within [0.85, 1.15]^2.
+        let plates: Vec<f32> = (1..=4).map(|p| batch_gain("HUVEC-01", p, 1)).collect();
+        assert!(
+            plates
+                .iter()
+                .all(|g| (0.6 * 0.85 * 0.9..1.4 * 1.15 * 1.1).contains(g))
+        );
+        let spread = plates.iter().cloned().fold(f32::MIN, f32::max)
+            / plates.iter().cloned().fold(f32::MAX, f32::min);
+        assert!(spread > 1.02, "plate gains {plates:?}");
     }
 }
