@@ -1,0 +1,40 @@
+//! Where and how the store is written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ByteSize;
+
+/// The store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sink {
+    /// Store root URL or local path; tables live in folders below it.
+    pub url: String,
+    /// ZSTD level of the tensor column (1..=22). The other columns are small and use the
+    /// store's fixed level (parquet's default ZSTD level, 1), not this one.
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Target uncompressed bytes per row group.
+    #[serde(default = "default_row_group")]
+    pub row_group_size: ByteSize,
+    /// Target size of one Parquet file, in uncompressed tensor bytes like `row_group_size`:
+    /// a plate's sites are cut, in order, into files of `target_file_size / tensor bytes`
+    /// sites, which are written in parallel. The cut depends on the pipeline only.
+    #[serde(default = "default_file_size")]
+    pub target_file_size: ByteSize,
+    /// Object store options for the sink.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_zstd_level() -> i32 {
+    1
+}
+fn default_row_group() -> ByteSize {
+    ByteSize::mib(32)
+}
+fn default_file_size() -> ByteSize {
+    ByteSize::mib(256)
+}
