@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 use cellshard_core::SiteMetadata;
 
 use crate::rng::{Rng, combine, hash_str};
-pub(crate) use cell::{Cell, Nucleolus};
-use cell::{make_cell, morph};
-pub(crate) use effects::{Phenotype, batch_gain, phenotype};
+pub(crate) use cell::Cell;
+use cell::{Nucleolus, make_cell, morph};
+pub(crate) use effects::batch_gain;
+use effects::{Phenotype, phenotype};
 
 /// "No cell" in the owner raster.
 pub(crate) const NONE: u32 = u32::MAX;
