@@ -50,10 +50,12 @@ JOIN plate_channel q
   ON p.experiment = q.experiment AND p.plate = q.plate AND p.channel = q.channel;
 
 -- One row per plate: what was stored, what was rejected, and the normalization bounds of
--- each channel ("low..high" of the raw values that map to the output range).
+-- each channel ("low..high" of the raw values that map to the output range). Statistics
+-- and rejects are those of the build whose tensors `sites` holds (joined on build_id), never
+-- another build's of the same plate.
 CREATE VIEW plate_summary AS
 WITH s AS (
-  SELECT cell_type, experiment, plate,
+  SELECT cell_type, experiment, plate, build_id,
          count(*) AS sites,
          count(DISTINCT well) AS wells,
          sum(CASE WHEN well_type = 'negative_control' THEN 1 ELSE 0 END) AS negative_control_sites,
@@ -61,21 +63,29 @@ WITH s AS (
          sum(CASE WHEN well_type = 'treatment' THEN 1 ELSE 0 END) AS treatment_sites,
          count(DISTINCT sirna_id) AS sirnas,
          max(run_id) AS run_id
-  FROM sites GROUP BY cell_type, experiment, plate
+  FROM sites GROUP BY cell_type, experiment, plate, build_id
 ), r AS (
-  SELECT experiment, plate, count(DISTINCT site_id) AS rejected_sites, count(*) AS rejected_objects
-  FROM rejects WHERE plate IS NOT NULL GROUP BY experiment, plate
+  SELECT build_id, count(DISTINCT site_id) AS rejected_sites, count(*) AS rejected_objects
+  FROM rejects WHERE build_id IS NOT NULL GROUP BY build_id
 ), b AS (
-  SELECT experiment, plate,
+  SELECT build_id,
          string_agg(concat('w', CAST(channel AS VARCHAR), '=', CAST(low_value AS VARCHAR), '..',
                            CAST(high_value AS VARCHAR)), ' ' ORDER BY channel) AS bounds
-  FROM plate_stats GROUP BY experiment, plate
+  FROM plate_stats GROUP BY build_id
 )
 SELECT s.cell_type, s.experiment, s.plate, s.sites, s.wells, s.negative_control_sites,
        s.positive_control_sites, s.treatment_sites, s.sirnas,
        coalesce(r.rejected_sites, 0) AS rejected_sites,
        coalesce(r.rejected_objects, 0) AS rejected_objects,
-       b.bounds, s.run_id
+       b.bounds, s.run_id, s.build_id
 FROM s
-LEFT JOIN r ON s.experiment = r.experiment AND s.plate = r.plate
-LEFT JOIN b ON s.experiment = b.experiment AND s.plate = b.plate;
+LEFT JOIN r ON s.build_id = r.build_id
+LEFT JOIN b ON s.build_id = b.build_id;
+
+-- Each site beside the statistics of the plate build that produced its tensor: the
+-- normalization applied to it, one row per site and channel.
+CREATE VIEW site_normalization AS
+SELECT s.site_id, s.cell_type, s.experiment, s.plate, s.well, s.site, s.build_id,
+       p.channel, p.method, p.reference, p.low_value, p.high_value, p.mean, p.std
+FROM sites s
+JOIN plate_stats p ON s.build_id = p.build_id;

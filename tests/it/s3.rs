@@ -30,6 +30,9 @@ pub struct Faults {
     pub injected: AtomicU64,
     /// Key substrings answered with 403 Forbidden on GET.
     pub forbidden: Mutex<Vec<String>>,
+    /// Key substrings answered with 503 Service Unavailable on every GET (an outage that
+    /// outlasts any retry policy).
+    pub unavailable: Mutex<Vec<String>>,
     /// Serializes put-if-absent requests: the file-backed server checks `If-None-Match`
     /// and writes in two steps, so two racing commits could both succeed without this.
     pub create_lock: tokio::sync::Mutex<()>,
@@ -113,6 +116,15 @@ impl S3Server {
                                     .any(|k| path.contains(k.as_str()))
                             {
                                 return Ok(xml_error(403, "AccessDenied"));
+                            }
+                            if safe
+                                && f.unavailable
+                                    .lock()
+                                    .unwrap()
+                                    .iter()
+                                    .any(|k| path.contains(k.as_str()))
+                            {
+                                return Ok(xml_error(503, "ServiceUnavailable"));
                             }
                             let share = f.transient_per_mille.load(Ordering::Relaxed);
                             let r = mix(n);
@@ -388,6 +400,63 @@ async fn permanent_fault_rejects_exactly_that_site_and_never_leaks_the_secret() 
         err.contains("no_such_option") && !err.contains(SECRET_KEY),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_after_retries_fails_the_run_and_commits_nothing_of_that_plate() {
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let mut opts = server.options();
+    synth_to("s3://raw/rxrx1", &opts).await;
+    // One object of plate 2 answers 503 to every GET, past a short retry policy.
+    server
+        .faults
+        .unavailable
+        .lock()
+        .unwrap()
+        .push("Plate2/B02_s1_w3.png".into());
+    opts.insert("max_retries".into(), "2".into());
+    opts.insert("retry_timeout".into(), "5".into());
+    let mut p = pipeline("tiny.toml");
+    p.source.options = opts.clone();
+    p.sink.options = opts.clone();
+    let err = cellshard_runtime::run(RunOptions {
+        source: Some("s3://raw/rxrx1".into()),
+        metadata: vec!["s3://raw/rxrx1/metadata.csv".into()],
+        sink: Some("s3://lake/store".into()),
+        threads: 2,
+        ..RunOptions::new(p)
+    })
+    .await
+    .expect_err("an outage must fail the run, not become rejects");
+    assert!(
+        matches!(err, cellshard_runtime::Error::External(_)),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("s3://raw/rxrx1/train/HUVEC-01/Plate2/B02_s1_w3.png") && msg.contains("503"),
+        "{msg}"
+    );
+    assert!(!msg.contains(SECRET_KEY));
+    // Nothing of plate 2 is in any table; no reject was recorded for the outage.
+    let ctx = cellshard_sql::open_session("s3://lake/store", &opts, cellshard_sql::AsOf::Latest)
+        .await
+        .unwrap();
+    for table in ["sites", "plate_stats", "rejects"] {
+        let rows = cellshard_sql::query(
+            &ctx,
+            &format!("SELECT count(*) FROM {table} WHERE experiment = 'HUVEC-01' AND plate = 2"),
+        )
+        .await
+        .unwrap();
+        let n = rows[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n, 0, "{table} holds rows of the plate whose read failed");
+    }
 }
 
 /// Ingest throughput from local disk vs from S3 over loopback on the same raw data.

@@ -312,3 +312,102 @@ fn sql_shell_scripts_parquet_output_and_export() {
         );
     }
 }
+
+/// One scalar of a one-row, one-column query, as CSV text.
+fn sql_one(store: &str, query: &str) -> String {
+    let out = cellshard(["sql", "--store", store, "--format", "csv", "-c", query]);
+    assert!(out.status.success(), "{query}: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    stdout.lines().nth(1).unwrap_or("").to_string()
+}
+
+/// Run `args`, with `CELLSHARD_PAUSE_AT=point`, until it says it paused; then SIGKILL it.
+fn kill_at(point: &str, args: &[String]) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .args(args)
+        .current_dir(repo())
+        .env("CELLSHARD_PAUSE_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("paused at") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(120));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(line.unwrap(), format!("cellshard: paused at {point}"));
+}
+
+#[test]
+fn a_run_killed_between_the_publish_commits_never_pairs_tensors_with_other_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let other = dir.path().join("other.toml");
+    let pipeline = std::fs::read_to_string(repo().join("pipelines/rxrx1-release.toml")).unwrap();
+    // The same images, other percentiles: every plate's statistics and tensors change.
+    let changed = pipeline.replace("low = 0.1", "low = 5.0");
+    assert_ne!(changed, pipeline);
+    std::fs::write(&other, changed).unwrap();
+    let run = |p: &str| -> Vec<String> {
+        ["run", p, "--sink", &store, "--max-reject-fraction", "1"]
+            .map(String::from)
+            .to_vec()
+    };
+    let out = cellshard(run("pipelines/rxrx1-release.toml"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plates = sql_one(&store, "SELECT count(DISTINCT build_id) FROM sites");
+    assert_eq!(plates, "4");
+    // What a reader pairs: each site's tensor with the statistics of its own build. A pair
+    // across builds would show a pipeline hash differing between the two sides.
+    let mismatched = "SELECT count(*) FROM sites s JOIN plate_stats p ON s.build_id = p.build_id \
+                      WHERE s.pipeline_hash <> p.pipeline_hash";
+    let unpaired = "SELECT count(*) FROM sites s LEFT JOIN (SELECT DISTINCT build_id FROM plate_stats) p \
+                    ON s.build_id = p.build_id WHERE p.build_id IS NULL";
+    let other = other.display().to_string();
+    for point in ["after-stats", "after-rejects", "after-sites"] {
+        kill_at(point, &run(&other));
+        // The kill left two builds' statistics of one plate side by side.
+        let builds = sql_one(&store, "SELECT count(DISTINCT build_id) FROM plate_stats");
+        assert!(
+            builds.parse::<u32>().unwrap() > 4,
+            "{point}: {builds} builds"
+        );
+        assert_eq!(sql_one(&store, mismatched), "0", "{point}");
+        assert_eq!(sql_one(&store, unpaired), "0", "{point}");
+        let per_site = sql_one(
+            &store,
+            "SELECT count(*) = 6 * (SELECT count(*) FROM sites) FROM site_normalization",
+        );
+        assert_eq!(per_site, "true", "{point}");
+    }
+    // A clean rerun leaves one build per plate in all three tables.
+    let out = cellshard(run(&other));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sql_one(&store, mismatched), "0");
+    assert_eq!(
+        sql_one(&store, "SELECT count(DISTINCT build_id) FROM plate_stats"),
+        "4"
+    );
+    assert_eq!(
+        sql_one(
+            &store,
+            "SELECT count(*) FROM rejects WHERE build_id IS NOT NULL AND build_id NOT IN \
+             (SELECT DISTINCT build_id FROM plate_stats)"
+        ),
+        "0"
+    );
+    assert_eq!(sql_one(&store, "SELECT min(p_low) FROM plate_stats"), "5.0");
+}

@@ -6,6 +6,7 @@
 //! and validates bytes handed to it, so it is cheap to test and to fuzz.
 
 pub mod error;
+pub mod failure;
 pub mod layout;
 pub mod metadata;
 pub mod pipeline;
@@ -14,6 +15,7 @@ pub mod site;
 pub mod size;
 
 pub use error::{Error, Result};
+pub use failure::{ErrorClass, SiteError};
 pub use layout::{KeyFields, LayoutTemplate};
 pub use metadata::{MetadataTable, SiteMetadata};
 pub use pipeline::{NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};

@@ -54,8 +54,23 @@ pub struct MetadataTable {
     extra_columns: Vec<String>,
     rows: HashMap<RowKey, (Arc<SiteMetadata>, String)>,
     conflicts: HashMap<RowKey, String>,
-    /// Rows that could not be used, as `file:line: cause`.
-    pub row_errors: Vec<String>,
+    /// Rows (or whole files) that could not be used.
+    pub row_errors: Vec<RowError>,
+}
+
+/// A metadata row or file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// `file:line`, or the file when the whole file is unusable.
+    pub at: String,
+    /// The cause.
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
 }
 
 const KNOWN: &[&str] = &[
@@ -78,6 +93,13 @@ impl MetadataTable {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn row_error(&mut self, at: &str, message: String) {
+        self.row_errors.push(RowError {
+            at: at.to_string(),
+            message,
+        });
     }
 
     /// Names of the carried columns beyond the typed ones.
@@ -103,7 +125,7 @@ impl MetadataTable {
     pub fn add_csv(&mut self, path: &str, bytes: &[u8]) -> Result<usize> {
         match self.parse_csv(path, bytes) {
             Err(Error::Metadata { path, message }) => {
-                self.row_errors.push(format!("{path}: {message}"));
+                self.row_errors.push(RowError { at: path, message });
                 Ok(0)
             }
             other => other,
@@ -178,29 +200,30 @@ impl MetadataTable {
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    self.row_errors.push(format!("{at}: unreadable row: {e}"));
+                    self.row_error(&at, format!("unreadable row: {e}"));
                     continue;
                 }
             };
             if record.len() != headers.len() {
-                self.row_errors.push(format!(
-                    "{at}: has {} fields, the header has {}",
-                    record.len(),
-                    headers.len()
-                ));
+                self.row_error(
+                    &at,
+                    format!(
+                        "has {} fields, the header has {}",
+                        record.len(),
+                        headers.len()
+                    ),
+                );
                 continue;
             }
             let get = |i: usize| record.get(i).unwrap_or("").trim();
             let exp = get(experiment).to_string();
             let well_s = get(well).to_string();
             if exp.is_empty() || well_s.is_empty() {
-                self.row_errors
-                    .push(format!("{at}: empty experiment or well"));
+                self.row_error(&at, "empty experiment or well".to_string());
                 continue;
             }
             let Ok(plate_n) = get(plate).parse::<u32>() else {
-                self.row_errors
-                    .push(format!("{at}: plate {:?} is not a number", get(plate)));
+                self.row_error(&at, format!("plate {:?} is not a number", get(plate)));
                 continue;
             };
             let site_n = match site.map(get) {
@@ -208,8 +231,7 @@ impl MetadataTable {
                 Some(s) => match s.parse::<u32>() {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.row_errors
-                            .push(format!("{at}: site {s:?} is not a number"));
+                        self.row_error(&at, format!("site {s:?} is not a number"));
                         continue;
                     }
                 },
@@ -219,8 +241,7 @@ impl MetadataTable {
                 Some(s) => match s.parse::<i32>() {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        self.row_errors
-                            .push(format!("{at}: sirna id {s:?} is not a number"));
+                        self.row_error(&at, format!("sirna id {s:?} is not a number"));
                         continue;
                     }
                 },
@@ -262,8 +283,7 @@ impl MetadataTable {
                 Some((existing, _)) if same_row(existing, &meta) => {}
                 Some((_, first_at)) => {
                     let msg = format!("rows at {first_at} and {at} disagree");
-                    self.row_errors
-                        .push(format!("{at}: conflicts with {first_at}"));
+                    self.row_error(&at, format!("conflicts with {first_at}"));
                     self.conflicts.insert(key, msg);
                 }
                 None => {
@@ -404,7 +424,7 @@ mod tests {
         t.add_csv("m.csv", csv.as_bytes()).unwrap();
         assert_eq!(t.row_errors.len(), 3, "{:?}", t.row_errors);
         assert!(
-            t.row_errors[0].starts_with("m.csv:3: plate"),
+            t.row_errors[0].to_string().starts_with("m.csv:3: plate"),
             "{:?}",
             t.row_errors
         );
@@ -426,12 +446,16 @@ mod tests {
         );
         assert_eq!(t.row_errors.len(), 2, "{:?}", t.row_errors);
         assert!(
-            t.row_errors[0].starts_with("empty.csv: the file is empty"),
+            t.row_errors[0]
+                .to_string()
+                .starts_with("empty.csv: the file is empty"),
             "{:?}",
             t.row_errors
         );
         assert!(
-            t.row_errors[1].contains("lacks required columns"),
+            t.row_errors[1]
+                .to_string()
+                .contains("lacks required columns"),
             "{:?}",
             t.row_errors
         );

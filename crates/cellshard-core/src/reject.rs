@@ -27,6 +27,8 @@ pub enum RejectReason {
     InconsistentChannels,
     /// The plate could not be normalized (no reference pixels).
     Normalize,
+    /// A metadata row (or a whole metadata file) could not be used.
+    BadMetadataRow,
 }
 
 impl RejectReason {
@@ -44,6 +46,7 @@ impl RejectReason {
             RejectReason::Format => "unexpected_format",
             RejectReason::InconsistentChannels => "inconsistent_channels",
             RejectReason::Normalize => "normalize_failed",
+            RejectReason::BadMetadataRow => "bad_metadata_row",
         }
     }
 
@@ -61,6 +64,7 @@ impl RejectReason {
                 "decode"
             }
             RejectReason::Normalize => "normalize",
+            RejectReason::BadMetadataRow => "metadata",
         }
     }
 }

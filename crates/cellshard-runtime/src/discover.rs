@@ -49,16 +49,12 @@ pub struct Listing {
     pub plates: BTreeMap<PlateKey, BTreeMap<SiteKey, SiteInputs>>,
     /// Objects listed (all of them, every worker's).
     pub objects: u64,
-    /// Bytes listed.
-    pub bytes: u64,
     /// Ignored objects by reason.
     pub ignored: BTreeMap<String, u64>,
     /// Objects rejected before grouping (unusable key values), tied to no plate.
     pub rejects: Vec<RejectRow>,
     /// Objects belonging to other workers' plates.
     pub other_workers: u64,
-    /// Every plate seen, in order, with its owner's index.
-    pub all_plates: Vec<PlateKey>,
 }
 
 /// A complete site ready for the transform.
@@ -130,8 +126,7 @@ pub async fn list_source(
                     experiment: None,
                     plate: None,
                     object_path: Some(name.clone()),
-                    stage: RejectReason::InvalidKey.stage().into(),
-                    reason: RejectReason::InvalidKey.code().into(),
+                    reason: RejectReason::InvalidKey,
                     message: format!(
                         "{name}: the file name is not valid UTF-8 and cannot be an object key"
                     ),
@@ -146,7 +141,6 @@ pub async fn list_source(
             }
         };
         listing.objects += 1;
-        listing.bytes += meta.size;
         let display = source.display(&meta.location);
         let Some(key) = source.relative(&meta.location) else {
             *listing
@@ -167,8 +161,7 @@ pub async fn list_source(
                 experiment: None,
                 plate: None,
                 object_path: Some(display),
-                stage: RejectReason::InvalidKey.stage().into(),
-                reason: RejectReason::InvalidKey.code().into(),
+                reason: RejectReason::InvalidKey,
                 message: format!("{key}: {why}"),
             }),
             KeyMatch::Matched(f) => {
@@ -200,7 +193,6 @@ pub async fn list_source(
         }
     }
     for (i, (plate, sites)) in groups.into_iter().enumerate() {
-        listing.all_plates.push(plate.clone());
         if i as u32 % share.count == share.index {
             listing.plates.insert(plate, sites);
         } else {
@@ -227,8 +219,7 @@ fn reject_rows(
             experiment: Some(key.experiment.clone()),
             plate: Some(key.plate as i32),
             object_path: Some(o.display.clone()),
-            stage: reason.stage().into(),
-            reason: reason.code().into(),
+            reason,
             message: message.to_string(),
         })
         .collect()
@@ -479,7 +470,7 @@ mod tests {
         assert_eq!(good[0].meta.well_type, "negative_control");
         let reasons: Vec<(&str, &str)> = rejects
             .iter()
-            .map(|r| (r.object_path.as_deref().unwrap(), r.reason.as_str()))
+            .map(|r| (r.object_path.as_deref().unwrap(), r.reason.code()))
             .collect();
         assert!(reasons.contains(&("s1_w7", "channel_out_of_range")));
         assert!(reasons.contains(&("s2_w1", "missing_channels")));
@@ -492,7 +483,7 @@ mod tests {
         );
         let missing = rejects
             .iter()
-            .find(|r| r.reason == "missing_channels")
+            .find(|r| r.reason == RejectReason::MissingChannels)
             .unwrap();
         assert!(
             missing

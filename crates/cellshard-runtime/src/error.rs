@@ -1,5 +1,5 @@
-//! Runtime errors: these fail a run (bad input fails a site, not the run, and never
-//! reaches here).
+//! Runtime errors: these fail a run. Bad input fails a site, not the run, and never
+//! reaches here: [`crate::plate::judge`] turns it into reject rows.
 
 /// Result with the runtime [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -22,6 +22,11 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// A source object could not be read because the storage failed (after the object
+    /// store client's retries): the run fails and nothing of the object's plate is
+    /// committed, so a rerun can complete it.
+    #[error("{0} (the storage failed after retries; nothing of this plate was committed)")]
+    External(cellshard_core::SiteError),
     /// Local scratch I/O failed.
     #[error("scratch file in {dir}: {source}")]
     Scratch {

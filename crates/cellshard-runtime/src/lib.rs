@@ -10,9 +10,13 @@
 
 pub mod discover;
 pub mod error;
+mod fetch;
+pub mod phase1;
+pub mod phase2;
 pub mod plate;
 pub mod pool;
 pub mod run;
+mod spill;
 pub mod summary;
 
 pub use error::{Error, Result};

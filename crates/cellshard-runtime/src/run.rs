@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use cellshard_core::RejectReason;
 use cellshard_core::{MetadataTable, Pipeline, PlateKey};
-use cellshard_store::schema::{RUN_COUNTS, RejectRow, RunRow, SitesContext};
+use cellshard_store::schema::{RejectRow, RunRow, SitesContext};
 use cellshard_store::table::{ShardSettings, rows_per_group};
 use cellshard_store::{Location, StoreTables};
 
@@ -160,25 +161,21 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         stored: 0,
     };
     summary.ignored_by_reason = listing.ignored.clone();
-    summary.metadata_errors = metadata.row_errors.clone();
+    summary.metadata_errors = metadata.row_errors.iter().map(|e| e.to_string()).collect();
     let mut run_rejects: Vec<RejectRow> = listing.rejects.clone();
-    run_rejects.extend(metadata.row_errors.iter().map(|e| {
-        let (at, msg) = e.split_once(": ").unwrap_or((e.as_str(), e.as_str()));
-        RejectRow {
-            site_id: None,
-            experiment: None,
-            plate: None,
-            object_path: Some(at.to_string()),
-            stage: "metadata".into(),
-            reason: "bad_metadata_row".into(),
-            message: msg.to_string(),
-        }
+    run_rejects.extend(metadata.row_errors.iter().map(|e| RejectRow {
+        site_id: None,
+        experiment: None,
+        plate: None,
+        object_path: Some(e.at.clone()),
+        reason: RejectReason::BadMetadataRow,
+        message: e.message.clone(),
     }));
     let count_reject = |summary: &mut RunSummary, rows: &[RejectRow]| {
         for r in rows {
             *summary
                 .rejects_by_reason
-                .entry(r.reason.clone())
+                .entry(r.reason.code().to_string())
                 .or_default() += 1;
         }
     };
@@ -198,7 +195,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         (p.source.max_inflight.bytes() / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
     let budget = tokio::sync::Semaphore::new(budget_kib as usize);
     // Free read buffers are capped at the in-flight budget, which bounds the buffers in use.
-    let read_buffers = Arc::new(crate::plate::ReadBuffers::new(
+    let read_buffers = Arc::new(cellshard_store::ReadBuffers::new(
         p.source.max_inflight.bytes() as usize,
     ));
     let on_progress = |n: u64| {
@@ -320,21 +317,6 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     summary.peak_rss_bytes = crate::summary::peak_rss_bytes().unwrap_or(0);
 
     if let Some(tables) = tables.as_mut() {
-        let o = &summary.objects;
-        let values = [
-            o.discovered,
-            o.ignored,
-            o.rejected,
-            o.stored,
-            summary.sites.discovered,
-            summary.sites.stored,
-            summary.sites.rejected,
-            summary.plates,
-            summary.bytes_in,
-            summary.bytes_out,
-            summary.metadata_errors.len() as u64,
-        ];
-        let s = &summary.seconds;
         let row = RunRow {
             run_id,
             pipeline: p.name.clone(),
@@ -342,18 +324,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             worker: summary.worker.clone(),
             started_us,
             finished_us: now_us(),
-            counts: RUN_COUNTS
-                .iter()
-                .zip(values)
-                .map(|(k, v)| (k.to_string(), v as i64))
-                .collect(),
-            stage_seconds: vec![
-                ("list".into(), s.list),
-                ("read".into(), s.read),
-                ("decode".into(), s.decode),
-                ("normalize".into(), s.normalize),
-                ("write".into(), s.write),
-            ],
+            counts: summary.run_counts(),
+            seconds: summary.run_seconds(),
             summary_json: serde_json::to_string(&summary).unwrap_or_default(),
         };
         tables

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use cellshard_store::schema::{RunCounts, RunSeconds};
 use serde::{Deserialize, Serialize};
 
 /// Object accounting: `discovered = stored + rejected + ignored + other_workers`.
@@ -81,8 +82,6 @@ pub struct RunSummary {
     pub metadata_rows_without_images: u64,
     /// Plates this worker processed.
     pub plates: u64,
-    /// Plates skipped by `--incremental` (unchanged).
-    pub plates_unchanged: u64,
     /// Source bytes read.
     pub bytes_in: u64,
     /// Shard bytes written.
@@ -108,6 +107,37 @@ pub struct RunSummary {
     pub peak_rss_bytes: u64,
     /// Rejected objects / (stored + rejected objects).
     pub reject_fraction: f64,
+}
+
+impl RunSummary {
+    /// The counts of the `runs` row.
+    pub fn run_counts(&self) -> RunCounts {
+        RunCounts {
+            objects_discovered: self.objects.discovered,
+            objects_ignored: self.objects.ignored,
+            objects_rejected: self.objects.rejected,
+            objects_stored: self.objects.stored,
+            sites_discovered: self.sites.discovered,
+            sites_stored: self.sites.stored,
+            sites_rejected: self.sites.rejected,
+            plates: self.plates,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            metadata_rows_rejected: self.metadata_errors.len() as u64,
+        }
+    }
+
+    /// The stage times of the `runs` row.
+    pub fn run_seconds(&self) -> RunSeconds {
+        let s = &self.seconds;
+        RunSeconds {
+            list: s.list,
+            read: s.read,
+            decode: s.decode,
+            normalize: s.normalize,
+            write: s.write,
+        }
+    }
 }
 
 /// Peak resident set size of this process in bytes (`VmHWM` of `/proc/self/status`).

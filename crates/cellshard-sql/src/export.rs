@@ -13,12 +13,13 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use cellshard_store::Location;
 use cellshard_store::schema::TENSOR;
-use cellshard_store::table::{ShardSettings, open_or_create, open_table, rows_per_group};
+use cellshard_store::shard::{FileLayout, PartitionValues, ShardFile};
+use cellshard_store::table::{
+    ShardSettings, commit_files, open_or_create, open_table, rows_per_group,
+};
 use deltalake::TableProperty;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::kernel::Add;
 use futures::StreamExt;
-use object_store::buffered::BufWriter;
-use parquet::arrow::AsyncArrowWriter;
 
 use crate::{Error, Result, Session};
 
@@ -180,13 +181,13 @@ pub async fn export(session: &Session, sql: &str, opts: &ExportOptions) -> Resul
                 )));
             }
             // Delta statistics for every column but binary ones (the tensor, thumbnails).
-            let stats: Vec<&str> = schema
+            let stats_columns: Vec<String> = schema
                 .fields()
                 .iter()
                 .filter(|f| !matches!(f.data_type(), DataType::Binary | DataType::LargeBinary))
-                .map(|f| f.name().as_str())
+                .map(|f| f.name().clone())
                 .collect();
-            let stats = stats.join(",");
+            let stats = stats_columns.join(",");
             let parts: Vec<&str> = opts.partition_by.iter().map(String::as_str).collect();
             let mut table = open_or_create(
                 &target,
@@ -196,20 +197,21 @@ pub async fn export(session: &Session, sql: &str, opts: &ExportOptions) -> Resul
                 vec![(TableProperty::DataSkippingStatsColumns, stats.as_str())],
             )
             .await?;
-            let delta = |e: deltalake::DeltaTableError| Error::Export {
-                url: target.url.to_string(),
-                message: e.to_string(),
-            };
-            let mut writer = RecordBatchWriter::for_table(&table)
-                .map_err(delta)?
-                .with_writer_properties(props)
-                .with_target_file_size(settings.target_file_size);
+            let layout = Arc::new(FileLayout {
+                table: target.clone(),
+                schema: schema.clone(),
+                partitions: opts.partition_by.clone(),
+                stats_columns,
+                properties: props,
+            });
+            let mut files = PartitionFiles::new(layout, settings.target_file_size);
             while let Some(batch) = stream.next().await {
                 let batch = conform(&batch?, &schema)?;
                 rows += batch.num_rows() as u64;
-                writer.write(batch).await.map_err(delta)?;
+                files.write(batch).await?;
             }
-            Some(writer.flush_and_commit(&mut table).await.map_err(delta)? as i64)
+            let adds = files.finish().await?;
+            Some(commit_files(&mut table, &target, adds).await?)
         }
         ExportFormat::Parquet => {
             if !opts.partition_by.is_empty() {
@@ -225,35 +227,20 @@ pub async fn export(session: &Session, sql: &str, opts: &ExportOptions) -> Resul
                     target.url, m.location
                 )));
             }
-            let mut file = 0usize;
-            let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
+            let layout = Arc::new(FileLayout {
+                table: target.clone(),
+                schema: schema.clone(),
+                partitions: Vec::new(),
+                stats_columns: Vec::new(),
+                properties: props,
+            });
+            let mut files = PartitionFiles::new(layout, settings.target_file_size);
             while let Some(batch) = stream.next().await {
                 let batch = conform(&batch?, &schema)?;
                 rows += batch.num_rows() as u64;
-                let w = match writer.as_mut() {
-                    Some(w) => w,
-                    None => {
-                        let path = target.path(&format!("part-{file:05}.parquet"));
-                        file += 1;
-                        let out = BufWriter::new(target.store.clone(), path);
-                        writer.insert(AsyncArrowWriter::try_new(
-                            out,
-                            schema.clone(),
-                            Some(props.clone()),
-                        )?)
-                    }
-                };
-                w.write(&batch).await?;
-                if w.bytes_written() as u64 + w.in_progress_size() as u64
-                    >= settings.target_file_size
-                    && let Some(w) = writer.take()
-                {
-                    w.close().await?;
-                }
+                files.write(batch).await?;
             }
-            if let Some(w) = writer.take() {
-                w.close().await?;
-            }
+            files.finish().await?;
             None
         }
     };
@@ -269,6 +256,76 @@ pub async fn export(session: &Session, sql: &str, opts: &ExportOptions) -> Resul
         bytes,
         version,
     })
+}
+
+/// The open export file of each partition, cut at the target file size. Rows are encoded
+/// on blocking threads, never on the async threads that run the query.
+struct PartitionFiles {
+    layout: Arc<FileLayout>,
+    target_file_size: u64,
+    open: Vec<(PartitionValues, ShardFile, u64)>,
+    done: Vec<Add>,
+    next: usize,
+}
+
+impl PartitionFiles {
+    fn new(layout: Arc<FileLayout>, target_file_size: u64) -> Self {
+        PartitionFiles {
+            layout,
+            target_file_size,
+            open: Vec::new(),
+            done: Vec::new(),
+            next: 0,
+        }
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        for (values, part) in self.layout.split(&batch)? {
+            let i = match self.open.iter().position(|(v, _, _)| *v == values) {
+                Some(i) => i,
+                None => {
+                    let name = format!("part-{:05}.zstd.parquet", self.next);
+                    self.next += 1;
+                    let file = self.layout.file(&values, &name).await?;
+                    self.open.push((values, file, 0));
+                    self.open.len() - 1
+                }
+            };
+            let (values, mut file, bytes) = self.open.swap_remove(i);
+            file.wait_for_capacity().await?;
+            let size = part.get_array_memory_size() as u64;
+            let file = tokio::task::spawn_blocking(move || file.write(&part).map(|()| file))
+                .await
+                .map_err(|e| Error::Export {
+                    url: self.layout.table.url.to_string(),
+                    message: format!("encoding failed: {e}"),
+                })??;
+            if bytes + size >= self.target_file_size {
+                self.done.push(close(file).await?);
+            } else {
+                self.open.push((values, file, bytes + size));
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<Add>> {
+        for (_, file, _) in std::mem::take(&mut self.open) {
+            self.done.push(close(file).await?);
+        }
+        Ok(self.done)
+    }
+}
+
+/// Write a file's footer on a blocking thread and complete its upload.
+async fn close(mut file: ShardFile) -> Result<Add> {
+    let file = tokio::task::spawn_blocking(move || file.close().map(|()| file))
+        .await
+        .map_err(|e| Error::Export {
+            url: String::new(),
+            message: format!("closing a file failed: {e}"),
+        })??;
+    Ok(file.finish().await?)
 }
 
 /// Parquet files under `loc` (outside the Delta log) and their total size.

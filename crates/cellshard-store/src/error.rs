@@ -33,6 +33,14 @@ pub enum Error {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// A data file could not be written (encoding, or rows that do not fit the table).
+    #[error("writing {url}: {message}")]
+    Write {
+        /// The file or table.
+        url: String,
+        /// The cause.
+        message: String,
+    },
     /// Arrow failed to build a batch (a bug in the caller's rows).
     #[error("building {table} rows: {source}")]
     Arrow {

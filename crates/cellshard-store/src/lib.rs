@@ -1,18 +1,24 @@
 //! The cellshard store: object-store locations and the four Delta tables (`sites`,
 //! `plate_stats`, `rejects`, `runs`) under one root URL.
 //!
-//! This crate owns every byte written to the store and the commit protocol: a plate's
-//! shard files are written, then committed in one Delta transaction that also removes the
-//! files of any earlier build of the same plate, so a plate is replaced atomically and a
-//! rerun is idempotent. It does no image work and never decides what a site contains.
+//! This crate owns every byte written to the store and the commit protocol: Parquet
+//! encoding and uploads ([`shard`]), the plate writer and the publication order that keeps
+//! every published state whole ([`publish`]), and the small-table writes ([`table`]). A
+//! plate's new files replace its earlier build's in one `sites` transaction, so a rerun is
+//! idempotent. It does no image work and never decides what a site contains.
 
 pub mod counting;
 pub mod error;
 pub mod location;
+pub mod publish;
+pub mod read;
 pub mod schema;
+pub mod shard;
 pub mod table;
 
 pub use counting::{ReadSnapshot, ReadStats};
 pub use error::{Error, Result};
 pub use location::Location;
+pub use publish::{PlateBuild, PlateCommit, PlateWriter, PreparedPlate, ShardWriter, WrittenFile};
+pub use read::ReadBuffers;
 pub use table::{PlateScope, StoreTables};

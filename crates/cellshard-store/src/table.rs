@@ -1,12 +1,6 @@
-//! The Delta tables of a store and the per-plate commit protocol.
-//!
-//! `sites` is written through streaming [`RecordBatchWriter`]s (files go to the object
-//! store as they fill; memory stays at about one row group per writer), then committed
-//! together with `Remove` actions for the files of any earlier build of the same plate.
-//! A shard file never holds two plates, so such files are found exactly from the
-//! partition values and the `plate` min/max statistics that Delta keeps for every file.
-//! The small tables (`plate_stats`, `rejects`) are replaced per plate with a
-//! `replaceWhere` overwrite; `runs` is append-only.
+//! The Delta tables of a store: opening and creating them, and the small-table writes
+//! (appends and scoped deletes) with the one conflict retry every commit goes through.
+//! Plates are published by [`crate::publish`]; `runs` is append-only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,17 +9,14 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Remove, StructType};
+use deltalake::kernel::{Action, Add, StructType};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::RecordBatchWriter;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 
-use crate::schema::{
-    self, PlateStatRow, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, TENSOR,
-};
+use crate::schema::{self, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, TENSOR};
 use crate::{Error, Location, Result};
 
 /// Table folder names under the store root.
@@ -43,7 +34,8 @@ pub struct PlateScope {
 }
 
 impl PlateScope {
-    fn predicate(&self) -> String {
+    /// The SQL predicate selecting the plate's rows.
+    pub fn predicate(&self) -> String {
         format!(
             "experiment = '{}' AND plate = {}",
             self.experiment.replace('\'', "''"),
@@ -65,7 +57,8 @@ pub struct ShardSettings {
 
 impl ShardSettings {
     /// Writer properties: tensor column ZSTD at the pipeline's level, no dictionary, no
-    /// statistics, one value per page; other columns ZSTD level 3 with statistics.
+    /// statistics, one value per page; other columns parquet's default ZSTD level (1), with
+    /// statistics.
     pub fn writer_properties(&self) -> Result<WriterProperties> {
         let tensor = ColumnPath::from(TENSOR);
         let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| Error::Location {
@@ -201,19 +194,6 @@ pub struct StoreTables {
     pub runs: DeltaTable,
 }
 
-/// What a plate commit did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlateCommit {
-    /// New version of `sites`.
-    pub sites_version: i64,
-    /// Files added.
-    pub files_added: usize,
-    /// Files of an earlier build removed.
-    pub files_removed: usize,
-    /// Bytes of the added files.
-    pub bytes_written: u64,
-}
-
 impl StoreTables {
     /// Open the tables under `root`, creating missing ones (`sites` with `sites_schema`).
     pub async fn open_or_create(root: &Location, sites_schema: &SchemaRef) -> Result<Self> {
@@ -258,93 +238,6 @@ impl StoreTables {
         })
     }
 
-    /// A streaming writer for `sites` shards.
-    pub fn sites_writer(&self, settings: &ShardSettings) -> Result<RecordBatchWriter> {
-        let loc = self.root.child("sites");
-        Ok(RecordBatchWriter::for_table(&self.sites)
-            .map_err(delta_err(&loc))?
-            .with_writer_properties(settings.writer_properties()?)
-            .with_target_file_size(settings.target_file_size))
-    }
-
-    /// Commit a plate: add its shard files (`adds`, from flushed [`Self::sites_writer`]s),
-    /// remove the earlier build of the plate, and replace the plate's `plate_stats` and
-    /// `rejects` rows.
-    pub async fn commit_plate(
-        &mut self,
-        scope: &PlateScope,
-        adds: Vec<Add>,
-        stats: &[PlateStatRow],
-        rejects: &[RejectRow],
-        pipeline_hash: &str,
-        run_id: &str,
-    ) -> Result<PlateCommit> {
-        let loc = self.root.child("sites");
-        let err = delta_err(&loc);
-        let mut result = PlateCommit {
-            files_added: adds.len(),
-            bytes_written: adds.iter().map(|a| a.size as u64).sum(),
-            ..Default::default()
-        };
-        // The shard files are already uploaded; only the commit is retried when another
-        // worker committed first (recomputing which earlier files this plate replaces).
-        let mut attempt = 0u64;
-        loop {
-            self.sites.update_state().await.map_err(&err)?;
-            let removes = self.plate_files(scope)?;
-            result.files_removed = removes.len();
-            if adds.is_empty() && removes.is_empty() {
-                result.sites_version = self.sites.version().unwrap_or(0) as i64;
-                break;
-            }
-            let mut actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
-            actions.extend(removes.into_iter().map(Action::Remove));
-            let operation = DeltaOperation::Write {
-                mode: SaveMode::Overwrite,
-                partition_by: Some(SITES_PARTITIONS.iter().map(|s| s.to_string()).collect()),
-                predicate: Some(scope.predicate()),
-            };
-            let snapshot = self.sites.snapshot().map_err(&err)?;
-            let committed = CommitBuilder::from(CommitProperties::default())
-                .with_actions(actions)
-                .build(Some(snapshot), self.sites.log_store(), operation)
-                .await;
-            match committed {
-                Ok(finalized) => {
-                    result.sites_version = finalized.version() as i64;
-                    self.sites.update_state().await.map_err(&err)?;
-                    break;
-                }
-                Err(DeltaTableError::Transaction { source }) if attempt < 8 => {
-                    attempt += 1;
-                    tracing::debug!(
-                        "sites: commit conflict for plate {} ({source}); retrying",
-                        scope.plate
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
-                }
-                Err(e) => return Err(err(e)),
-            }
-        }
-        let stats_batch = schema::plate_stats_batch(stats)?;
-        replace_rows(
-            &mut self.plate_stats,
-            &self.root.child("plate_stats"),
-            &scope.predicate(),
-            stats_batch,
-        )
-        .await?;
-        let rejects_batch = schema::rejects_batch(rejects, pipeline_hash, run_id)?;
-        replace_rows(
-            &mut self.rejects,
-            &self.root.child("rejects"),
-            &scope.predicate(),
-            rejects_batch,
-        )
-        .await?;
-        Ok(result)
-    }
-
     /// Replace the run-level rejects (those tied to no plate) and append the run row.
     pub async fn commit_run(
         &mut self,
@@ -353,7 +246,7 @@ impl StoreTables {
         replace_run_rejects: bool,
     ) -> Result<()> {
         if replace_run_rejects {
-            let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id)?;
+            let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id, None)?;
             replace_rows(
                 &mut self.rejects,
                 &self.root.child("rejects"),
@@ -362,7 +255,7 @@ impl StoreTables {
             )
             .await?;
         } else if !run_rejects.is_empty() {
-            let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id)?;
+            let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id, None)?;
             append_rows(&mut self.rejects, &self.root.child("rejects"), batch).await?;
         }
         append_rows(
@@ -372,68 +265,28 @@ impl StoreTables {
         )
         .await
     }
-
-    /// Files of `sites` that hold rows of the plate.
-    fn plate_files(&self, scope: &PlateScope) -> Result<Vec<Remove>> {
-        let loc = self.root.child("sites");
-        let snapshot = self.sites.snapshot().map_err(delta_err(&loc))?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut out = Vec::new();
-        for file in snapshot.log_data().iter() {
-            let parts = file.partition_values_map();
-            if parts.get("experiment").cloned().flatten().as_deref()
-                != Some(scope.experiment.as_str())
-            {
-                continue;
-            }
-            let plates = file.stats().and_then(|s| plate_range(&s));
-            match plates {
-                Some((lo, hi)) if lo == scope.plate && hi == scope.plate => {}
-                Some(_) => continue,
-                // Without statistics we cannot prove the file is another plate's: a file
-                // of ours always has them, so a file without is foreign and left alone.
-                None => continue,
-            }
-            out.push(Remove {
-                path: file.path().to_string(),
-                data_change: true,
-                deletion_timestamp: Some(now),
-                extended_file_metadata: Some(true),
-                partition_values: Some(parts),
-                size: Some(file.size()),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-            });
-        }
-        Ok(out)
-    }
 }
 
-/// `(min, max)` of `plate` from a file's Delta statistics JSON.
-fn plate_range(stats: &str) -> Option<(i32, i32)> {
-    let v: serde_json::Value = serde_json::from_str(stats).ok()?;
-    let lo = v.get("minValues")?.get("plate")?.as_i64()?;
-    let hi = v.get("maxValues")?.get("plate")?.as_i64()?;
-    Some((lo as i32, hi as i32))
-}
-
-/// Small-table writes from several workers can race: a conflicting commit is redone on
-/// the fresh table state (the write itself is idempotent: it replaces a scope or appends
-/// one run's rows), a few times with a growing pause.
-async fn with_conflict_retry<F, Fut>(table: &mut DeltaTable, loc: &Location, op: F) -> Result<()>
+/// Every commit goes through here. Commits from several workers can race: a conflicting
+/// commit is redone on the fresh table state (each operation is idempotent: it replaces or
+/// deletes a scope, or appends one run's or one build's rows), a few times with a growing
+/// pause. `op` gets a clone of the table and returns the updated table and its result.
+pub(crate) async fn with_conflict_retry<T, F, Fut>(
+    table: &mut DeltaTable,
+    loc: &Location,
+    op: F,
+) -> Result<T>
 where
     F: Fn(DeltaTable) -> Fut,
-    Fut: std::future::Future<Output = deltalake::DeltaResult<DeltaTable>>,
+    Fut: std::future::Future<Output = deltalake::DeltaResult<(DeltaTable, T)>>,
 {
     let err = delta_err(loc);
     let mut attempt = 0u64;
     loop {
         match op(table.clone()).await {
-            Ok(t) => {
+            Ok((t, out)) => {
                 *table = t;
-                return Ok(());
+                return Ok(out);
             }
             Err(DeltaTableError::Transaction { source }) if attempt < 8 => {
                 attempt += 1;
@@ -459,23 +312,74 @@ async fn replace_rows(
         let batch = batch.clone();
         let predicate = predicate.to_string();
         async move {
-            if batch.num_rows() == 0 {
-                Ok(t.delete().with_predicate(predicate).await?.0)
+            let t = if batch.num_rows() == 0 {
+                t.delete().with_predicate(predicate).await?.0
             } else {
                 t.write(vec![batch])
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(predicate)
-                    .await
-            }
+                    .await?
+            };
+            Ok((t, ()))
         }
     })
     .await
 }
 
-async fn append_rows(table: &mut DeltaTable, loc: &Location, batch: RecordBatch) -> Result<()> {
+/// Append `batch` (nothing when it is empty).
+pub(crate) async fn append_rows(
+    table: &mut DeltaTable,
+    loc: &Location,
+    batch: RecordBatch,
+) -> Result<()> {
+    if batch.num_rows() == 0 {
+        return Ok(());
+    }
     with_conflict_retry(table, loc, |t| {
         let batch = batch.clone();
-        async move { t.write(vec![batch]).with_save_mode(SaveMode::Append).await }
+        async move {
+            let t = t
+                .write(vec![batch])
+                .with_save_mode(SaveMode::Append)
+                .await?;
+            Ok((t, ()))
+        }
+    })
+    .await
+}
+
+/// Delete the rows matching `predicate`.
+pub(crate) async fn delete_rows(
+    table: &mut DeltaTable,
+    loc: &Location,
+    predicate: &str,
+) -> Result<()> {
+    with_conflict_retry(table, loc, |t| {
+        let predicate = predicate.to_string();
+        async move { Ok((t.delete().with_predicate(predicate).await?.0, ())) }
+    })
+    .await
+}
+
+/// Commit data files already uploaded (by [`crate::shard::ShardFile`]) to `table` as an
+/// append; returns the new version.
+pub async fn commit_files(table: &mut DeltaTable, loc: &Location, adds: Vec<Add>) -> Result<i64> {
+    with_conflict_retry(table, loc, |mut t| {
+        let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
+        async move {
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            };
+            let finalized = CommitBuilder::from(CommitProperties::default())
+                .with_actions(actions)
+                .build(Some(t.snapshot()?), t.log_store(), operation)
+                .await?;
+            let version = finalized.version() as i64;
+            t.update_state().await?;
+            Ok((t, version))
+        }
     })
     .await
 }
@@ -526,10 +430,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plate_range_from_stats() {
-        let s = r#"{"numRecords":3,"minValues":{"plate":2,"well":"B02"},"maxValues":{"plate":2}}"#;
-        assert_eq!(plate_range(s), Some((2, 2)));
-        assert_eq!(plate_range("{}"), None);
+    fn rows_per_group_divides_the_byte_target() {
         assert_eq!(rows_per_group(32 << 20, 6 * 512 * 512), 21);
+        assert_eq!(rows_per_group(1, 6 * 512 * 512), 1);
     }
 }

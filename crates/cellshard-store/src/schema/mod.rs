@@ -4,13 +4,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::{Error, Result};
+
+mod rejects;
+mod runs;
+
+pub use rejects::{RejectRow, rejects_batch, rejects_schema};
+pub use runs::{RunCounts, RunRow, RunSeconds, runs_batch, runs_schema};
 
 /// Partition columns of `sites`.
 pub const SITES_PARTITIONS: [&str; 2] = ["cell_type", "experiment"];
@@ -19,7 +24,8 @@ pub const SITES_PARTITIONS: [&str; 2] = ["cell_type", "experiment"];
 pub const TENSOR: &str = "tensor";
 
 /// Columns of `sites` that get Delta file statistics (data skipping); the tensor never does.
-pub const SITES_STATS_COLUMNS: &str = "plate,well,site,site_id,well_id,dataset,well_type,sirna_id";
+pub const SITES_STATS_COLUMNS: &str =
+    "plate,well,site,site_id,well_id,dataset,well_type,sirna_id,build_id";
 
 fn list(item: DataType, nullable: bool) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, nullable)))
@@ -114,6 +120,7 @@ impl SitesContext {
             Field::new("pipeline", DataType::Utf8, false),
             Field::new("pipeline_hash", DataType::Utf8, false),
             Field::new("run_id", DataType::Utf8, false),
+            Field::new("build_id", DataType::Utf8, false),
             Field::new(TENSOR, DataType::Binary, false).with_metadata(HashMap::from([
                 (
                     "cellshard.shape".to_string(),
@@ -129,8 +136,9 @@ impl SitesContext {
         Arc::new(Schema::new(fields))
     }
 
-    /// Rows to a batch (rows should already be in plate, well, site order).
-    pub fn batch(&self, rows: &[SiteRow]) -> Result<RecordBatch> {
+    /// Rows of the plate build `build_id` to a batch (rows should already be in plate,
+    /// well, site order).
+    pub fn batch(&self, rows: &[SiteRow], build_id: &str) -> Result<RecordBatch> {
         let n = rows.len();
         let s = |f: &dyn Fn(&SiteRow) -> &str| -> ArrayRef {
             let mut b = StringBuilder::with_capacity(n, n * 16);
@@ -209,6 +217,7 @@ impl SitesContext {
         cols.push(konst_s(&self.pipeline));
         cols.push(konst_s(&self.pipeline_hash));
         cols.push(konst_s(&self.run_id));
+        cols.push(konst_s(build_id));
         let bytes: usize = rows.iter().map(|r| r.tensor.len()).sum();
         let mut t = BinaryBuilder::with_capacity(n, bytes);
         rows.iter().for_each(|r| t.append_value(&r.tensor));
@@ -259,6 +268,8 @@ pub struct PlateStatRow {
     pub pipeline_hash: String,
     /// Run id.
     pub run_id: String,
+    /// The plate build these statistics normalized (the `build_id` of its `sites` rows).
+    pub build_id: String,
 }
 
 /// The `plate_stats` schema.
@@ -282,6 +293,7 @@ pub fn plate_stats_schema() -> SchemaRef {
         Field::new("site_count", DataType::Int32, false),
         Field::new("pipeline_hash", DataType::Utf8, false),
         Field::new("run_id", DataType::Utf8, false),
+        Field::new("build_id", DataType::Utf8, false),
     ]))
 }
 
@@ -323,173 +335,10 @@ pub fn plate_stats_batch(rows: &[PlateStatRow]) -> Result<RecordBatch> {
         i(&|r| Some(r.site_count)),
         s(&|r| &r.pipeline_hash),
         s(&|r| &r.run_id),
+        s(&|r| &r.build_id),
     ];
     RecordBatch::try_new(plate_stats_schema(), cols).map_err(|source| Error::Arrow {
         table: "plate_stats".into(),
-        source,
-    })
-}
-
-/// One input that did not make it into `sites`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RejectRow {
-    /// Site id, when the input could be tied to a site.
-    pub site_id: Option<String>,
-    /// Experiment, when known.
-    pub experiment: Option<String>,
-    /// Plate, when known.
-    pub plate: Option<i32>,
-    /// The object (or metadata file and line).
-    pub object_path: Option<String>,
-    /// Stage that rejected it.
-    pub stage: String,
-    /// Reason code.
-    pub reason: String,
-    /// Plain-words message.
-    pub message: String,
-}
-
-/// The `rejects` schema.
-pub fn rejects_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("site_id", DataType::Utf8, true),
-        Field::new("experiment", DataType::Utf8, true),
-        Field::new("plate", DataType::Int32, true),
-        Field::new("object_path", DataType::Utf8, true),
-        Field::new("stage", DataType::Utf8, false),
-        Field::new("reason", DataType::Utf8, false),
-        Field::new("message", DataType::Utf8, false),
-        Field::new("pipeline_hash", DataType::Utf8, false),
-        Field::new("run_id", DataType::Utf8, false),
-    ]))
-}
-
-/// Rows to a `rejects` batch.
-pub fn rejects_batch(rows: &[RejectRow], pipeline_hash: &str, run_id: &str) -> Result<RecordBatch> {
-    fn so<'a>(rows: &'a [RejectRow], f: impl Fn(&'a RejectRow) -> Option<&'a str>) -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<arrow::array::StringArray>())
-    }
-    let cols: Vec<ArrayRef> = vec![
-        so(rows, |r| r.site_id.as_deref()),
-        so(rows, |r| r.experiment.as_deref()),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.plate)
-                .collect::<arrow::array::Int32Array>(),
-        ),
-        so(rows, |r| r.object_path.as_deref()),
-        so(rows, |r| Some(&r.stage)),
-        so(rows, |r| Some(&r.reason)),
-        so(rows, |r| Some(&r.message)),
-        Arc::new(arrow::array::StringArray::from(vec![
-            pipeline_hash;
-            rows.len()
-        ])),
-        Arc::new(arrow::array::StringArray::from(vec![run_id; rows.len()])),
-    ];
-    RecordBatch::try_new(rejects_schema(), cols).map_err(|source| Error::Arrow {
-        table: "rejects".into(),
-        source,
-    })
-}
-
-/// One run (or one worker's share of a run).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunRow {
-    /// Run id.
-    pub run_id: String,
-    /// Pipeline name.
-    pub pipeline: String,
-    /// Pipeline hash.
-    pub pipeline_hash: String,
-    /// `I/N`.
-    pub worker: String,
-    /// Start, microseconds since the epoch.
-    pub started_us: i64,
-    /// End, microseconds since the epoch.
-    pub finished_us: i64,
-    /// Counters by name (objects_discovered, sites_stored, bytes_in, ...).
-    pub counts: Vec<(String, i64)>,
-    /// Seconds per stage.
-    pub stage_seconds: Vec<(String, f64)>,
-    /// The JSON run summary.
-    pub summary_json: String,
-}
-
-/// Counter columns of `runs`, in order.
-pub const RUN_COUNTS: [&str; 11] = [
-    "objects_discovered",
-    "objects_ignored",
-    "objects_rejected",
-    "objects_stored",
-    "sites_discovered",
-    "sites_stored",
-    "sites_rejected",
-    "plates",
-    "bytes_in",
-    "bytes_out",
-    "metadata_rows_rejected",
-];
-
-/// Stage-time columns of `runs` (seconds), in order.
-pub const RUN_STAGES: [&str; 5] = ["list", "read", "decode", "normalize", "write"];
-
-/// The `runs` schema.
-pub fn runs_schema() -> SchemaRef {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let mut fields = vec![
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("pipeline", DataType::Utf8, false),
-        Field::new("pipeline_hash", DataType::Utf8, false),
-        Field::new("worker", DataType::Utf8, false),
-        Field::new("started_at", ts.clone(), false),
-        Field::new("finished_at", ts, false),
-    ];
-    fields.extend(
-        RUN_COUNTS
-            .iter()
-            .map(|c| Field::new(*c, DataType::Int64, false)),
-    );
-    fields.extend(
-        RUN_STAGES
-            .iter()
-            .map(|c| Field::new(format!("{c}_seconds"), DataType::Float64, false)),
-    );
-    fields.push(Field::new("summary", DataType::Utf8, false));
-    Arc::new(Schema::new(fields))
-}
-
-/// One row to a `runs` batch.
-pub fn runs_batch(r: &RunRow) -> Result<RecordBatch> {
-    let s = |v: &str| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![v])) };
-    let ts = |v: i64| -> ArrayRef {
-        let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        b.append_value(v);
-        Arc::new(b.finish())
-    };
-    let mut cols = vec![
-        s(&r.run_id),
-        s(&r.pipeline),
-        s(&r.pipeline_hash),
-        s(&r.worker),
-        ts(r.started_us),
-        ts(r.finished_us),
-    ];
-    for c in RUN_COUNTS {
-        let v = r.counts.iter().find(|(k, _)| k == c).map_or(0, |(_, v)| *v);
-        cols.push(Arc::new(arrow::array::Int64Array::from(vec![v])));
-    }
-    for c in RUN_STAGES {
-        let v = r
-            .stage_seconds
-            .iter()
-            .find(|(k, _)| k == c)
-            .map_or(0.0, |(_, v)| *v);
-        cols.push(Arc::new(arrow::array::Float64Array::from(vec![v])));
-    }
-    cols.push(s(&r.summary_json));
-    RecordBatch::try_new(runs_schema(), cols).map_err(|source| Error::Arrow {
-        table: "runs".into(),
         source,
     })
 }

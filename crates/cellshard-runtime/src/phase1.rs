@@ -1,0 +1,304 @@
+//! Phase 1 of a plate: fetch each site's channel files, decode them through the crop-aware
+//! decoder (decode, downsample and center crop in one pass), add the reference sites'
+//! pixels to the plate's exact per-channel histograms, spill the cropped planes, then
+//! derive the plate's normalization. Touches no table, so it runs while the previous plate
+//! is written.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cellshard_core::pipeline::Transform;
+use cellshard_core::{ErrorClass, NormalizeMethod, PlateKey, RejectReason, SiteError};
+use cellshard_stages::decode::{DecodeErrorKind, decode_transformed};
+use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane};
+use cellshard_store::schema::{PlateStatRow, RejectRow};
+use cellshard_store::{PlateBuild, PlateScope};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::discover::ResolvedSite;
+use crate::fetch::{fetch_site, reserve};
+use crate::plate::{PlateJob, add_ns, judge, site_rejects};
+use crate::spill::{SpillFile, Spilled};
+use crate::{Error, Result};
+
+/// A plate between its two phases: decoded, histogrammed, spilled, its normalization derived.
+pub struct DecodedPlate {
+    pub(crate) build: PlateBuild,
+    pub(crate) spilled: Vec<Spilled>,
+    pub(crate) spill_file: std::fs::File,
+    pub(crate) rejects: Vec<RejectRow>,
+    pub(crate) stats: Vec<PlateStatRow>,
+    pub(crate) norms: Vec<ChannelNorm>,
+}
+
+/// What one site's CPU work gave.
+enum Decoded {
+    /// Spilled: `planes` planes of `width x height` from `offset`.
+    Spilled {
+        offset: u64,
+        planes: u64,
+        width: u32,
+        height: u32,
+    },
+    /// The site failed.
+    Failed(SiteError),
+    /// The scratch file could not be written: fails the run.
+    SpillFailed(std::io::Error),
+}
+
+/// Phase 1 of `plate`. `rejects` holds the plate's discovery rejects; they are published
+/// with the plate in phase 2 ([`crate::phase2::write_plate`]).
+pub async fn decode_plate(
+    job: &PlateJob<'_>,
+    plate: &PlateKey,
+    sites: Vec<ResolvedSite>,
+    mut rejects: Vec<RejectRow>,
+) -> Result<DecodedPlate> {
+    let t = job.transform;
+    let spec = DecodeSpec {
+        bit_depth: t.bit_depth,
+        width: t.width,
+        height: t.height,
+        max_pixels: t.max_pixels,
+    };
+    let hist = Arc::new(Mutex::new(
+        (0..job.channels)
+            .map(|_| Histogram::new())
+            .collect::<Vec<_>>(),
+    ));
+    let scratch_err = |source: std::io::Error| Error::Scratch {
+        dir: job.scratch.display().to_string(),
+        source,
+    };
+    let spill = Arc::new(SpillFile::create(job.scratch).map_err(scratch_err)?);
+    let cell_type = sites
+        .first()
+        .map(|s| s.meta.cell_type.clone())
+        .unwrap_or_else(|| cellshard_core::metadata::cell_type_of(&plate.experiment));
+    let build = PlateBuild::new(
+        PlateScope {
+            cell_type,
+            experiment: plate.experiment.clone(),
+            plate: plate.plate as i32,
+        },
+        &job.sites_ctx.run_id,
+    );
+
+    let mut stream = futures::stream::iter(sites)
+        .map(|site| {
+            let hist = hist.clone();
+            let spill = spill.clone();
+            async move {
+                let _reservation = reserve(job, &site).await?;
+                let files = match fetch_site(job, &site).await {
+                    Ok(files) => files,
+                    Err(e) => return Ok::<_, Error>((site, Decoded::Failed(e), false)),
+                };
+                let in_ref = t.reference.includes(&site.meta.well_type);
+                let started = Instant::now();
+                let site_id = site.key.site_id();
+                let (site, out) = job
+                    .pool
+                    .run(
+                        || format!("site {site_id}"),
+                        move || {
+                            let hist = in_ref.then_some(&*hist);
+                            let out = decode_site(&site, &files, &spec, &t, hist, &spill);
+                            (site, out)
+                        },
+                    )
+                    .await?;
+                add_ns(&job.counters.decode_ns, started);
+                Ok((site, out, in_ref))
+            }
+        })
+        .buffered(job.inflight.max(1));
+    let mut spilled: Vec<Spilled> = Vec::new();
+    let mut ref_sites = 0i32;
+    while let Some((site, out, in_ref)) = stream.try_next().await? {
+        match out {
+            Decoded::Spilled {
+                offset,
+                planes,
+                width,
+                height,
+            } => {
+                spilled.push(Spilled {
+                    site,
+                    offset,
+                    planes,
+                    width,
+                    height,
+                });
+                ref_sites += i32::from(in_ref);
+            }
+            Decoded::SpillFailed(e) => return Err(scratch_err(e)),
+            Decoded::Failed(e) => rejects.extend(judge(&site, e)?),
+        }
+        job.progress();
+    }
+    drop(stream);
+    // The plate's files are all read: hand the free buffers back to the allocator rather
+    // than hold them through phase 2 (the next plate's phase 1 refills the pool).
+    job.read_buffers.release();
+    let spill_file = Arc::try_unwrap(spill)
+        .map_err(|_| Error::Internal("spill file still shared after phase 1".into()))?
+        .file;
+    let hist = Arc::try_unwrap(hist)
+        .map_err(|_| Error::Internal("histograms still shared after phase 1".into()))?
+        .into_inner()
+        .map_err(|_| Error::Internal("histogram lock poisoned".into()))?;
+
+    let (stats, norms) = if spilled.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        match normalization(job, &build, &hist, ref_sites) {
+            Ok(found) => found,
+            Err(why) => {
+                let msg = format!(
+                    "plate {plate}: {why} in the reference population '{}' ({ref_sites} of {} stored sites are in it)",
+                    t.reference.as_str(),
+                    spilled.len()
+                );
+                for s in spilled.drain(..) {
+                    rejects.extend(site_rejects(&s.site, RejectReason::Normalize, &msg));
+                    job.progress();
+                }
+                (Vec::new(), Vec::new())
+            }
+        }
+    };
+    Ok(DecodedPlate {
+        build,
+        spilled,
+        spill_file,
+        rejects,
+        stats,
+        norms,
+    })
+}
+
+/// Each channel's normalization from the reference histograms, and the `plate_stats` rows
+/// that record it; or why a channel cannot be normalized.
+fn normalization(
+    job: &PlateJob<'_>,
+    build: &PlateBuild,
+    hist: &[Histogram],
+    ref_sites: i32,
+) -> std::result::Result<(Vec<PlateStatRow>, Vec<ChannelNorm>), String> {
+    let t = job.transform;
+    let pct = t.method == NormalizeMethod::Percentile;
+    let mut stats = Vec::new();
+    let mut norms = Vec::new();
+    for (c, h) in hist.iter().enumerate() {
+        let n = ChannelNorm::from_histogram(t.method, t.low, t.high, h)
+            .map_err(|why| format!("channel w{} cannot be normalized: {why}", c + 1))?;
+        let (low_value, high_value) = match n {
+            ChannelNorm::Percentile { lo, hi } => (Some(i32::from(lo)), Some(i32::from(hi))),
+            ChannelNorm::Zscore { .. } => (None, None),
+        };
+        stats.push(PlateStatRow {
+            experiment: build.scope.experiment.clone(),
+            cell_type: build.scope.cell_type.clone(),
+            plate: build.scope.plate,
+            channel: c as i32 + 1,
+            method: t.method.as_str().into(),
+            reference: t.reference.as_str().into(),
+            p_low: pct.then_some(t.low),
+            p_high: pct.then_some(t.high),
+            low_value,
+            high_value,
+            mean: h.mean().unwrap_or(0.0),
+            std: h.std().unwrap_or(0.0),
+            min: h.min().map_or(0, i32::from),
+            max: h.max().map_or(0, i32::from),
+            pixel_count: h.total() as i64,
+            site_count: ref_sites,
+            pipeline_hash: job.sites_ctx.pipeline_hash.clone(),
+            run_id: job.sites_ctx.run_id.clone(),
+            build_id: build.build_id.clone(),
+        });
+        norms.push(n);
+    }
+    Ok((stats, norms))
+}
+
+/// Decode one site's channel files, add them to the histograms and spill them.
+fn decode_site(
+    site: &ResolvedSite,
+    files: &[bytes::Bytes],
+    spec: &DecodeSpec,
+    t: &Transform,
+    hist: Option<&Mutex<Vec<Histogram>>>,
+    spill: &SpillFile,
+) -> Decoded {
+    let bad = |reason, object: &str, message: String| {
+        Decoded::Failed(SiteError::new(
+            ErrorClass::BadInput,
+            reason,
+            site.key.site_id(),
+            Some(object.to_string()),
+            message,
+        ))
+    };
+    let mut planes: Vec<Plane> = Vec::with_capacity(files.len());
+    for (obj, bytes) in site.objects.iter().zip(files) {
+        match decode_transformed(bytes, spec, t.factor, t.crop) {
+            Ok(p) => planes.push(p),
+            Err(e) => {
+                let reason = match e.kind {
+                    DecodeErrorKind::Corrupt => RejectReason::Decode,
+                    DecodeErrorKind::Format => RejectReason::Format,
+                };
+                return bad(reason, &obj.display, e.to_string());
+            }
+        }
+    }
+    if let Some(first) = planes.first()
+        && let Some((i, p)) = planes
+            .iter()
+            .enumerate()
+            .find(|(_, p)| (p.width, p.height) != (first.width, first.height))
+    {
+        let msg = format!(
+            "channel files disagree in size: {} gives {}x{}, {} gives {}x{}",
+            site.objects[0].display,
+            first.width,
+            first.height,
+            site.objects[i].display,
+            p.width,
+            p.height
+        );
+        return bad(
+            RejectReason::InconsistentChannels,
+            &site.objects[i].display,
+            msg,
+        );
+    }
+    if let Some(hist) = hist {
+        let mut local: Vec<Histogram> = planes
+            .iter()
+            .map(|p| {
+                let mut h = Histogram::new();
+                h.add(&p.data);
+                h
+            })
+            .collect();
+        // A poisoned lock means another job panicked; the run fails on that job already.
+        if let Ok(mut shared) = hist.lock() {
+            for (s, l) in shared.iter_mut().zip(local.drain(..)) {
+                s.merge(&l);
+            }
+        }
+    }
+    let (width, height) = planes.first().map_or((0, 0), |p| (p.width, p.height));
+    match spill.append(&planes) {
+        Ok(offset) => Decoded::Spilled {
+            offset,
+            planes: planes.len() as u64,
+            width,
+            height,
+        },
+        Err(e) => Decoded::SpillFailed(e),
+    }
+}

@@ -1,0 +1,373 @@
+//! Writing and publishing one plate build.
+//!
+//! A [`PlateWriter`] names the build and hands out [`ShardWriter`]s, one per shard file of
+//! `sites`; each encodes its rows on the caller's thread and streams the upload. The
+//! finished files, the plate's statistics and its rejects make a [`PreparedPlate`], which
+//! [`StoreTables::publish`] commits in an order that keeps every published state whole:
+//!
+//! 1. `plate_stats`: the new build's rows are appended (the live build's rows stay);
+//! 2. `rejects`: the same;
+//! 3. `sites`: one transaction adds the new files and removes every other file of the
+//!    plate, so readers switch from the old tensors to the new ones at once;
+//! 4. `plate_stats` and `rejects`: rows of the plate's other builds are deleted.
+//!
+//! Every row of the three tables carries the build id, and the views join on it. A crash
+//! after step 1 or 2 leaves rows of a build no `sites` row names (ignored by the views,
+//! deleted by the plate's next publish); a crash after step 3 leaves the old build's rows
+//! beside the new ones until then. No state pairs tensors with another build's statistics.
+
+use std::sync::Arc;
+
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Remove};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaResult, DeltaTable};
+
+use crate::schema::{
+    self, PlateStatRow, RejectRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, SiteRow, SitesContext,
+};
+use crate::shard::{FileLayout, PartitionValues, ShardFile};
+use crate::table::{PlateScope, ShardSettings, StoreTables, delete_rows, with_conflict_retry};
+use crate::{Error, Result};
+
+/// One build of one plate: the scope it replaces and the id its rows carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlateBuild {
+    /// The plate.
+    pub scope: PlateScope,
+    /// Unique per build: the run id, the experiment and the plate.
+    pub build_id: String,
+}
+
+impl PlateBuild {
+    /// The build of `scope` by run `run_id`.
+    pub fn new(scope: PlateScope, run_id: &str) -> Self {
+        let build_id = format!("{run_id}-{}-p{}", scope.experiment, scope.plate);
+        PlateBuild { scope, build_id }
+    }
+}
+
+/// Writes the `sites` files of one plate build.
+#[derive(Debug)]
+pub struct PlateWriter {
+    layout: Arc<FileLayout>,
+    ctx: Arc<SitesContext>,
+    build: PlateBuild,
+    next_file: usize,
+}
+
+impl PlateWriter {
+    /// A writer for `build` into the store's `sites` table.
+    pub fn new(
+        tables: &StoreTables,
+        ctx: &SitesContext,
+        settings: &ShardSettings,
+        build: PlateBuild,
+    ) -> Result<Self> {
+        let layout = FileLayout {
+            table: tables.root.child("sites"),
+            schema: ctx.schema(),
+            partitions: SITES_PARTITIONS.iter().map(|s| s.to_string()).collect(),
+            stats_columns: SITES_STATS_COLUMNS.split(',').map(str::to_string).collect(),
+            properties: settings.writer_properties()?,
+        };
+        Ok(PlateWriter {
+            layout: Arc::new(layout),
+            ctx: Arc::new(ctx.clone()),
+            build,
+            next_file: 0,
+        })
+    }
+
+    /// The build being written.
+    pub fn build(&self) -> &PlateBuild {
+        &self.build
+    }
+
+    /// The next shard file of the plate. Files are numbered in the order they are asked
+    /// for, so the same plate and settings give the same files.
+    pub async fn shard(&mut self) -> Result<ShardWriter> {
+        let values: PartitionValues = vec![
+            Some(self.build.scope.cell_type.clone()),
+            Some(self.build.scope.experiment.clone()),
+        ];
+        let name = format!(
+            "part-{}-{:05}.zstd.parquet",
+            self.build.build_id, self.next_file
+        );
+        self.next_file += 1;
+        let file = self.layout.file(&values, &name).await?;
+        Ok(ShardWriter {
+            file,
+            values,
+            layout: self.layout.clone(),
+            ctx: self.ctx.clone(),
+            build_id: self.build.build_id.clone(),
+        })
+    }
+
+    /// The plate, ready to publish: its uploaded files, statistics and rejects.
+    pub fn finish(
+        self,
+        files: Vec<WrittenFile>,
+        stats: Vec<PlateStatRow>,
+        rejects: Vec<RejectRow>,
+    ) -> PreparedPlate {
+        PreparedPlate {
+            pipeline_hash: self.ctx.pipeline_hash.clone(),
+            run_id: self.ctx.run_id.clone(),
+            build: self.build,
+            adds: files.into_iter().map(|f| f.0).collect(),
+            stats,
+            rejects,
+        }
+    }
+}
+
+/// One `sites` shard file of a plate build.
+#[derive(Debug)]
+pub struct ShardWriter {
+    file: ShardFile,
+    values: PartitionValues,
+    layout: Arc<FileLayout>,
+    ctx: Arc<SitesContext>,
+    build_id: String,
+}
+
+impl ShardWriter {
+    /// Encode `rows` as one row group on this thread (not an async runtime thread) and
+    /// queue the bytes for upload.
+    pub fn write(&mut self, rows: &[SiteRow]) -> Result<()> {
+        let batch = self.ctx.batch(rows, &self.build_id)?;
+        for (values, part) in self.layout.split(&batch)? {
+            if values != self.values {
+                return Err(Error::Write {
+                    url: format!("{:?}", self.file),
+                    message: format!(
+                        "a row of partition {values:?} in a file of partition {:?}",
+                        self.values
+                    ),
+                });
+            }
+            self.file.write(&part)?;
+        }
+        Ok(())
+    }
+
+    /// Wait while the file's upload is behind.
+    pub async fn wait_for_capacity(&mut self) -> Result<()> {
+        self.file.wait_for_capacity().await
+    }
+
+    /// Write the file's footer on this thread.
+    pub fn close(&mut self) -> Result<()> {
+        self.file.close()
+    }
+
+    /// Complete the upload; the file, for [`PlateWriter::finish`].
+    pub async fn finish(self) -> Result<WrittenFile> {
+        self.file.finish().await.map(WrittenFile)
+    }
+}
+
+/// A `sites` file uploaded and not yet committed.
+#[derive(Debug, Clone)]
+pub struct WrittenFile(Add);
+
+impl WrittenFile {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.0.size as u64
+    }
+}
+
+/// A plate build whose files are uploaded and whose rows are ready: what
+/// [`StoreTables::publish`] commits.
+#[derive(Debug, Clone)]
+pub struct PreparedPlate {
+    /// The build.
+    pub build: PlateBuild,
+    /// Its `sites` files.
+    pub adds: Vec<Add>,
+    /// Its `plate_stats` rows.
+    pub stats: Vec<PlateStatRow>,
+    /// Its `rejects` rows.
+    pub rejects: Vec<RejectRow>,
+    /// Pipeline hash (on reject rows).
+    pub pipeline_hash: String,
+    /// Run id (on reject rows).
+    pub run_id: String,
+}
+
+/// What publishing a plate did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlateCommit {
+    /// New version of `sites`.
+    pub sites_version: i64,
+    /// Files added.
+    pub files_added: usize,
+    /// Files of an earlier build removed.
+    pub files_removed: usize,
+    /// Bytes of the added files.
+    pub bytes_written: u64,
+}
+
+/// Steps of [`StoreTables::publish`] after which a test can have the process stop, by
+/// setting `CELLSHARD_PAUSE_AT` to the step's name: the process says so on stderr and
+/// waits to be killed.
+pub const PAUSE_POINTS: [&str; 3] = ["after-stats", "after-rejects", "after-sites"];
+
+async fn pause_point(name: &str) {
+    if std::env::var("CELLSHARD_PAUSE_AT").is_ok_and(|v| v == name) {
+        eprintln!("cellshard: paused at {name}");
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    }
+}
+
+impl StoreTables {
+    /// Publish a plate build in the order described in the module docs.
+    pub async fn publish(&mut self, plate: PreparedPlate) -> Result<PlateCommit> {
+        let PreparedPlate {
+            build,
+            adds,
+            stats,
+            rejects,
+            pipeline_hash,
+            run_id,
+        } = plate;
+        let scope = &build.scope;
+        let stats_loc = self.root.child("plate_stats");
+        let rejects_loc = self.root.child("rejects");
+        let batch = schema::plate_stats_batch(&stats)?;
+        crate::table::append_rows(&mut self.plate_stats, &stats_loc, batch).await?;
+        pause_point("after-stats").await;
+        let batch =
+            schema::rejects_batch(&rejects, &pipeline_hash, &run_id, Some(&build.build_id))?;
+        crate::table::append_rows(&mut self.rejects, &rejects_loc, batch).await?;
+        pause_point("after-rejects").await;
+
+        let mut result = PlateCommit {
+            files_added: adds.len(),
+            bytes_written: adds.iter().map(|a| a.size as u64).sum(),
+            ..Default::default()
+        };
+        let sites_loc = self.root.child("sites");
+        let (version, removed) = with_conflict_retry(&mut self.sites, &sites_loc, |t| {
+            commit_sites(t, &build, adds.clone())
+        })
+        .await?;
+        result.sites_version = version;
+        result.files_removed = removed;
+        pause_point("after-sites").await;
+
+        let others = format!(
+            "{} AND build_id <> '{}'",
+            scope.predicate(),
+            build.build_id.replace('\'', "''")
+        );
+        delete_rows(&mut self.plate_stats, &stats_loc, &others).await?;
+        delete_rows(&mut self.rejects, &rejects_loc, &others).await?;
+        Ok(result)
+    }
+}
+
+/// One attempt at the `sites` commit of a build: add its files, remove the plate's others.
+/// Returns the table, the version and the number of files removed.
+async fn commit_sites(
+    mut table: DeltaTable,
+    build: &PlateBuild,
+    adds: Vec<Add>,
+) -> DeltaResult<(DeltaTable, (i64, usize))> {
+    table.update_state().await?;
+    let removes = plate_files(&table, &build.scope)?;
+    let removed = removes.len();
+    if adds.is_empty() && removes.is_empty() {
+        let version = table.version().unwrap_or(0) as i64;
+        return Ok((table, (version, 0)));
+    }
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    actions.extend(removes.into_iter().map(Action::Remove));
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(SITES_PARTITIONS.iter().map(|s| s.to_string()).collect()),
+        predicate: Some(build.scope.predicate()),
+    };
+    let properties = CommitProperties::default().with_metadata([(
+        "cellshard.build_id".to_string(),
+        serde_json::Value::from(build.build_id.clone()),
+    )]);
+    let finalized = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    let version = finalized.version() as i64;
+    table.update_state().await?;
+    Ok((table, (version, removed)))
+}
+
+/// Files of `sites` that hold rows of the plate. A shard file never holds two plates, so
+/// they are found exactly from the partition values and the `plate` min/max statistics.
+fn plate_files(table: &DeltaTable, scope: &PlateScope) -> DeltaResult<Vec<Remove>> {
+    let snapshot = table.snapshot()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = Vec::new();
+    for file in snapshot.log_data().iter() {
+        let parts = file.partition_values_map();
+        if parts.get("experiment").cloned().flatten().as_deref() != Some(scope.experiment.as_str())
+        {
+            continue;
+        }
+        // Without statistics we cannot prove the file is another plate's: a file of ours
+        // always has them, so a file without is foreign and left alone.
+        match file.stats().and_then(|s| plate_range(&s)) {
+            Some((lo, hi)) if lo == scope.plate && hi == scope.plate => {}
+            _ => continue,
+        }
+        out.push(Remove {
+            path: file.path().to_string(),
+            data_change: true,
+            deletion_timestamp: Some(now),
+            extended_file_metadata: Some(true),
+            partition_values: Some(parts),
+            size: Some(file.size()),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+        });
+    }
+    Ok(out)
+}
+
+/// `(min, max)` of `plate` from a file's Delta statistics JSON.
+fn plate_range(stats: &str) -> Option<(i32, i32)> {
+    let v: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let lo = v.get("minValues")?.get("plate")?.as_i64()?;
+    let hi = v.get("maxValues")?.get("plate")?.as_i64()?;
+    Some((lo as i32, hi as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plate_range_from_stats() {
+        let s = r#"{"numRecords":3,"minValues":{"plate":2,"well":"B02"},"maxValues":{"plate":2}}"#;
+        assert_eq!(plate_range(s), Some((2, 2)));
+        assert_eq!(plate_range("{}"), None);
+    }
+
+    #[test]
+    fn build_ids_name_run_experiment_and_plate() {
+        let scope = PlateScope {
+            cell_type: "HUVEC".into(),
+            experiment: "HUVEC-01".into(),
+            plate: 3,
+        };
+        let b = PlateBuild::new(scope, "20261201T000000Z-w0of1");
+        assert_eq!(b.build_id, "20261201T000000Z-w0of1-HUVEC-01-p3");
+    }
+}
