@@ -7,11 +7,8 @@
 
 use cellshard_core::{NormalizeMethod, OutputDtype};
 use cellshard_stages::crop::center_crop;
-use cellshard_stages::crop_decode::unfilter;
-use cellshard_stages::decode::{
-    decode_full, decode_transformed, decode_transformed_rows, verify_chunks,
-};
 use cellshard_stages::downsample::downsample;
+use cellshard_stages::png::{PngChunks, decode_full, decode_transformed, unfilter};
 use cellshard_stages::tensor::stack;
 use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, PlateNorm};
 use cellshard_synth::{SynthCompression, SynthConfig};
@@ -56,14 +53,11 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(png.len() as u64));
-    g.bench_function("verify_chunks", |b| {
-        b.iter(|| verify_chunks(black_box(&png)))
+    g.bench_function("walk_chunks", |b| {
+        b.iter(|| PngChunks::read(black_box(&png)).unwrap().header)
     });
     g.bench_function("crop_aware", |b| {
         b.iter(|| decode_transformed(black_box(&png), &s, 2, Some(512)).unwrap())
-    });
-    g.bench_function("png_rows", |b| {
-        b.iter(|| decode_transformed_rows(black_box(&png), &s, 2, Some(512)).unwrap())
     });
     g.bench_function("full_then_downsample_then_crop", |b| {
         b.iter(|| {

@@ -6,17 +6,23 @@
 //! (unit and property tests) because the store's bytes must be reproducible.
 
 pub mod crop;
-pub mod crop_decode;
-pub mod decode;
 pub mod downsample;
 pub mod histogram;
 pub mod normalize;
 pub mod plane;
+pub mod png;
 pub mod tensor;
+
+/// The decoder's entry points under their earlier path; the decoder is [`crate::png`].
+pub mod decode {
+    pub use crate::png::{
+        DecodeError, DecodeErrorKind, DecodeSpec, decode_full, decode_transformed,
+    };
+}
 
 pub use tensor::SiteTensor;
 
-pub use decode::{DecodeError, DecodeSpec};
 pub use histogram::Histogram;
 pub use normalize::{ChannelNorm, PlateNorm};
 pub use plane::Plane;
+pub use png::{DecodeError, DecodeSpec};

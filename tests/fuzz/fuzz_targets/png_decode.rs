@@ -3,8 +3,8 @@
 #![no_main]
 
 use cellshard_stages::crop::center_crop;
-use cellshard_stages::decode::{decode_full, decode_transformed};
 use cellshard_stages::downsample::downsample;
+use cellshard_stages::png::{decode_full, decode_transformed};
 use cellshard_stages::DecodeSpec;
 use libfuzzer_sys::fuzz_target;
 
