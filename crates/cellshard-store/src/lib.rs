@@ -3,10 +3,11 @@
 //!
 //! This crate owns every byte written to the store and the commit protocol: Parquet
 //! encoding and uploads ([`shard`]), the plate writer and the publication order that keeps
-//! every published state whole ([`publish`]), and the small-table writes ([`table`]). A
+//! every published state whole ([`publish`]), and every commit ([`commit`]). A
 //! plate's new files replace its earlier build's in one `sites` transaction, so a rerun is
 //! idempotent. It does no image work and never decides what a site contains.
 
+pub mod commit;
 pub mod counting;
 pub mod error;
 pub mod location;

@@ -18,16 +18,14 @@
 
 use std::sync::Arc;
 
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Remove};
-use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaResult, DeltaTable};
+use deltalake::kernel::Add;
 
+use crate::commit::{FileView, Replace, commit, small_file};
 use crate::schema::{
     self, PlateStatRow, RejectRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, SiteRow, SitesContext,
 };
 use crate::shard::{FileLayout, PartitionValues, ShardFile};
-use crate::table::{PlateScope, ShardSettings, StoreTables, delete_rows, with_conflict_retry};
+use crate::table::{PlateScope, ShardSettings, StoreTables, commit_files};
 use crate::{Error, Result};
 
 /// One build of one plate: the scope it replaces and the id its rows carry.
@@ -240,125 +238,70 @@ impl StoreTables {
         let scope = &build.scope;
         let stats_loc = self.root.child("plate_stats");
         let rejects_loc = self.root.child("rejects");
-        let batch = schema::plate_stats_batch(&stats)?;
-        crate::table::append_rows(&mut self.plate_stats, &stats_loc, batch).await?;
+        // 1 and 2: the new build's statistics and rejects, beside the live build's.
+        let add = small_file(&stats_loc, schema::plate_stats_batch(&stats)?).await?;
+        commit_files(&mut self.plate_stats, &stats_loc, add.into_iter().collect()).await?;
         pause_point("after-stats").await;
         let batch =
             schema::rejects_batch(&rejects, &pipeline_hash, &run_id, Some(&build.build_id))?;
-        crate::table::append_rows(&mut self.rejects, &rejects_loc, batch).await?;
+        let add = small_file(&rejects_loc, batch).await?;
+        commit_files(&mut self.rejects, &rejects_loc, add.into_iter().collect()).await?;
         pause_point("after-rejects").await;
 
+        // 3: the new tensors replace every other file of the plate at once.
         let mut result = PlateCommit {
             files_added: adds.len(),
             bytes_written: adds.iter().map(|a| a.size as u64).sum(),
             ..Default::default()
         };
+        let experiment = serde_json::Value::from(scope.experiment.clone());
+        let plate = serde_json::Value::from(scope.plate);
+        let of_plate = |f: &FileView| {
+            f.partitions.get("experiment") == Some(&Some(scope.experiment.clone()))
+                && f.single("plate") == Some(&plate)
+        };
+        let build_id = serde_json::Value::from(build.build_id.clone());
+        let sites = Replace {
+            adds,
+            remove: Some(&of_plate),
+            predicate: Some(scope.predicate()),
+            metadata: vec![("cellshard.build_id".into(), build_id.clone())],
+        };
         let sites_loc = self.root.child("sites");
-        let (version, removed) = with_conflict_retry(&mut self.sites, &sites_loc, |t| {
-            commit_sites(t, &build, adds.clone())
-        })
-        .await?;
-        result.sites_version = version;
-        result.files_removed = removed;
+        (result.sites_version, result.files_removed) =
+            commit(&mut self.sites, &sites_loc, sites).await?;
         pause_point("after-sites").await;
 
-        let others = format!(
+        // 4: the plate's other builds' statistics and rejects go.
+        let other_builds = |f: &FileView| {
+            f.single("experiment") == Some(&experiment)
+                && f.single("plate") == Some(&plate)
+                && f.single("build_id").is_some_and(|b| *b != build_id)
+        };
+        let predicate = format!(
             "{} AND build_id <> '{}'",
             scope.predicate(),
             build.build_id.replace('\'', "''")
         );
-        delete_rows(&mut self.plate_stats, &stats_loc, &others).await?;
-        delete_rows(&mut self.rejects, &rejects_loc, &others).await?;
+        for (table, loc) in [
+            (&mut self.plate_stats, &stats_loc),
+            (&mut self.rejects, &rejects_loc),
+        ] {
+            let prune = Replace {
+                adds: Vec::new(),
+                remove: Some(&other_builds),
+                predicate: Some(predicate.clone()),
+                metadata: Vec::new(),
+            };
+            commit(table, loc, prune).await?;
+        }
         Ok(result)
     }
-}
-
-/// One attempt at the `sites` commit of a build: add its files, remove the plate's others.
-/// Returns the table, the version and the number of files removed.
-async fn commit_sites(
-    mut table: DeltaTable,
-    build: &PlateBuild,
-    adds: Vec<Add>,
-) -> DeltaResult<(DeltaTable, (i64, usize))> {
-    table.update_state().await?;
-    let removes = plate_files(&table, &build.scope)?;
-    let removed = removes.len();
-    if adds.is_empty() && removes.is_empty() {
-        let version = table.version().unwrap_or(0) as i64;
-        return Ok((table, (version, 0)));
-    }
-    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
-    actions.extend(removes.into_iter().map(Action::Remove));
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by: Some(SITES_PARTITIONS.iter().map(|s| s.to_string()).collect()),
-        predicate: Some(build.scope.predicate()),
-    };
-    let properties = CommitProperties::default().with_metadata([(
-        "cellshard.build_id".to_string(),
-        serde_json::Value::from(build.build_id.clone()),
-    )]);
-    let finalized = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(Some(table.snapshot()?), table.log_store(), operation)
-        .await?;
-    let version = finalized.version() as i64;
-    table.update_state().await?;
-    Ok((table, (version, removed)))
-}
-
-/// Files of `sites` that hold rows of the plate. A shard file never holds two plates, so
-/// they are found exactly from the partition values and the `plate` min/max statistics.
-fn plate_files(table: &DeltaTable, scope: &PlateScope) -> DeltaResult<Vec<Remove>> {
-    let snapshot = table.snapshot()?;
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut out = Vec::new();
-    for file in snapshot.log_data().iter() {
-        let parts = file.partition_values_map();
-        if parts.get("experiment").cloned().flatten().as_deref() != Some(scope.experiment.as_str())
-        {
-            continue;
-        }
-        // Without statistics we cannot prove the file is another plate's: a file of ours
-        // always has them, so a file without is foreign and left alone.
-        match file.stats().and_then(|s| plate_range(&s)) {
-            Some((lo, hi)) if lo == scope.plate && hi == scope.plate => {}
-            _ => continue,
-        }
-        out.push(Remove {
-            path: file.path().to_string(),
-            data_change: true,
-            deletion_timestamp: Some(now),
-            extended_file_metadata: Some(true),
-            partition_values: Some(parts),
-            size: Some(file.size()),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-        });
-    }
-    Ok(out)
-}
-
-/// `(min, max)` of `plate` from a file's Delta statistics JSON.
-fn plate_range(stats: &str) -> Option<(i32, i32)> {
-    let v: serde_json::Value = serde_json::from_str(stats).ok()?;
-    let lo = v.get("minValues")?.get("plate")?.as_i64()?;
-    let hi = v.get("maxValues")?.get("plate")?.as_i64()?;
-    Some((lo as i32, hi as i32))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plate_range_from_stats() {
-        let s = r#"{"numRecords":3,"minValues":{"plate":2,"well":"B02"},"maxValues":{"plate":2}}"#;
-        assert_eq!(plate_range(s), Some((2, 2)));
-        assert_eq!(plate_range("{}"), None);
-    }
 
     #[test]
     fn build_ids_name_run_experiment_and_plate() {

@@ -1,21 +1,20 @@
-//! The Delta tables of a store: opening and creating them, and the small-table writes
-//! (appends and scoped deletes) with the one conflict retry every commit goes through.
-//! Plates are published by [`crate::publish`]; `runs` is append-only.
+//! The Delta tables of a store: opening and creating them, time travel, and the run's
+//! own rows (`runs`, and the rejects tied to no plate). Plates are published by
+//! [`crate::publish`]; every commit goes through [`crate::commit`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructType};
+use deltalake::kernel::{Add, StructType};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
-use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 
+use crate::commit::{FileView, Replace, commit, small_file};
 use crate::schema::{self, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, TENSOR};
 use crate::{Error, Location, Result};
 
@@ -245,143 +244,34 @@ impl StoreTables {
         run_rejects: &[RejectRow],
         replace_run_rejects: bool,
     ) -> Result<()> {
-        if replace_run_rejects {
-            let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id, None)?;
-            replace_rows(
-                &mut self.rejects,
-                &self.root.child("rejects"),
-                "plate IS NULL",
-                batch,
-            )
-            .await?;
-        } else if !run_rejects.is_empty() {
-            let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id, None)?;
-            append_rows(&mut self.rejects, &self.root.child("rejects"), batch).await?;
-        }
-        append_rows(
-            &mut self.runs,
-            &self.root.child("runs"),
-            schema::runs_batch(run)?,
-        )
-        .await
+        let rejects_loc = self.root.child("rejects");
+        let batch = schema::rejects_batch(run_rejects, &run.pipeline_hash, &run.run_id, None)?;
+        let adds: Vec<Add> = small_file(&rejects_loc, batch).await?.into_iter().collect();
+        let run_level = |f: &FileView| f.all_null("plate");
+        let replace = Replace {
+            adds,
+            remove: replace_run_rejects.then_some(&run_level as _),
+            predicate: replace_run_rejects.then(|| "plate IS NULL".to_string()),
+            metadata: Vec::new(),
+        };
+        commit(&mut self.rejects, &rejects_loc, replace).await?;
+        let runs_loc = self.root.child("runs");
+        let adds = small_file(&runs_loc, schema::runs_batch(run)?).await?;
+        commit_files(&mut self.runs, &runs_loc, adds.into_iter().collect()).await?;
+        Ok(())
     }
-}
-
-/// Every commit goes through here. Commits from several workers can race: a conflicting
-/// commit is redone on the fresh table state (each operation is idempotent: it replaces or
-/// deletes a scope, or appends one run's or one build's rows), a few times with a growing
-/// pause. `op` gets a clone of the table and returns the updated table and its result.
-pub(crate) async fn with_conflict_retry<T, F, Fut>(
-    table: &mut DeltaTable,
-    loc: &Location,
-    op: F,
-) -> Result<T>
-where
-    F: Fn(DeltaTable) -> Fut,
-    Fut: std::future::Future<Output = deltalake::DeltaResult<(DeltaTable, T)>>,
-{
-    let err = delta_err(loc);
-    let mut attempt = 0u64;
-    loop {
-        match op(table.clone()).await {
-            Ok((t, out)) => {
-                *table = t;
-                return Ok(out);
-            }
-            Err(DeltaTableError::Transaction { source }) if attempt < 8 => {
-                attempt += 1;
-                tracing::debug!(
-                    "{}: commit conflict ({source}); retrying, attempt {attempt}",
-                    loc.url
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
-                table.update_state().await.map_err(&err)?;
-            }
-            Err(e) => return Err(err(e)),
-        }
-    }
-}
-
-async fn replace_rows(
-    table: &mut DeltaTable,
-    loc: &Location,
-    predicate: &str,
-    batch: RecordBatch,
-) -> Result<()> {
-    with_conflict_retry(table, loc, |t| {
-        let batch = batch.clone();
-        let predicate = predicate.to_string();
-        async move {
-            let t = if batch.num_rows() == 0 {
-                t.delete().with_predicate(predicate).await?.0
-            } else {
-                t.write(vec![batch])
-                    .with_save_mode(SaveMode::Overwrite)
-                    .with_replace_where(predicate)
-                    .await?
-            };
-            Ok((t, ()))
-        }
-    })
-    .await
-}
-
-/// Append `batch` (nothing when it is empty).
-pub(crate) async fn append_rows(
-    table: &mut DeltaTable,
-    loc: &Location,
-    batch: RecordBatch,
-) -> Result<()> {
-    if batch.num_rows() == 0 {
-        return Ok(());
-    }
-    with_conflict_retry(table, loc, |t| {
-        let batch = batch.clone();
-        async move {
-            let t = t
-                .write(vec![batch])
-                .with_save_mode(SaveMode::Append)
-                .await?;
-            Ok((t, ()))
-        }
-    })
-    .await
-}
-
-/// Delete the rows matching `predicate`.
-pub(crate) async fn delete_rows(
-    table: &mut DeltaTable,
-    loc: &Location,
-    predicate: &str,
-) -> Result<()> {
-    with_conflict_retry(table, loc, |t| {
-        let predicate = predicate.to_string();
-        async move { Ok((t.delete().with_predicate(predicate).await?.0, ())) }
-    })
-    .await
 }
 
 /// Commit data files already uploaded (by [`crate::shard::ShardFile`]) to `table` as an
 /// append; returns the new version.
 pub async fn commit_files(table: &mut DeltaTable, loc: &Location, adds: Vec<Add>) -> Result<i64> {
-    with_conflict_retry(table, loc, |mut t| {
-        let actions: Vec<Action> = adds.iter().cloned().map(Action::Add).collect();
-        async move {
-            let operation = DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: None,
-                predicate: None,
-            };
-            let finalized = CommitBuilder::from(CommitProperties::default())
-                .with_actions(actions)
-                .build(Some(t.snapshot()?), t.log_store(), operation)
-                .await?;
-            let version = finalized.version() as i64;
-            t.update_state().await?;
-            Ok((t, version))
-        }
-    })
-    .await
+    let append = Replace {
+        adds,
+        remove: None,
+        predicate: None,
+        metadata: Vec::new(),
+    };
+    Ok(commit(table, loc, append).await?.0)
 }
 
 /// Number of rows per row group for a byte target and a tensor size.
