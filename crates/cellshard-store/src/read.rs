@@ -22,9 +22,7 @@ pub async fn get_pooled(
     body(r, buffers).await
 }
 
-/// The body of a GET. A local file is read straight into a buffer from `buffers`: the
-/// `object_store` helper zero-fills a new buffer before reading into it, which cost 1-2% of
-/// a site's CPU. Every other store streams as usual.
+/// The body of a GET: a local file into a buffer from `buffers`, any other store streamed.
 async fn body(
     r: object_store::GetResult,
     buffers: &Arc<ReadBuffers>,
@@ -88,9 +86,7 @@ fn read_range(
     }))
 }
 
-/// Free read buffers, kept up to a byte cap. A new buffer for every file had the kernel
-/// zero fresh pages for each site's ~27 MB of raw PNGs (`clear_page_erms`, 5% of a site's
-/// CPU): the allocator hands buffers that large back to the system when they are freed.
+/// Free read buffers, kept up to a byte cap (see the module docs for why).
 #[derive(Debug)]
 pub struct ReadBuffers {
     free: Mutex<Vec<Vec<u8>>>,
