@@ -323,7 +323,7 @@ async fn a_messy_bucket_is_fully_accounted_for() {
     assert_eq!(
         s.conservation,
         format!(
-            "{files_on_disk} discovered = 30 stored + {} rejected + 2 ignored + 0 other workers'",
+            "{files_on_disk} discovered = 30 stored + {} rejected + 2 ignored + 0 other workers' + 0 unselected + 0 unchanged",
             files_on_disk - 32
         )
     );

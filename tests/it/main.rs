@@ -8,6 +8,7 @@ mod export;
 mod interop;
 mod pushdown;
 mod real_data;
+mod rebuild;
 mod s3;
 mod slt;
 

@@ -459,6 +459,49 @@ async fn an_outage_after_retries_fails_the_run_and_commits_nothing_of_that_plate
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plate_whose_every_object_is_refused_fails_the_run_and_keeps_its_build() {
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let opts = server.options();
+    synth_to("s3://raw/rxrx1", &opts).await;
+    let first = run_with(
+        &pipeline("tiny.toml"),
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+    )
+    .await;
+    assert_eq!(first.sites.stored, 12);
+    let before = tensors("s3://lake/store", &opts).await;
+    // A bucket policy that now refuses every object of plate 2 (403).
+    server
+        .faults
+        .forbidden
+        .lock()
+        .unwrap()
+        .push("HUVEC-01/Plate2/".into());
+    let mut p = pipeline("tiny.toml");
+    p.source.options = opts.clone();
+    p.sink.options = opts.clone();
+    let err = cellshard_runtime::run(RunOptions {
+        source: Some("s3://raw/rxrx1".into()),
+        metadata: vec!["s3://raw/rxrx1/metadata.csv".into()],
+        sink: Some("s3://lake/store".into()),
+        threads: 2,
+        ..RunOptions::new(p)
+    })
+    .await
+    .expect_err("a plate with no readable object must not replace its build with rejects");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, cellshard_runtime::Error::PlateUnreadable { .. })
+            && msg.contains("HUVEC-01/2")
+            && msg.contains("Plate2/"),
+        "{msg}"
+    );
+    assert_eq!(tensors("s3://lake/store", &opts).await, before);
+}
+
 /// Ingest throughput from local disk vs from S3 over loopback on the same raw data.
 /// Run by hand: `cargo test -p cellshard-tests bench_local_vs_s3 -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 //! `--max-reject-fraction` allows.
 
 mod bench;
+mod ingest;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -15,8 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use cellshard_core::{MetadataTable, Pipeline};
-use cellshard_runtime::discover::WorkerShare;
-use cellshard_runtime::{RunOptions, RunSummary};
+use cellshard_runtime::RunOptions;
 use cellshard_sql::OutputFormat;
 use cellshard_store::Location;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,9 +30,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit status for invalid pipelines and usage errors.
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit status when the run itself fails.
-const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +50,10 @@ enum Command {
     /// Write RxRx1-shaped synthetic raw images (and metadata.csv) from the real design.
     Synth(SynthArgs),
     /// Ingest raw images into the store, as a pipeline file says.
-    Run(RunArgs),
+    Run(ingest::RunArgs),
+    /// List the plates a run would build (new, changed, forced) and their sizes, without
+    /// decoding anything.
+    Plan(ingest::PlanArgs),
     /// Check a pipeline file without running it.
     Validate {
         /// Pipeline TOML file.
@@ -135,45 +138,6 @@ enum Compression {
     High,
 }
 
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Pipeline TOML file.
-    pipeline: PathBuf,
-    /// Override the pipeline's source URL.
-    #[arg(long)]
-    source: Option<String>,
-    /// Override the pipeline's metadata URLs (repeatable).
-    #[arg(long)]
-    metadata: Vec<String>,
-    /// Override the pipeline's sink (store root) URL.
-    #[arg(long)]
-    sink: Option<String>,
-    /// Also write the JSON run summary to this file.
-    #[arg(long)]
-    summary: Option<PathBuf>,
-    /// Largest share of rejected objects that still exits 0.
-    #[arg(long, default_value_t = 0.0)]
-    max_reject_fraction: f64,
-    /// This worker's share of the plates, as I/N (0-based).
-    #[arg(long, default_value = "0/1", value_parser = parse_worker)]
-    worker: WorkerShare,
-    /// CPU threads (0 = one per core).
-    #[arg(long, env = "CELLSHARD_THREADS", default_value_t = 0)]
-    threads: usize,
-    /// Sites in flight per plate (0 = twice the threads).
-    #[arg(long, default_value_t = 0)]
-    inflight: usize,
-    /// Scratch directory for per-plate spill files.
-    #[arg(long, env = "CELLSHARD_SCRATCH")]
-    scratch: Option<PathBuf>,
-    /// Discover and check inputs; write nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Never draw a progress bar.
-    #[arg(long)]
-    no_progress: bool,
-}
-
 fn parse_bit_depth(s: &str) -> Result<u8, String> {
     match s {
         "8" => Ok(8),
@@ -182,23 +146,7 @@ fn parse_bit_depth(s: &str) -> Result<u8, String> {
     }
 }
 
-fn parse_worker(s: &str) -> Result<WorkerShare, String> {
-    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
-    let index: u32 = i
-        .trim()
-        .parse()
-        .map_err(|_| format!("worker index {i:?} is not a number"))?;
-    let count: u32 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("worker count {n:?} is not a number"))?;
-    if count == 0 || index >= count {
-        return Err(format!("worker {index}/{count}: need 0 <= I < N"));
-    }
-    Ok(WorkerShare { index, count })
-}
-
-fn load_pipeline(path: &PathBuf) -> Result<Pipeline> {
+pub(crate) fn load_pipeline(path: &PathBuf) -> Result<Pipeline> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read pipeline {}", path.display()))?;
     Ok(Pipeline::from_toml(&path.display().to_string(), &text)?)
@@ -231,7 +179,8 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),
-            Command::Run(a) => run(a).await,
+            Command::Run(a) => ingest::run(a).await,
+            Command::Plan(a) => ingest::plan(a).await,
             Command::Validate { pipeline } => validate(&pipeline)
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_USAGE, e)),
@@ -323,52 +272,6 @@ async fn synth(a: SynthArgs) -> Result<()> {
         })
     );
     Ok(())
-}
-
-async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
-    let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
-    if !(0.0..=1.0).contains(&a.max_reject_fraction) {
-        return Err((
-            EXIT_USAGE,
-            anyhow::anyhow!("--max-reject-fraction must be within 0..=1"),
-        ));
-    }
-    let opts = RunOptions {
-        source: a.source,
-        metadata: a.metadata,
-        sink: a.sink,
-        worker: a.worker,
-        threads: a.threads,
-        inflight: a.inflight,
-        scratch: a.scratch,
-        dry_run: a.dry_run,
-        progress: !a.no_progress && std::io::stderr().is_terminal(),
-        ..RunOptions::new(pipeline)
-    };
-    let summary: RunSummary = match cellshard_runtime::run(opts).await {
-        Ok(s) => s,
-        Err(e @ cellshard_runtime::Error::Config(_)) => return Err((EXIT_USAGE, e.into())),
-        Err(e) => return Err((EXIT_FAILED, e.into())),
-    };
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| (EXIT_FAILED, e.into()))?;
-    println!("{json}");
-    if let Some(path) = &a.summary {
-        std::fs::write(path, &json)
-            .with_context(|| format!("cannot write the summary to {}", path.display()))
-            .map_err(|e| (EXIT_FAILED, e))?;
-    }
-    let code = summary.exit_code(a.max_reject_fraction);
-    if code != 0 {
-        eprintln!(
-            "cellshard: {} of {} objects rejected ({:.1}%), over --max-reject-fraction {}; see the rejects table",
-            summary.objects.rejected,
-            summary.objects.stored + summary.objects.rejected,
-            summary.reject_fraction * 100.0,
-            a.max_reject_fraction
-        );
-        return Ok(ExitCode::from(code));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(path: &PathBuf) -> Result<()> {

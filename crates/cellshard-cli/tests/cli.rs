@@ -411,3 +411,92 @@ fn a_run_killed_between_the_publish_commits_never_pairs_tensors_with_other_stati
     );
     assert_eq!(sql_one(&store, "SELECT min(p_low) FROM plate_stats"), "5.0");
 }
+
+#[test]
+fn plan_lists_plates_and_incremental_runs_skip_unchanged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let base = ["pipelines/rxrx1-release.toml", "--sink", &store];
+    let with = |cmd: &str, extra: &[&str]| -> Vec<String> {
+        std::iter::once(cmd)
+            .chain(base)
+            .chain(extra.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    // Before any run: every plate is new, and planning creates nothing.
+    let out = cellshard(with("plan", &["--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plates = plan["plates"].as_array().unwrap();
+    assert_eq!(plates.len(), 4);
+    assert!(plates.iter().all(|p| p["action"] == "new"), "{plan}");
+    assert!(!dir.path().join("store").exists());
+
+    let out = cellshard(with("run", &["--max-reject-fraction", "1"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cellshard(with("plan", &["--json", "--incremental"]));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["plates_to_build"], 0, "{plan}");
+    let out = cellshard(with(
+        "run",
+        &["--incremental", "--max-reject-fraction", "1"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["plates_unchanged"], 4);
+    assert_eq!(summary["plates_built"], 0);
+    assert_eq!(summary["bytes_in"], 0);
+
+    // A targeted run: the named plate only; unknown names exit 2 naming them.
+    let out = cellshard(with(
+        "run",
+        &["--plates", "HUVEC-01/1", "--max-reject-fraction", "1"],
+    ));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["plates_built"], 1, "{}", text(&out.stderr));
+    let out = cellshard(with("plan", &["--experiments", "HUVEC-01,NOPE-07"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("experiment NOPE-07"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn reading_a_store_never_creates_anything_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.display().to_string();
+    let out = cellshard([
+        "run",
+        "pipelines/rxrx1-release.toml",
+        "--sink",
+        &s,
+        "--max-reject-fraction",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A store of sites alone (the other tables were never written, or were removed).
+    for t in ["plate_stats", "rejects", "runs"] {
+        std::fs::remove_dir_all(store.join(t)).unwrap();
+    }
+    let listing = |p: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&store);
+    let out = cellshard(["sql", "--store", &s, "-c", "SELECT count(*) FROM sites"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        listing(&store),
+        before,
+        "a query created folders in the store"
+    );
+    assert_eq!(before, ["sites"]);
+}

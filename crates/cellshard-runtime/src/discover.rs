@@ -55,6 +55,8 @@ pub struct Listing {
     pub rejects: Vec<RejectRow>,
     /// Objects belonging to other workers' plates.
     pub other_workers: u64,
+    /// Objects of plates the run's selection leaves out.
+    pub unselected: u64,
 }
 
 /// A complete site ready for the transform.
@@ -84,11 +86,73 @@ impl WorkerShare {
     pub const ALL: WorkerShare = WorkerShare { index: 0, count: 1 };
 }
 
-/// List `source` and group what matches `layout`.
+/// Which plates a run takes: all when both lists are empty, else the named plates and
+/// every plate of the named experiments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlateSelection {
+    /// Plates by name.
+    pub plates: Vec<PlateKey>,
+    /// Experiments by name.
+    pub experiments: Vec<String>,
+}
+
+impl PlateSelection {
+    /// From `EXPERIMENT/PLATE` names and experiment names.
+    pub fn parse(plates: &[String], experiments: &[String]) -> std::result::Result<Self, String> {
+        let plates = plates
+            .iter()
+            .map(|p| {
+                let (e, n) = p.rsplit_once('/').ok_or_else(|| {
+                    format!("plate {p:?}: expected EXPERIMENT/PLATE, e.g. HUVEC-01/1")
+                })?;
+                let plate = n
+                    .parse()
+                    .map_err(|_| format!("plate {p:?}: {n:?} is not a plate number"))?;
+                Ok(PlateKey {
+                    experiment: e.to_string(),
+                    plate,
+                })
+            })
+            .collect::<std::result::Result<_, String>>()?;
+        Ok(PlateSelection {
+            plates,
+            experiments: experiments.to_vec(),
+        })
+    }
+
+    fn is_all(&self) -> bool {
+        self.plates.is_empty() && self.experiments.is_empty()
+    }
+
+    fn takes(&self, p: &PlateKey) -> bool {
+        self.is_all() || self.plates.contains(p) || self.experiments.contains(&p.experiment)
+    }
+
+    /// Names that match none of `found`.
+    fn unknown<'a>(&self, found: impl Iterator<Item = &'a PlateKey> + Clone) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .plates
+            .iter()
+            .filter(|p| !found.clone().any(|f| f == *p))
+            .map(|p| format!("plate {}/{}", p.experiment, p.plate))
+            .collect();
+        out.extend(
+            self.experiments
+                .iter()
+                .filter(|e| !found.clone().any(|f| f.experiment == **e))
+                .map(|e| format!("experiment {e}")),
+        );
+        out
+    }
+}
+
+/// List `source` and group what matches `layout`; keep the selected plates of this
+/// worker's share.
 pub async fn list_source(
     source: &Location,
     layout: &LayoutTemplate,
     share: WorkerShare,
+    selection: &PlateSelection,
 ) -> Result<Listing> {
     let mut listing = Listing::default();
     let mut groups: BTreeMap<PlateKey, BTreeMap<SiteKey, SiteInputs>> = BTreeMap::new();
@@ -192,7 +256,18 @@ pub async fn list_source(
             }
         }
     }
-    for (i, (plate, sites)) in groups.into_iter().enumerate() {
+    let unknown = selection.unknown(groups.keys());
+    if !unknown.is_empty() {
+        return Err(Error::Selection(format!(
+            "{} not found under {}",
+            unknown.join(", "),
+            source.url
+        )));
+    }
+    let (selected, unselected): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        groups.into_iter().partition(|(p, _)| selection.takes(p));
+    listing.unselected = unselected.values().map(object_count).sum();
+    for (i, (plate, sites)) in selected.into_iter().enumerate() {
         if i as u32 % share.count == share.index {
             listing.plates.insert(plate, sites);
         } else {

@@ -27,6 +27,21 @@ pub enum Error {
     /// committed, so a rerun can complete it.
     #[error("{0} (the storage failed after retries; nothing of this plate was committed)")]
     External(cellshard_core::SiteError),
+    /// Every object of a plate was refused (403/404): a credentials or bucket-policy
+    /// problem rather than bad input. Nothing of the plate is committed, so its published
+    /// build stays.
+    #[error(
+        "plate {plate}: every source object was refused, e.g. {first}; check the credentials and the bucket policy (nothing of this plate was committed)"
+    )]
+    PlateUnreadable {
+        /// The plate.
+        plate: String,
+        /// The first refusal.
+        first: String,
+    },
+    /// `--plates` / `--experiments` name plates the source does not have.
+    #[error("{0}")]
+    Selection(String),
     /// Local scratch I/O failed.
     #[error("scratch file in {dir}: {source}")]
     Scratch {

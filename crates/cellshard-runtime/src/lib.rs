@@ -11,8 +11,10 @@
 pub mod discover;
 pub mod error;
 mod fetch;
+pub mod fingerprint;
 pub mod phase1;
 pub mod phase2;
+pub mod plan;
 pub mod plate;
 pub mod pool;
 pub mod run;
@@ -20,5 +22,6 @@ mod spill;
 pub mod summary;
 
 pub use error::{Error, Result};
+pub use plan::{Plan, PlanAction, PlatePlan, plan};
 pub use run::{RunOptions, run};
 pub use summary::RunSummary;

@@ -53,6 +53,7 @@ pub async fn decode_plate(
     plate: &PlateKey,
     sites: Vec<ResolvedSite>,
     mut rejects: Vec<RejectRow>,
+    fingerprint: i64,
 ) -> Result<DecodedPlate> {
     let t = job.transform;
     let spec = DecodeSpec {
@@ -82,6 +83,7 @@ pub async fn decode_plate(
             plate: plate.plate as i32,
         },
         &job.sites_ctx.run_id,
+        Some(fingerprint),
     );
 
     let mut stream = futures::stream::iter(sites)
@@ -115,7 +117,16 @@ pub async fn decode_plate(
         .buffered(job.inflight.max(1));
     let mut spilled: Vec<Spilled> = Vec::new();
     let mut ref_sites = 0i32;
+    // A plate none of whose objects could be read is refused as a whole, not rejected.
+    let mut read_any = false;
+    let mut first_refusal: Option<String> = None;
     while let Some((site, out, in_ref)) = stream.try_next().await? {
+        match &out {
+            Decoded::Failed(e) if e.reason == RejectReason::ReadFailed => {
+                first_refusal.get_or_insert_with(|| e.to_string());
+            }
+            _ => read_any = true,
+        }
         match out {
             Decoded::Spilled {
                 offset,
@@ -138,6 +149,12 @@ pub async fn decode_plate(
         job.progress();
     }
     drop(stream);
+    if let (false, Some(first)) = (read_any, first_refusal) {
+        return Err(Error::PlateUnreadable {
+            plate: format!("{}/{}", plate.experiment, plate.plate),
+            first,
+        });
+    }
     // The plate's files are all read: hand the free buffers back to the allocator rather
     // than hold them through phase 2 (the next plate's phase 1 refills the pool).
     job.read_buffers.release();

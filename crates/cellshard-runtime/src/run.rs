@@ -8,14 +8,17 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use cellshard_core::RejectReason;
-use cellshard_core::{MetadataTable, Pipeline, PlateKey};
+use cellshard_core::{Pipeline, PlateKey};
 use cellshard_store::schema::{RejectRow, RunRow, SitesContext};
 use cellshard_store::table::{ShardSettings, rows_per_group};
 use cellshard_store::{Location, StoreTables};
 
 use crate::discover::{
-    WorkerShare, list_source, metadata_by_plate, object_count, resolve_plate, rows_without_images,
+    PlateSelection, WorkerShare, metadata_by_plate, object_count, resolve_plate,
+    rows_without_images,
 };
+use crate::fingerprint::plate_fingerprint;
+use crate::plan::{Discovered, discover};
 use crate::plate::{Counters, DecodedPlate, PlateJob, PlateReport, decode_plate, write_plate};
 use crate::pool::CpuPool;
 use crate::summary::{ObjectCounts, RunSummary, StageSeconds};
@@ -34,6 +37,10 @@ pub struct RunOptions {
     pub sink: Option<String>,
     /// This worker's share of the plates.
     pub worker: WorkerShare,
+    /// The plates to take (all by default).
+    pub selection: PlateSelection,
+    /// Skip plates whose committed fingerprint equals their current one.
+    pub incremental: bool,
     /// CPU threads (0 = one per core).
     pub threads: usize,
     /// Sites in flight per plate (0 = twice the threads).
@@ -55,6 +62,8 @@ impl RunOptions {
             metadata: Vec::new(),
             sink: None,
             worker: WorkerShare::ALL,
+            selection: PlateSelection::default(),
+            incremental: false,
             threads: 0,
             inflight: 0,
             scratch: None,
@@ -91,17 +100,13 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             path: p.name.clone(),
             message,
         })?;
-    let layout = p.layout()?;
-    let source_url = opts.source.clone().unwrap_or_else(|| p.source.url.clone());
-    let sink_url = opts.sink.clone().unwrap_or_else(|| p.sink.url.clone());
-    let metadata_urls = if opts.metadata.is_empty() {
-        p.metadata.urls.clone()
-    } else {
-        opts.metadata.clone()
-    };
-    let source = Location::parse(&source_url, &p.source.options)?;
-    source.require_local_dir()?;
-    let sink = Location::parse(&sink_url, &p.sink.options)?;
+    let Discovered {
+        source,
+        sink,
+        metadata,
+        listing,
+        list_seconds,
+    } = discover(&opts).await?;
     if !opts.dry_run {
         sink.create_local_dir()?;
     }
@@ -111,18 +116,6 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         opts.worker.index,
         opts.worker.count
     );
-
-    // Metadata.
-    let mut metadata = MetadataTable::new();
-    for url in &metadata_urls {
-        let bytes = read_object(url, &p.source.options).await?;
-        metadata.add_csv(url, &bytes)?;
-    }
-
-    // Discovery.
-    let t_list = Instant::now();
-    let listing = list_source(&source, &layout, opts.worker).await?;
-    let list_seconds = t_list.elapsed().as_secs_f64();
 
     let (height, width) = transform.output_shape();
     let sites_ctx = SitesContext {
@@ -157,8 +150,10 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         discovered: listing.objects,
         ignored: listing.ignored.values().sum(),
         other_workers: listing.other_workers,
+        unselected: listing.unselected,
         rejected: listing.rejects.len() as u64,
         stored: 0,
+        unchanged: 0,
     };
     summary.ignored_by_reason = listing.ignored.clone();
     summary.metadata_errors = metadata.row_errors.iter().map(|e| e.to_string()).collect();
@@ -231,6 +226,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
                    objects: u64,
                    report: PlateReport|
      -> Result<()> {
+        summary.plates_built += 1;
         summary.sites.stored += report.sites_stored;
         summary.objects.stored += report.objects_stored;
         summary.objects.rejected += report.rejects.len() as u64;
@@ -252,13 +248,26 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             summary.metadata_rows_without_images += rows_without_images(rows, &sites);
         }
         let objects = object_count(&sites);
+        let fingerprint = plate_fingerprint(p, &plate, &sites, &metadata);
+        if let Some(tables) = tables.as_ref()
+            && opts.incremental
+            && tables
+                .plate_fingerprint(&plate.experiment, plate.plate as i32)
+                .await?
+                == Some(fingerprint)
+        {
+            summary.plates_unchanged += 1;
+            summary.objects.unchanged += objects;
+            summary.sites.unchanged += sites.len() as u64;
+            continue;
+        }
         let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels);
         if let Some(tables) = tables.as_mut() {
             if let Some(b) = &bar {
                 b.set_message(plate.to_string());
             }
             // This plate's phase 1 runs while the previous plate is written and committed.
-            let decode = decode_plate(&job, &plate, good, rejects);
+            let decode = decode_plate(&job, &plate, good, rejects, fingerprint);
             let decoded = match pending.take() {
                 Some((prev, prev_objects, prev_decoded)) => {
                     let (decoded, written) =
@@ -284,7 +293,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    summary.sites.rejected = summary.sites.discovered - summary.sites.stored;
+    summary.sites.rejected =
+        summary.sites.discovered - summary.sites.stored - summary.sites.unchanged;
     let secs = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
     summary.bytes_in = counters.bytes_in.load(Ordering::Relaxed);
     summary.bytes_out = counters.bytes_out.load(Ordering::Relaxed);
@@ -296,10 +306,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     };
     summary.conservation().map_err(Error::Conservation)?;
     let o = &summary.objects;
-    summary.conservation = format!(
-        "{} discovered = {} stored + {} rejected + {} ignored + {} other workers'",
-        o.discovered, o.stored, o.rejected, o.ignored, o.other_workers
-    );
+    summary.conservation = format!("{} discovered = {}", o.discovered, o.parts());
     summary.seconds = StageSeconds {
         list: list_seconds,
         read: secs(&counters.read_ns),

@@ -18,6 +18,27 @@ pub struct ObjectCounts {
     pub ignored: u64,
     /// Objects of plates owned by other workers.
     pub other_workers: u64,
+    /// Objects of plates left out by `--plates` / `--experiments`.
+    #[serde(default)]
+    pub unselected: u64,
+    /// Objects of plates skipped by `--incremental` (their fingerprint is committed).
+    #[serde(default)]
+    pub unchanged: u64,
+}
+
+impl ObjectCounts {
+    /// The right side of the conservation equation, in words.
+    pub fn parts(&self) -> String {
+        format!(
+            "{} stored + {} rejected + {} ignored + {} other workers' + {} unselected + {} unchanged",
+            self.stored,
+            self.rejected,
+            self.ignored,
+            self.other_workers,
+            self.unselected,
+            self.unchanged
+        )
+    }
 }
 
 /// Site accounting for the plates this worker processed.
@@ -29,6 +50,9 @@ pub struct SiteCounts {
     pub stored: u64,
     /// Sites rejected.
     pub rejected: u64,
+    /// Sites of plates skipped by `--incremental`.
+    #[serde(default)]
+    pub unchanged: u64,
 }
 
 /// Seconds per stage (summed over concurrent work, so they can exceed wall time).
@@ -82,6 +106,12 @@ pub struct RunSummary {
     pub metadata_rows_without_images: u64,
     /// Plates this worker processed.
     pub plates: u64,
+    /// Plates built and published.
+    #[serde(default)]
+    pub plates_built: u64,
+    /// Plates skipped by `--incremental`: their committed fingerprint is unchanged.
+    #[serde(default)]
+    pub plates_unchanged: u64,
     /// Source bytes read.
     pub bytes_in: u64,
     /// Shard bytes written.
@@ -177,13 +207,14 @@ impl RunSummary {
     /// Check the conservation equation; the message explains a mismatch.
     pub fn conservation(&self) -> Result<(), String> {
         let o = &self.objects;
-        let sum = o.stored + o.rejected + o.ignored + o.other_workers;
+        let sum = o.stored + o.rejected + o.ignored + o.other_workers + o.unselected + o.unchanged;
         if sum == o.discovered {
             Ok(())
         } else {
             Err(format!(
-                "{} objects discovered but {} stored + {} rejected + {} ignored + {} other workers' = {sum}",
-                o.discovered, o.stored, o.rejected, o.ignored, o.other_workers
+                "{} objects discovered but {} = {sum}",
+                o.discovered,
+                o.parts()
             ))
         }
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Remove};
+use deltalake::kernel::{Action, Add, Remove, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -61,6 +61,8 @@ pub(crate) struct Replace<'a> {
     pub predicate: Option<String>,
     /// Application metadata for the commit info.
     pub metadata: Vec<(String, Value)>,
+    /// An application transaction recorded with the commit (`appId`, `version`).
+    pub txn: Option<(String, i64)>,
 }
 
 /// Commit `replace` to `table`; returns the new version and the number of files removed.
@@ -83,7 +85,7 @@ async fn attempt(
         None => Vec::new(),
     };
     let removed = removes.len();
-    if r.adds.is_empty() && removes.is_empty() {
+    if r.adds.is_empty() && removes.is_empty() && r.txn.is_none() {
         let version = table.version().unwrap_or(0) as i64;
         return Ok((table, (version, 0)));
     }
@@ -98,11 +100,14 @@ async fn attempt(
         partition_by: None,
         predicate: r.predicate.clone(),
     };
-    let finalized =
-        CommitBuilder::from(CommitProperties::default().with_metadata(r.metadata.iter().cloned()))
-            .with_actions(actions)
-            .build(Some(table.snapshot()?), table.log_store(), operation)
-            .await?;
+    let mut properties = CommitProperties::default().with_metadata(r.metadata.iter().cloned());
+    if let Some((app_id, version)) = &r.txn {
+        properties = properties.with_application_transaction(Transaction::new(app_id, *version));
+    }
+    let finalized = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
     let version = finalized.version() as i64;
     table.update_state().await?;
     Ok((table, (version, removed)))

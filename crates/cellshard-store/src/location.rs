@@ -310,13 +310,11 @@ impl Location {
             .flatten()
     }
 
-    /// A location below this one (created on local filesystems, where Delta needs it).
+    /// A location below this one. Nothing is created: writers create local folders
+    /// ([`Self::create_local_dir`]) before they write.
     pub fn child(&self, name: &str) -> Location {
         let mut url = self.url.clone();
         url.set_path(&format!("{}{}/", self.url.path(), name.trim_matches('/')));
-        if let Ok(path) = url.to_file_path() {
-            std::fs::create_dir_all(path).ok();
-        }
         Location {
             url,
             store: self.store.clone(),

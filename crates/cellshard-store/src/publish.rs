@@ -18,6 +18,7 @@
 
 use std::sync::Arc;
 
+use deltalake::DeltaTable;
 use deltalake::kernel::Add;
 
 use crate::commit::{FileView, Replace, commit, small_file};
@@ -28,21 +29,33 @@ use crate::shard::{FileLayout, PartitionValues, ShardFile};
 use crate::table::{PlateScope, ShardSettings, StoreTables, commit_files};
 use crate::{Error, Result};
 
-/// One build of one plate: the scope it replaces and the id its rows carry.
+/// One build of one plate: the scope it replaces, the id its rows carry and the
+/// fingerprint of what produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlateBuild {
     /// The plate.
     pub scope: PlateScope,
     /// Unique per build: the run id, the experiment and the plate.
     pub build_id: String,
+    /// The plate's input fingerprint, recorded with the `sites` commit.
+    pub fingerprint: Option<i64>,
 }
 
 impl PlateBuild {
     /// The build of `scope` by run `run_id`.
-    pub fn new(scope: PlateScope, run_id: &str) -> Self {
+    pub fn new(scope: PlateScope, run_id: &str, fingerprint: Option<i64>) -> Self {
         let build_id = format!("{run_id}-{}-p{}", scope.experiment, scope.plate);
-        PlateBuild { scope, build_id }
+        PlateBuild {
+            scope,
+            build_id,
+            fingerprint,
+        }
     }
+}
+
+/// The application id under which a plate's fingerprint is recorded in `sites`.
+pub fn fingerprint_app_id(experiment: &str, plate: i32) -> String {
+    format!("cellshard/plate/{experiment}/{plate}")
 }
 
 /// Writes the `sites` files of one plate build.
@@ -224,7 +237,34 @@ async fn pause_point(name: &str) {
     }
 }
 
+/// The fingerprint recorded with the plate's published build in the `sites` table, if
+/// any: read from the log, no data file.
+pub async fn committed_fingerprint(
+    sites: &DeltaTable,
+    experiment: &str,
+    plate: i32,
+) -> Result<Option<i64>> {
+    let err = |e: deltalake::DeltaTableError| Error::Delta {
+        table: sites.table_url().to_string(),
+        source: Box::new(e),
+    };
+    sites
+        .snapshot()
+        .map_err(err)?
+        .transaction_version(
+            sites.log_store().as_ref(),
+            fingerprint_app_id(experiment, plate),
+        )
+        .await
+        .map_err(err)
+}
+
 impl StoreTables {
+    /// The fingerprint recorded with the plate's published build, if any.
+    pub async fn plate_fingerprint(&self, experiment: &str, plate: i32) -> Result<Option<i64>> {
+        committed_fingerprint(&self.sites, experiment, plate).await
+    }
+
     /// Publish a plate build in the order described in the module docs.
     pub async fn publish(&mut self, plate: PreparedPlate) -> Result<PlateCommit> {
         let PreparedPlate {
@@ -256,16 +296,22 @@ impl StoreTables {
         };
         let experiment = serde_json::Value::from(scope.experiment.clone());
         let plate = serde_json::Value::from(scope.plate);
+        let build_id = serde_json::Value::from(build.build_id.clone());
+        // Never this build's own files: a retry after a commit whose reply was lost must not
+        // remove what it adds.
         let of_plate = |f: &FileView| {
             f.partitions.get("experiment") == Some(&Some(scope.experiment.clone()))
                 && f.single("plate") == Some(&plate)
+                && f.single("build_id") != Some(&build_id)
         };
-        let build_id = serde_json::Value::from(build.build_id.clone());
         let sites = Replace {
             adds,
             remove: Some(&of_plate),
             predicate: Some(scope.predicate()),
             metadata: vec![("cellshard.build_id".into(), build_id.clone())],
+            txn: build
+                .fingerprint
+                .map(|f| (fingerprint_app_id(&scope.experiment, scope.plate), f)),
         };
         let sites_loc = self.root.child("sites");
         (result.sites_version, result.files_removed) =
@@ -292,6 +338,7 @@ impl StoreTables {
                 remove: Some(&other_builds),
                 predicate: Some(predicate.clone()),
                 metadata: Vec::new(),
+                txn: None,
             };
             commit(table, loc, prune).await?;
         }
@@ -310,7 +357,7 @@ mod tests {
             experiment: "HUVEC-01".into(),
             plate: 3,
         };
-        let b = PlateBuild::new(scope, "20261201T000000Z-w0of1");
+        let b = PlateBuild::new(scope, "20261201T000000Z-w0of1", None);
         assert_eq!(b.build_id, "20261201T000000Z-w0of1-HUVEC-01-p3");
     }
 }

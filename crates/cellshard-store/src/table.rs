@@ -123,6 +123,9 @@ fn register_log_stores() {
 /// Open the Delta table at `loc`; `Ok(None)` when there is none yet.
 pub async fn open_table(loc: &Location, version: Option<i64>) -> Result<Option<DeltaTable>> {
     register_log_stores();
+    if loc.require_local_dir().is_err() {
+        return Ok(None);
+    }
     let err = delta_err(loc);
     let mut builder = DeltaTableBuilder::from_url(loc.url.clone())
         .map_err(&err)?
@@ -152,8 +155,10 @@ pub async fn open_or_create(
     config: Vec<(TableProperty, &str)>,
 ) -> Result<DeltaTable> {
     if let Some(t) = open_table(loc, None).await? {
+        check_columns(&t, loc, schema)?;
         return Ok(t);
     }
+    loc.create_local_dir()?;
     let err = delta_err(loc);
     let kernel: StructType = schema
         .clone()
@@ -177,6 +182,41 @@ pub async fn open_or_create(
         Ok(t) => Ok(t),
         Err(e) => open_table(loc, None).await?.ok_or_else(|| err(e)),
     }
+}
+
+/// An existing table must have the columns this build writes, in order: files are
+/// committed with hand-built actions, so a mismatch would otherwise pass unnoticed.
+fn check_columns(table: &DeltaTable, loc: &Location, schema: &SchemaRef) -> Result<()> {
+    let have: Vec<String> = table
+        .snapshot()
+        .map_err(delta_err(loc))?
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect();
+    let want: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    if have == want {
+        return Ok(());
+    }
+    let missing: Vec<&str> = want
+        .iter()
+        .filter(|c| !have.contains(c))
+        .map(String::as_str)
+        .collect();
+    let extra: Vec<&str> = have
+        .iter()
+        .filter(|c| !want.contains(c))
+        .map(String::as_str)
+        .collect();
+    Err(Error::Write {
+        url: loc.url.to_string(),
+        message: format!(
+            "the table's columns are not the ones this run writes (missing: [{}]; not written: [{}]); \
+             write to a new store, or run with the same metadata columns as the store was built with",
+            missing.join(", "),
+            extra.join(", ")
+        ),
+    })
 }
 
 /// The four tables of a store.
@@ -253,6 +293,7 @@ impl StoreTables {
             remove: replace_run_rejects.then_some(&run_level as _),
             predicate: replace_run_rejects.then(|| "plate IS NULL".to_string()),
             metadata: Vec::new(),
+            txn: None,
         };
         commit(&mut self.rejects, &rejects_loc, replace).await?;
         let runs_loc = self.root.child("runs");
@@ -270,6 +311,7 @@ pub async fn commit_files(table: &mut DeltaTable, loc: &Location, adds: Vec<Add>
         remove: None,
         predicate: None,
         metadata: Vec::new(),
+        txn: None,
     };
     Ok(commit(table, loc, append).await?.0)
 }

@@ -1,0 +1,211 @@
+//! `cellshard run` and `cellshard plan`: ingest, and what an ingest would build.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cellshard_runtime::discover::{PlateSelection, WorkerShare};
+use cellshard_runtime::{PlanAction, RunOptions, RunSummary};
+
+use crate::{EXIT_FAILED, EXIT_USAGE, load_pipeline};
+
+/// Which plates a run or plan takes.
+#[derive(clap::Args)]
+pub(crate) struct PlateArgs {
+    /// This worker's share of the selected plates, as I/N (0-based).
+    #[arg(long, default_value = "0/1", value_parser = parse_worker)]
+    worker: WorkerShare,
+    /// Only these plates, as EXPERIMENT/PLATE (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    plates: Vec<String>,
+    /// Only the plates of these experiments (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    experiments: Vec<String>,
+    /// Skip plates whose committed fingerprint (source objects, metadata, pipeline) is
+    /// unchanged.
+    #[arg(long)]
+    incremental: bool,
+}
+
+impl PlateArgs {
+    fn selection(&self) -> anyhow::Result<PlateSelection> {
+        PlateSelection::parse(&self.plates, &self.experiments).map_err(anyhow::Error::msg)
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// Pipeline TOML file.
+    pipeline: PathBuf,
+    /// Override the pipeline's source URL.
+    #[arg(long)]
+    source: Option<String>,
+    /// Override the pipeline's metadata URLs (repeatable).
+    #[arg(long)]
+    metadata: Vec<String>,
+    /// Override the pipeline's sink (store root) URL.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Also write the JSON run summary to this file.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Largest share of rejected objects that still exits 0.
+    #[arg(long, default_value_t = 0.0)]
+    max_reject_fraction: f64,
+    #[command(flatten)]
+    plates: PlateArgs,
+    /// CPU threads (0 = one per core).
+    #[arg(long, env = "CELLSHARD_THREADS", default_value_t = 0)]
+    threads: usize,
+    /// Sites in flight per plate (0 = twice the threads).
+    #[arg(long, default_value_t = 0)]
+    inflight: usize,
+    /// Scratch directory for per-plate spill files.
+    #[arg(long, env = "CELLSHARD_SCRATCH")]
+    scratch: Option<PathBuf>,
+    /// Discover and check inputs; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// `cellshard plan`.
+#[derive(clap::Args)]
+pub(crate) struct PlanArgs {
+    /// Pipeline TOML file.
+    pipeline: PathBuf,
+    /// Override the pipeline's source URL.
+    #[arg(long)]
+    source: Option<String>,
+    /// Override the pipeline's metadata URLs (repeatable).
+    #[arg(long)]
+    metadata: Vec<String>,
+    /// Override the pipeline's sink (store root) URL.
+    #[arg(long)]
+    sink: Option<String>,
+    #[command(flatten)]
+    plates: PlateArgs,
+    /// Print the plan as JSON (for schedulers).
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn parse_worker(s: &str) -> Result<WorkerShare, String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let index: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("worker index {i:?} is not a number"))?;
+    let count: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("worker count {n:?} is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(format!("worker {index}/{count}: need 0 <= I < N"));
+    }
+    Ok(WorkerShare { index, count })
+}
+
+pub(crate) async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
+    let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
+    if !(0.0..=1.0).contains(&a.max_reject_fraction) {
+        return Err((
+            EXIT_USAGE,
+            anyhow::anyhow!("--max-reject-fraction must be within 0..=1"),
+        ));
+    }
+    let selection = a.plates.selection().map_err(|e| (EXIT_USAGE, e))?;
+    let opts = RunOptions {
+        source: a.source,
+        metadata: a.metadata,
+        sink: a.sink,
+        worker: a.plates.worker,
+        selection,
+        incremental: a.plates.incremental,
+        threads: a.threads,
+        inflight: a.inflight,
+        scratch: a.scratch,
+        dry_run: a.dry_run,
+        progress: !a.no_progress && std::io::stderr().is_terminal(),
+        ..RunOptions::new(pipeline)
+    };
+    let summary: RunSummary = match cellshard_runtime::run(opts).await {
+        Ok(s) => s,
+        Err(e @ (cellshard_runtime::Error::Config(_) | cellshard_runtime::Error::Selection(_))) => {
+            return Err((EXIT_USAGE, e.into()));
+        }
+        Err(e) => return Err((EXIT_FAILED, e.into())),
+    };
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| (EXIT_FAILED, e.into()))?;
+    println!("{json}");
+    if let Some(path) = &a.summary {
+        std::fs::write(path, &json)
+            .with_context(|| format!("cannot write the summary to {}", path.display()))
+            .map_err(|e| (EXIT_FAILED, e))?;
+    }
+    let code = summary.exit_code(a.max_reject_fraction);
+    if code != 0 {
+        eprintln!(
+            "cellshard: {} of {} objects rejected ({:.1}%), over --max-reject-fraction {}; see the rejects table",
+            summary.objects.rejected,
+            summary.objects.stored + summary.objects.rejected,
+            summary.reject_fraction * 100.0,
+            a.max_reject_fraction
+        );
+        return Ok(ExitCode::from(code));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print what a run with the same arguments would build, and why.
+pub(crate) async fn plan(a: PlanArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
+    let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
+    let selection = a.plates.selection().map_err(|e| (EXIT_USAGE, e))?;
+    let opts = RunOptions {
+        source: a.source,
+        metadata: a.metadata,
+        sink: a.sink,
+        worker: a.plates.worker,
+        selection,
+        incremental: a.plates.incremental,
+        ..RunOptions::new(pipeline)
+    };
+    let plan = match cellshard_runtime::plan(&opts).await {
+        Ok(p) => p,
+        Err(e @ (cellshard_runtime::Error::Config(_) | cellshard_runtime::Error::Selection(_))) => {
+            return Err((EXIT_USAGE, e.into()));
+        }
+        Err(e) => return Err((EXIT_FAILED, e.into())),
+    };
+    if a.json {
+        let json = serde_json::to_string_pretty(&plan).map_err(|e| (EXIT_FAILED, e.into()))?;
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:>6} {:>8} {:>14}  {:<9} fingerprint",
+        "plate", "sites", "objects", "bytes", "action"
+    );
+    for p in &plan.plates {
+        let action = match p.action {
+            PlanAction::New => "new",
+            PlanAction::Changed => "changed",
+            PlanAction::Forced => "forced",
+            PlanAction::Unchanged => "unchanged",
+        };
+        println!(
+            "{:<20} {:>6} {:>8} {:>14}  {:<9} {}",
+            p.plate, p.sites, p.objects, p.bytes, action, p.fingerprint
+        );
+    }
+    println!(
+        "{} of {} plates to build, {} bytes to read",
+        plan.plates_to_build,
+        plan.plates.len(),
+        plan.bytes_to_read
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,160 @@
+//! Discovery shared by `run` and `plan`, and `plan` itself: which plates a run would build,
+//! and why, from a listing and the store's log, without reading a pixel.
+
+use std::time::Instant;
+
+use cellshard_core::MetadataTable;
+use cellshard_store::Location;
+use cellshard_store::table::open_table;
+use serde::Serialize;
+
+use crate::Result;
+use crate::discover::{Listing, list_source, object_count};
+use crate::fingerprint::plate_fingerprint;
+use crate::run::{RunOptions, read_object};
+
+/// What discovery found: where, the metadata, and the listing of this worker's plates.
+pub(crate) struct Discovered {
+    pub(crate) source: Location,
+    pub(crate) sink: Location,
+    pub(crate) metadata: MetadataTable,
+    pub(crate) listing: Listing,
+    pub(crate) list_seconds: f64,
+}
+
+/// Resolve the run's locations, read its metadata and list its source.
+pub(crate) async fn discover(opts: &RunOptions) -> Result<Discovered> {
+    let p = &opts.pipeline;
+    let layout = p.layout()?;
+    let source_url = opts.source.clone().unwrap_or_else(|| p.source.url.clone());
+    let sink_url = opts.sink.clone().unwrap_or_else(|| p.sink.url.clone());
+    let metadata_urls = if opts.metadata.is_empty() {
+        p.metadata.urls.clone()
+    } else {
+        opts.metadata.clone()
+    };
+    let source = Location::parse(&source_url, &p.source.options)?;
+    source.require_local_dir()?;
+    let sink = Location::parse(&sink_url, &p.sink.options)?;
+    let mut metadata = MetadataTable::new();
+    for url in &metadata_urls {
+        let bytes = read_object(url, &p.source.options).await?;
+        metadata.add_csv(url, &bytes)?;
+    }
+    let t_list = Instant::now();
+    let listing = list_source(&source, &layout, opts.worker, &opts.selection).await?;
+    Ok(Discovered {
+        source,
+        sink,
+        metadata,
+        listing,
+        list_seconds: t_list.elapsed().as_secs_f64(),
+    })
+}
+
+/// Why a plate is (or is not) built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanAction {
+    /// The store has no build of the plate.
+    New,
+    /// The store's build has another fingerprint.
+    Changed,
+    /// Built again although unchanged (the run is not incremental).
+    Forced,
+    /// Skipped: the committed fingerprint is the current one (incremental runs).
+    Unchanged,
+}
+
+/// One plate of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatePlan {
+    /// `EXPERIMENT/PLATE`, as `--plates` takes it.
+    pub plate: String,
+    /// Experiment.
+    pub experiment: String,
+    /// Plate number.
+    pub number: u32,
+    /// Sites listed (complete or not).
+    pub sites: u64,
+    /// Objects listed.
+    pub objects: u64,
+    /// Bytes of the objects.
+    pub bytes: u64,
+    /// The plate's fingerprint (hex).
+    pub fingerprint: String,
+    /// What a run does with it.
+    pub action: PlanAction,
+}
+
+/// What a run would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Source URL.
+    pub source: String,
+    /// Store URL.
+    pub sink: String,
+    /// Whether the plan is for an incremental run.
+    pub incremental: bool,
+    /// This worker's plates, in the order a run takes them.
+    pub plates: Vec<PlatePlan>,
+    /// Plates a run builds.
+    pub plates_to_build: u64,
+    /// Bytes a run reads.
+    pub bytes_to_read: u64,
+}
+
+/// The plan of `opts`: each plate of this worker's selected share, with its fingerprint
+/// against the one committed in the store. Reads the listing, the metadata and the store's
+/// log; writes nothing, and a store that does not exist yet means every plate is new.
+pub async fn plan(opts: &RunOptions) -> Result<Plan> {
+    let d = discover(opts).await?;
+    let sites_table = match d.sink.require_local_dir() {
+        Ok(()) => open_table(&d.sink.child("sites"), None).await?,
+        Err(_) => None,
+    };
+    let mut plates = Vec::new();
+    for (plate, sites) in &d.listing.plates {
+        let fingerprint = plate_fingerprint(&opts.pipeline, plate, sites, &d.metadata);
+        let committed = match &sites_table {
+            Some(t) => {
+                cellshard_store::publish::committed_fingerprint(
+                    t,
+                    &plate.experiment,
+                    plate.plate as i32,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let action = match committed {
+            None => PlanAction::New,
+            Some(c) if c != fingerprint => PlanAction::Changed,
+            Some(_) if opts.incremental => PlanAction::Unchanged,
+            Some(_) => PlanAction::Forced,
+        };
+        plates.push(PlatePlan {
+            plate: format!("{}/{}", plate.experiment, plate.plate),
+            experiment: plate.experiment.clone(),
+            number: plate.plate,
+            sites: sites.len() as u64,
+            objects: object_count(sites),
+            bytes: sites
+                .values()
+                .flat_map(|s| s.channels.values().flatten())
+                .map(|o| o.size)
+                .sum(),
+            fingerprint: format!("{fingerprint:016x}"),
+            action,
+        });
+    }
+    let built = plates.iter().filter(|p| p.action != PlanAction::Unchanged);
+    Ok(Plan {
+        source: d.source.url.to_string(),
+        sink: d.sink.url.to_string(),
+        incremental: opts.incremental,
+        plates_to_build: built.clone().count() as u64,
+        bytes_to_read: built.map(|p| p.bytes).sum(),
+        plates,
+    })
+}
