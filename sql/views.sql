@@ -86,6 +86,7 @@ LEFT JOIN b ON s.build_id = b.build_id;
 -- normalization applied to it, one row per site and channel.
 CREATE VIEW site_normalization AS
 SELECT s.site_id, s.cell_type, s.experiment, s.plate, s.well, s.site, s.build_id,
-       p.channel, p.method, p.reference, p.low_value, p.high_value, p.mean, p.std
+       p.channel, p.method, p.reference, p.p_low, p.p_high, p.low_value, p.high_value,
+       p.mean, p.std
 FROM sites s
 JOIN plate_stats p ON s.build_id = p.build_id;

@@ -12,15 +12,15 @@ if [ ! -f ../shared/data/rxrx1/metadata.csv ]; then
   echo "warning: ../shared/data/rxrx1 is missing; the real-data tests need it beside the repository" >&2
 fi
 
-# Other readers of the store for tests/it/interop.rs: pyarrow, DuckDB and numpy from PyPI
-# (pinned in tests/python/requirements.txt) in a virtualenv under target/, plus deltalake
-# where it installs.
+# Other readers of the store for tests/it/interop.rs: pyarrow, DuckDB and numpy from PyPI,
+# and PyYAML and hadolint for the deploy/ checks (pinned in tests/python/requirements.txt),
+# in a virtualenv under target/, plus deltalake where it installs.
 if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 (3.9 or newer, with venv) is required for the interop test" >&2
   exit 1
 fi
 py=target/pyenv/bin/python
-if ! "$py" -c "import pyarrow, duckdb, numpy" >/dev/null 2>&1; then
+if ! "$py" -c "import pyarrow, duckdb, numpy, yaml" >/dev/null 2>&1 || [ ! -x target/pyenv/bin/hadolint ]; then
   mkdir -p target
   python3 -m venv target/pyenv
   "$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod bad_input;
+mod crash;
 mod discovery;
 mod e2e;
 mod export;

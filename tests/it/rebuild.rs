@@ -154,6 +154,7 @@ async fn targeted_runs_take_the_named_plates_and_refuse_unknown_names() {
             plate: 2,
         }],
         experiments: vec![],
+        index: None,
     };
     let s = cellshard_runtime::run(RunOptions {
         selection: one,
@@ -193,4 +194,93 @@ async fn targeted_runs_take_the_named_plates_and_refuse_unknown_names() {
         "{msg}"
     );
     assert!(PlateSelection::parse(&["HUVEC-01".into()], &[]).is_err());
+
+    // One plate per index, in listing order; past the end is an error naming the count.
+    let second = PlateSelection {
+        index: Some(1),
+        ..Default::default()
+    };
+    let s = cellshard_runtime::run(RunOptions {
+        selection: second.clone(),
+        ..opts(&raw, &store)
+    })
+    .await
+    .unwrap();
+    assert_eq!((s.plates_built, s.objects.unselected), (1, 36));
+    let plan = cellshard_runtime::plan(&RunOptions {
+        selection: second,
+        ..opts(&raw, &store)
+    })
+    .await
+    .unwrap();
+    assert_eq!(plan.plates.len(), 1);
+    assert_eq!(plan.plates[0].plate, "HUVEC-01/2");
+    let past = PlateSelection {
+        index: Some(2),
+        ..Default::default()
+    };
+    let err = cellshard_runtime::run(RunOptions {
+        selection: past,
+        ..opts(&raw, &store)
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("has 2 selected plates"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_plates_are_reported_and_pruned_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = synth_raw(dir.path()).await;
+    let store = dir.path().join("store").display().to_string();
+    cellshard_runtime::run(opts(&raw, &store)).await.unwrap();
+    std::fs::remove_dir_all(format!("{raw}/train/HUVEC-01/Plate2")).unwrap();
+
+    let s = cellshard_runtime::run(RunOptions {
+        incremental: true,
+        ..opts(&raw, &store)
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.plates_vanished, ["HUVEC-01/2"]);
+    assert_eq!((s.plates_pruned, s.plates_unchanged), (0, 1));
+    let count = |t: &'static str| {
+        let store = store.clone();
+        async move {
+            strings(
+                &sql(&store, &format!("SELECT count(*) FROM {t} WHERE plate = 2")).await,
+                0,
+            )
+        }
+    };
+    assert_eq!(count("sites").await, ["6"], "reported, not removed");
+
+    let mut targeted = opts(&raw, &store);
+    targeted.prune = true;
+    targeted.selection = PlateSelection::parse(&["HUVEC-01/1".into()], &[]).unwrap();
+    let err = cellshard_runtime::run(targeted).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--prune needs a run over every plate"),
+        "{err}"
+    );
+
+    let s = cellshard_runtime::run(RunOptions {
+        incremental: true,
+        prune: true,
+        ..opts(&raw, &store)
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.plates_pruned, 1);
+    for t in ["sites", "plate_stats", "rejects"] {
+        assert_eq!(count(t).await, ["0"], "{t}");
+    }
+    assert_eq!(
+        strings(
+            &sql(&store, "SELECT count(*) FROM sites WHERE plate = 1").await,
+            0
+        ),
+        ["6"]
+    );
 }

@@ -22,6 +22,10 @@ pub(crate) struct PlateArgs {
     /// Only the plates of these experiments (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     experiments: Vec<String>,
+    /// Only the plate at this 0-based position of the selected plates, in `plan` order
+    /// (for Kubernetes Indexed Jobs: `--plate-index $(JOB_COMPLETION_INDEX)`).
+    #[arg(long)]
+    plate_index: Option<usize>,
     /// Skip plates whose committed fingerprint (source objects, metadata, pipeline) is
     /// unchanged.
     #[arg(long)]
@@ -30,7 +34,10 @@ pub(crate) struct PlateArgs {
 
 impl PlateArgs {
     fn selection(&self) -> anyhow::Result<PlateSelection> {
-        PlateSelection::parse(&self.plates, &self.experiments).map_err(anyhow::Error::msg)
+        let mut s =
+            PlateSelection::parse(&self.plates, &self.experiments).map_err(anyhow::Error::msg)?;
+        s.index = self.plate_index;
+        Ok(s)
     }
 }
 
@@ -70,6 +77,10 @@ pub(crate) struct RunArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Remove plates from the store whose source objects are all gone (a run over every
+    /// plate only).
+    #[arg(long)]
+    prune: bool,
 }
 
 /// `cellshard plan`.
@@ -125,6 +136,7 @@ pub(crate) async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
         worker: a.plates.worker,
         selection,
         incremental: a.plates.incremental,
+        prune: a.prune,
         threads: a.threads,
         inflight: a.inflight,
         scratch: a.scratch,

@@ -6,7 +6,9 @@
 //! `--max-reject-fraction` allows.
 
 mod bench;
+mod deploy;
 mod ingest;
+mod maintain;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -51,6 +53,15 @@ enum Command {
     Synth(SynthArgs),
     /// Ingest raw images into the store, as a pipeline file says.
     Run(ingest::RunArgs),
+    /// Write the manifests to run a rebuild on a cluster.
+    #[command(subcommand)]
+    Deploy(DeployTarget),
+    /// Remove data files that no version within the retention needs.
+    Vacuum(maintain::VacuumArgs),
+    /// What each commit of a table did: version, time, operation, plate, run.
+    History(maintain::HistoryArgs),
+    /// Go back to an earlier `sites` version (statistics and rejects follow).
+    Restore(maintain::RestoreArgs),
     /// List the plates a run would build (new, changed, forced) and their sizes, without
     /// decoding anything.
     Plan(ingest::PlanArgs),
@@ -68,6 +79,12 @@ enum Command {
     Demo(DemoArgs),
     /// Measure the decode ceiling and the full pipeline on one core and on all cores.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DeployTarget {
+    /// A Kubernetes Indexed Job with one index per plate, and its ConfigMap.
+    K8s(deploy::K8sArgs),
 }
 
 #[derive(clap::Args)]
@@ -181,6 +198,22 @@ fn main() -> ExitCode {
                 .map_err(|e| (EXIT_FAILED, e)),
             Command::Run(a) => ingest::run(a).await,
             Command::Plan(a) => ingest::plan(a).await,
+            Command::Deploy(DeployTarget::K8s(a)) => deploy::k8s(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_USAGE, e)),
+            Command::Vacuum(a) => maintain::vacuum(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::History(a) => maintain::history(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Restore(a) => maintain::restore(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
             Command::Validate { pipeline } => validate(&pipeline)
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_USAGE, e)),

@@ -348,7 +348,7 @@ fn kill_at(point: &str, args: &[String]) {
     let line = rx.recv_timeout(std::time::Duration::from_secs(120));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(line.unwrap(), format!("cellshard: paused at {point}"));
+    assert_eq!(line.unwrap(), format!("cellshard: paused at {point}#1"));
 }
 
 #[test]
@@ -499,4 +499,178 @@ fn reading_a_store_never_creates_anything_in_it() {
         "a query created folders in the store"
     );
     assert_eq!(before, ["sites"]);
+}
+
+#[test]
+fn history_restore_and_vacuum_keep_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let s = store.display().to_string();
+    let other = dir.path().join("other.toml");
+    let pipeline = std::fs::read_to_string(repo().join("pipelines/rxrx1-release.toml")).unwrap();
+    std::fs::write(&other, pipeline.replace("low = 0.1", "low = 5.0")).unwrap();
+    for p in ["pipelines/rxrx1-release.toml", other.to_str().unwrap()] {
+        let out = cellshard(["run", p, "--sink", &s, "--max-reject-fraction", "1"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let p_low = |s: &str| sql_one(s, "SELECT min(p_low) FROM site_normalization");
+    assert_eq!(p_low(&s), "5.0");
+
+    // History: one table creation, then one WRITE per plate build, newest first.
+    let out = cellshard(["history", "--store", &s, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 9, "{rows:?}");
+    assert_eq!(rows[0]["version"], 8);
+    assert!(
+        rows[..8]
+            .iter()
+            .all(|r| r["operation"] == "WRITE" && r["build_id"].is_string())
+    );
+    assert!(rows[0]["predicate"].as_str().unwrap().contains("plate = 1"));
+
+    // Nothing is young enough to go under the default retention.
+    let out = cellshard(["vacuum", "--store", &s, "--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("total        would remove 0 files"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Back to the first run's builds: tensors and their own statistics.
+    let out = cellshard(["restore", "--store", &s, "--version", "4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(p_low(&s), "0.1");
+    assert_eq!(
+        sql_one(
+            &s,
+            "SELECT count(*) = 6 * (SELECT count(*) FROM sites) FROM site_normalization"
+        ),
+        "true"
+    );
+
+    // An orphan (the upload of a killed run) goes only with --full.
+    let orphan = store.join("sites/cell_type=HUVEC/experiment=HUVEC-01/part-orphan.zstd.parquet");
+    std::fs::write(&orphan, b"not committed").unwrap();
+    let out = cellshard(["vacuum", "--store", &s, "--retention", "0s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let removed = text(&out.stdout);
+    assert!(
+        !removed.contains("total        removed 0 files"),
+        "{removed}"
+    );
+    assert!(orphan.exists());
+    let out = cellshard(["vacuum", "--store", &s, "--retention", "0s", "--full"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!orphan.exists());
+    assert_eq!(sql_one(&s, "SELECT count(*) FROM sites"), "4");
+    assert_eq!(p_low(&s), "0.1");
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("CELLSHARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/pyenv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash tests/run.sh` (it installs PyYAML and hadolint there)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn deploy_k8s_writes_an_indexed_job_whose_command_the_cli_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("k8s");
+    let out = cellshard([
+        "deploy",
+        "k8s",
+        "pipelines/rxrx1-release.toml",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--parallelism",
+        "3",
+        "--threads",
+        "2",
+        "--max-reject-fraction",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let check = Command::new(python())
+        .arg(repo().join("tests/python/check_k8s.py"))
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+
+    // One index per plate of the plan, a bad pipeline fails the Job, rejects fail the index.
+    let plan = cellshard(["plan", "pipelines/rxrx1-release.toml", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let plates = plan["plates"].as_array().unwrap();
+    assert_eq!(m["completions"], plates.len());
+    assert_eq!(m["parallelism"], 3);
+    assert_eq!(m["fail_job_on"], serde_json::json!([2]));
+    assert_eq!(m["fail_index_on"], serde_json::json!([3]));
+    assert_eq!(m["run_as_non_root"], true);
+    assert_eq!(m["configmap"], m["configmap_name"]);
+    // Memory: at least the measured peak of a 2-thread worker (586 MiB, README), requests
+    // = limits; scratch: two plates of cropped u16 planes.
+    let limit = m["memory_limit_mib"].as_u64().unwrap();
+    assert!(limit >= 586, "{limit}");
+    assert_eq!(m["memory_request_mib"], m["memory_limit_mib"]);
+    let max_sites = plates
+        .iter()
+        .map(|p| p["sites"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let scratch = (2 * max_sites * 6 * 512 * 512 * 2).div_ceil(1 << 20);
+    assert_eq!(m["scratch_mib"], scratch);
+
+    // The container's command line, as the Job runs it for each index, is accepted.
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(&pipeline, m["configmap_text"].as_str().unwrap()).unwrap();
+    let scratch_dir = dir.path().join("scratch");
+    std::fs::create_dir(&scratch_dir).unwrap();
+    let args = |index: usize| -> Vec<String> {
+        let mut a: Vec<String> = m["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .map(|v| match v.as_str() {
+                "$(JOB_COMPLETION_INDEX)" => index.to_string(),
+                "/scratch" => scratch_dir.display().to_string(),
+                p if p.starts_with("/etc/cellshard/") => pipeline.display().to_string(),
+                _ => v,
+            })
+            .collect();
+        a.push("--dry-run".into());
+        a
+    };
+    for i in 0..plates.len() {
+        let out = cellshard(args(i));
+        assert!(out.status.success(), "index {i}: {}", text(&out.stderr));
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(s["plates"], 1, "index {i}");
+    }
+    let out = cellshard(args(plates.len()));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // The Dockerfile passes hadolint (no container engine runs here to build it).
+    let hadolint = python().with_file_name("hadolint");
+    let lint = Command::new(hadolint)
+        .arg(repo().join("deploy/Dockerfile"))
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        text(&lint.stdout),
+        text(&lint.stderr)
+    );
 }

@@ -57,6 +57,8 @@ pub struct Listing {
     pub other_workers: u64,
     /// Objects of plates the run's selection leaves out.
     pub unselected: u64,
+    /// Every plate the source holds, whoever builds it (for finding vanished plates).
+    pub all_plates: std::collections::BTreeSet<PlateKey>,
 }
 
 /// A complete site ready for the transform.
@@ -94,6 +96,9 @@ pub struct PlateSelection {
     pub plates: Vec<PlateKey>,
     /// Experiments by name.
     pub experiments: Vec<String>,
+    /// Of the plates named (or all), only the one at this 0-based position in listing
+    /// order: one plate per index of a Kubernetes Indexed Job.
+    pub index: Option<usize>,
 }
 
 impl PlateSelection {
@@ -117,6 +122,7 @@ impl PlateSelection {
         Ok(PlateSelection {
             plates,
             experiments: experiments.to_vec(),
+            index: None,
         })
     }
 
@@ -264,9 +270,23 @@ pub async fn list_source(
             source.url
         )));
     }
-    let (selected, unselected): (BTreeMap<_, _>, BTreeMap<_, _>) =
+    listing.all_plates = groups.keys().cloned().collect();
+    let (mut selected, unselected): (BTreeMap<_, _>, BTreeMap<_, _>) =
         groups.into_iter().partition(|(p, _)| selection.takes(p));
     listing.unselected = unselected.values().map(object_count).sum();
+    if let Some(i) = selection.index {
+        let Some(key) = selected.keys().nth(i).cloned() else {
+            return Err(Error::Selection(format!(
+                "plate index {i} is out of range: {} has {} selected plates (0..{})",
+                source.url,
+                selected.len(),
+                selected.len()
+            )));
+        };
+        let one = selected.remove_entry(&key).into_iter().collect();
+        listing.unselected += selected.values().map(object_count).sum::<u64>();
+        selected = one;
+    }
     for (i, (plate, sites)) in selected.into_iter().enumerate() {
         if i as u32 % share.count == share.index {
             listing.plates.insert(plate, sites);

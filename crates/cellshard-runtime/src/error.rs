@@ -42,6 +42,18 @@ pub enum Error {
     /// `--plates` / `--experiments` name plates the source does not have.
     #[error("{0}")]
     Selection(String),
+    /// The scratch disk filled up while a plate was spilled.
+    #[error(
+        "scratch directory {dir} is full: plate {plate} needs {needed} bytes of scratch (two plates are spilled at a time); free space or point --scratch elsewhere"
+    )]
+    ScratchFull {
+        /// Scratch directory.
+        dir: String,
+        /// The plate.
+        plate: String,
+        /// Bytes the plate's spill needs.
+        needed: u64,
+    },
     /// Local scratch I/O failed.
     #[error("scratch file in {dir}: {source}")]
     Scratch {

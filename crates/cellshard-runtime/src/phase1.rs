@@ -67,10 +67,9 @@ pub async fn decode_plate(
             .map(|_| Histogram::new())
             .collect::<Vec<_>>(),
     ));
-    let scratch_err = |source: std::io::Error| Error::Scratch {
-        dir: job.scratch.display().to_string(),
-        source,
-    };
+    let (h, w) = t.output_shape();
+    let needed = sites.len() as u64 * u64::from(job.channels) * u64::from(h) * u64::from(w) * 2;
+    let scratch_err = |source: std::io::Error| scratch_error(job.scratch, plate, needed, source);
     let spill = Arc::new(SpillFile::create(job.scratch).map_err(scratch_err)?);
     let cell_type = sites
         .first()
@@ -121,6 +120,9 @@ pub async fn decode_plate(
     let mut read_any = false;
     let mut first_refusal: Option<String> = None;
     while let Some((site, out, in_ref)) = stream.try_next().await? {
+        if spilled.is_empty() && first_refusal.is_none() && !read_any {
+            cellshard_store::pause::point("in-phase1").await;
+        }
         match &out {
             Decoded::Failed(e) if e.reason == RejectReason::ReadFailed => {
                 first_refusal.get_or_insert_with(|| e.to_string());
@@ -193,6 +195,27 @@ pub async fn decode_plate(
         stats,
         norms,
     })
+}
+
+/// The error for a failed spill: a full disk says where and how much is needed.
+fn scratch_error(
+    dir: &std::path::Path,
+    plate: &PlateKey,
+    needed: u64,
+    source: std::io::Error,
+) -> Error {
+    if source.kind() == std::io::ErrorKind::StorageFull {
+        Error::ScratchFull {
+            dir: dir.display().to_string(),
+            plate: format!("{}/{}", plate.experiment, plate.plate),
+            needed,
+        }
+    } else {
+        Error::Scratch {
+            dir: dir.display().to_string(),
+            source,
+        }
+    }
 }
 
 /// Each channel's normalization from the reference histograms, and the `plate_stats` rows
@@ -317,5 +340,34 @@ fn decode_site(
             height,
         },
         Err(e) => Decoded::SpillFailed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_scratch_disk_names_the_directory_and_the_bytes_needed() {
+        // /dev/full answers every write with ENOSPC, as a full disk does.
+        let full = SpillFile::from_file(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        );
+        let plane = Plane::new(4, 4, vec![7u16; 16]);
+        let e = full.append(&[plane]).unwrap_err();
+        let plate = PlateKey {
+            experiment: "HUVEC-01".into(),
+            plate: 3,
+        };
+        let msg = scratch_error(std::path::Path::new("/scratch"), &plate, 1234, e).to_string();
+        assert!(
+            msg.contains("/scratch is full")
+                && msg.contains("HUVEC-01/3")
+                && msg.contains("1234 bytes"),
+            "{msg}"
+        );
     }
 }

@@ -74,6 +74,7 @@ pub async fn write_plate(
     tokio::task::spawn_blocking(move || drop(file));
     let started = Instant::now();
     report.rejects = rejects.clone();
+    cellshard_store::pause::point("before-publish").await;
     report.commit = tables.publish(writer.finish(adds, stats, rejects)).await?;
     add_ns(&job.counters.write_ns, started);
     job.counters.bytes_out.fetch_add(
@@ -128,11 +129,18 @@ async fn write_file(
         rows.push(site_row(site, tensor));
         if rows.len() == rows_per_group {
             shard = write_rows(job, shard, &mut rows).await?;
+            if sites as usize == rows_per_group {
+                cellshard_store::pause::point("in-phase2").await;
+            }
         }
         job.progress();
     }
     if !rows.is_empty() {
+        let first = sites as usize == rows.len();
         shard = write_rows(job, shard, &mut rows).await?;
+        if first {
+            cellshard_store::pause::point("in-phase2").await;
+        }
     }
     let started = Instant::now();
     let shard = job

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub selection: PlateSelection,
     /// Skip plates whose committed fingerprint equals their current one.
     pub incremental: bool,
+    /// Remove plates from the store whose source objects are all gone.
+    pub prune: bool,
     /// CPU threads (0 = one per core).
     pub threads: usize,
     /// Sites in flight per plate (0 = twice the threads).
@@ -64,6 +66,7 @@ impl RunOptions {
             worker: WorkerShare::ALL,
             selection: PlateSelection::default(),
             incremental: false,
+            prune: false,
             threads: 0,
             inflight: 0,
             scratch: None,
@@ -100,6 +103,13 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             path: p.name.clone(),
             message,
         })?;
+    if opts.prune && (opts.selection != PlateSelection::default() || opts.worker.index != 0) {
+        return Err(Error::Selection(
+            "--prune needs a run over every plate (no --plates, --experiments or --plate-index; \
+             worker 0)"
+                .into(),
+        ));
+    }
     let Discovered {
         source,
         sink,
@@ -107,6 +117,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         listing,
         list_seconds,
     } = discover(&opts).await?;
+    cellshard_store::pause::point("after-listing").await;
     if !opts.dry_run {
         sink.create_local_dir()?;
     }
@@ -176,6 +187,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     };
     count_reject(&mut summary, &run_rejects);
 
+    let listing_plates = listing.all_plates.clone();
     let total_sites: u64 = listing.plates.values().map(|s| s.len() as u64).sum();
     let bar = progress_bar(opts.progress && !opts.dry_run, total_sites * 2);
     let counters = Counters::default();
@@ -293,6 +305,9 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    if let Some(tables) = tables.as_mut() {
+        vanished_plates(tables, &listing_plates, &opts, &mut summary).await?;
+    }
     summary.sites.rejected =
         summary.sites.discovered - summary.sites.stored - summary.sites.unchanged;
     let secs = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
@@ -340,6 +355,33 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
             .await?;
     }
     Ok(summary)
+}
+
+/// Plates the store holds but the source no longer has: reported, and with `--prune`
+/// removed.
+async fn vanished_plates(
+    tables: &mut StoreTables,
+    listed: &std::collections::BTreeSet<PlateKey>,
+    opts: &RunOptions,
+    summary: &mut RunSummary,
+) -> Result<()> {
+    for (experiment, plate) in tables.published_plates()? {
+        let key = PlateKey {
+            experiment: experiment.clone(),
+            plate: plate as u32,
+        };
+        if listed.contains(&key) {
+            continue;
+        }
+        summary
+            .plates_vanished
+            .push(format!("{experiment}/{plate}"));
+        if opts.prune {
+            tables.prune_plate(&experiment, plate).await?;
+            summary.plates_pruned += 1;
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {

@@ -20,12 +20,18 @@ pub(crate) struct SpillFile {
 }
 
 impl SpillFile {
-    /// A new, unnamed spill file in `dir` (removed by the system when closed).
+    /// A new, unnamed spill file in `dir`: it has no name from the start, so the system
+    /// frees it when the process ends, however it ends (a killed run leaves nothing).
     pub(crate) fn create(dir: &std::path::Path) -> std::io::Result<Self> {
-        Ok(SpillFile {
-            file: tempfile::tempfile_in(dir)?,
+        Ok(Self::from_file(tempfile::tempfile_in(dir)?))
+    }
+
+    /// A spill into `file`.
+    pub(crate) fn from_file(file: std::fs::File) -> Self {
+        SpillFile {
+            file,
             next: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Write `planes` at the next free range; returns where they start.

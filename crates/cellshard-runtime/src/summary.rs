@@ -112,6 +112,12 @@ pub struct RunSummary {
     /// Plates skipped by `--incremental`: their committed fingerprint is unchanged.
     #[serde(default)]
     pub plates_unchanged: u64,
+    /// Plates in the store whose source objects are all gone, as `EXPERIMENT/PLATE`.
+    #[serde(default)]
+    pub plates_vanished: Vec<String>,
+    /// Vanished plates removed from the store (`--prune`).
+    #[serde(default)]
+    pub plates_pruned: u64,
     /// Source bytes read.
     pub bytes_in: u64,
     /// Shard bytes written.

@@ -11,6 +11,8 @@ pub mod commit;
 pub mod counting;
 pub mod error;
 pub mod location;
+pub mod maintain;
+pub mod pause;
 pub mod publish;
 pub mod read;
 pub mod schema;

@@ -223,19 +223,9 @@ pub struct PlateCommit {
     pub bytes_written: u64,
 }
 
-/// Steps of [`StoreTables::publish`] after which a test can have the process stop, by
-/// setting `CELLSHARD_PAUSE_AT` to the step's name: the process says so on stderr and
-/// waits to be killed.
+/// Steps of [`StoreTables::publish`] after which a test can stop the process
+/// ([`crate::pause`]).
 pub const PAUSE_POINTS: [&str; 3] = ["after-stats", "after-rejects", "after-sites"];
-
-async fn pause_point(name: &str) {
-    if std::env::var("CELLSHARD_PAUSE_AT").is_ok_and(|v| v == name) {
-        eprintln!("cellshard: paused at {name}");
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-        }
-    }
-}
 
 /// The fingerprint recorded with the plate's published build in the `sites` table, if
 /// any: read from the log, no data file.
@@ -260,6 +250,77 @@ pub async fn committed_fingerprint(
 }
 
 impl StoreTables {
+    /// The plates `sites` holds, as `(experiment, plate)`, from the files' partition values
+    /// and statistics (no data read).
+    pub fn published_plates(&self) -> Result<std::collections::BTreeSet<(String, i32)>> {
+        let loc = self.root.child("sites");
+        let err = |e: deltalake::DeltaTableError| Error::Delta {
+            table: loc.url.to_string(),
+            source: Box::new(e),
+        };
+        let mut out = std::collections::BTreeSet::new();
+        for file in self.sites.snapshot().map_err(err)?.log_data().iter() {
+            let parts = file.partition_values_map();
+            let stats: Option<serde_json::Value> =
+                file.stats().and_then(|s| serde_json::from_str(&s).ok());
+            let view = FileView {
+                partitions: &parts,
+                stats: stats.as_ref(),
+            };
+            if let (Some(Some(e)), Some(p)) = (
+                parts.get("experiment"),
+                view.single("plate").and_then(serde_json::Value::as_i64),
+            ) {
+                out.insert((e.clone(), p as i32));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove a plate from the store: its `sites` files (and its recorded fingerprint, so a
+    /// plate that comes back is built again), then its statistics and rejects.
+    pub async fn prune_plate(&mut self, experiment: &str, plate: i32) -> Result<()> {
+        let e = serde_json::Value::from(experiment);
+        let p = serde_json::Value::from(plate);
+        let predicate = format!(
+            "experiment = '{}' AND plate = {plate}",
+            experiment.replace('\'', "''")
+        );
+        let of_plate = |f: &FileView| {
+            f.partitions.get("experiment") == Some(&Some(experiment.to_string()))
+                && f.single("plate") == Some(&p)
+        };
+        let sites = Replace {
+            adds: Vec::new(),
+            remove: Some(&of_plate),
+            predicate: Some(predicate.clone()),
+            metadata: vec![("cellshard.pruned".into(), predicate.clone().into())],
+            // A fingerprint is never negative: the plate no longer counts as built.
+            txn: Some((fingerprint_app_id(experiment, plate), -1)),
+        };
+        let sites_loc = self.root.child("sites");
+        commit(&mut self.sites, &sites_loc, sites).await?;
+        let rows_of_plate =
+            |f: &FileView| f.single("experiment") == Some(&e) && f.single("plate") == Some(&p);
+        for name in ["plate_stats", "rejects"] {
+            let loc = self.root.child(name);
+            let table = if name == "plate_stats" {
+                &mut self.plate_stats
+            } else {
+                &mut self.rejects
+            };
+            let prune = Replace {
+                adds: Vec::new(),
+                remove: Some(&rows_of_plate),
+                predicate: Some(predicate.clone()),
+                metadata: Vec::new(),
+                txn: None,
+            };
+            commit(table, &loc, prune).await?;
+        }
+        Ok(())
+    }
+
     /// The fingerprint recorded with the plate's published build, if any.
     pub async fn plate_fingerprint(&self, experiment: &str, plate: i32) -> Result<Option<i64>> {
         committed_fingerprint(&self.sites, experiment, plate).await
@@ -281,12 +342,12 @@ impl StoreTables {
         // 1 and 2: the new build's statistics and rejects, beside the live build's.
         let add = small_file(&stats_loc, schema::plate_stats_batch(&stats)?).await?;
         commit_files(&mut self.plate_stats, &stats_loc, add.into_iter().collect()).await?;
-        pause_point("after-stats").await;
+        crate::pause::point("after-stats").await;
         let batch =
             schema::rejects_batch(&rejects, &pipeline_hash, &run_id, Some(&build.build_id))?;
         let add = small_file(&rejects_loc, batch).await?;
         commit_files(&mut self.rejects, &rejects_loc, add.into_iter().collect()).await?;
-        pause_point("after-rejects").await;
+        crate::pause::point("after-rejects").await;
 
         // 3: the new tensors replace every other file of the plate at once.
         let mut result = PlateCommit {
@@ -308,7 +369,10 @@ impl StoreTables {
             adds,
             remove: Some(&of_plate),
             predicate: Some(scope.predicate()),
-            metadata: vec![("cellshard.build_id".into(), build_id.clone())],
+            metadata: vec![
+                ("cellshard.build_id".into(), build_id.clone()),
+                ("cellshard.run_id".into(), run_id.clone().into()),
+            ],
             txn: build
                 .fingerprint
                 .map(|f| (fingerprint_app_id(&scope.experiment, scope.plate), f)),
@@ -316,7 +380,7 @@ impl StoreTables {
         let sites_loc = self.root.child("sites");
         (result.sites_version, result.files_removed) =
             commit(&mut self.sites, &sites_loc, sites).await?;
-        pause_point("after-sites").await;
+        crate::pause::point("after-sites").await;
 
         // 4: the plate's other builds' statistics and rejects go.
         let other_builds = |f: &FileView| {

@@ -1,0 +1,153 @@
+//! `cellshard vacuum`, `history` and `restore`: keeping a store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use cellshard_store::Location;
+use cellshard_store::maintain;
+
+use crate::sql::parse_kv;
+
+/// The store a maintenance command works on.
+#[derive(clap::Args)]
+pub(crate) struct StoreArgs {
+    /// Store root URL or path.
+    #[arg(long)]
+    store: String,
+    /// Object store option for the store, KEY=VALUE (repeatable).
+    #[arg(long = "store-option", value_parser = parse_kv)]
+    store_options: Vec<(String, String)>,
+}
+
+impl StoreArgs {
+    fn root(&self) -> Result<Location> {
+        let options: BTreeMap<String, String> = self.store_options.iter().cloned().collect();
+        let root = Location::parse(&self.store, &options)?;
+        root.require_local_dir()?;
+        Ok(root)
+    }
+}
+
+/// `cellshard vacuum`.
+#[derive(clap::Args)]
+pub(crate) struct VacuumArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Keep files that versions of this age or younger need (e.g. 7d, 12h, 30m, 0s).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    retention: Duration,
+    /// Also remove files no commit added (uploads of killed runs) older than the retention.
+    #[arg(long)]
+    full: bool,
+    /// Count what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `cellshard history`.
+#[derive(clap::Args)]
+pub(crate) struct HistoryArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Table: sites, plate_stats, rejects or runs.
+    #[arg(long, default_value = "sites")]
+    table: String,
+    /// Newest commits only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cellshard restore`.
+#[derive(clap::Args)]
+pub(crate) struct RestoreArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The `sites` version to go back to (see `cellshard history`).
+    #[arg(long)]
+    version: i64,
+}
+
+/// A duration as a number and a unit: s, m, h or d.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n * secs))
+}
+
+pub(crate) async fn vacuum(a: VacuumArgs) -> Result<()> {
+    let root = a.store.root()?;
+    let reports = maintain::vacuum(&root, a.retention, a.full, a.dry_run).await?;
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    for r in &reports {
+        println!(
+            "{:<12} {verb} {} files, {} bytes",
+            r.table, r.files, r.bytes
+        );
+    }
+    let (files, bytes) = reports
+        .iter()
+        .fold((0, 0), |(f, b), r| (f + r.files, b + r.bytes));
+    println!("total        {verb} {files} files, {bytes} bytes");
+    Ok(())
+}
+
+pub(crate) async fn history(a: HistoryArgs) -> Result<()> {
+    let root = a.store.root()?;
+    let rows = maintain::history(&root, &a.table, a.limit).await?;
+    for r in rows {
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+            continue;
+        }
+        let time = r
+            .timestamp
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        println!(
+            "{:>6}  {time}  {:<14} {}  {}",
+            r.version,
+            r.operation,
+            r.predicate.unwrap_or_default(),
+            r.run_id.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn restore(a: RestoreArgs) -> Result<()> {
+    let root = a.store.root()?;
+    let report = maintain::restore(&root, a.version).await?;
+    for (table, version, removed, restored) in report.tables {
+        println!("{table:<12} now version {version}: {removed} files removed, {restored} restored");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("7").unwrap_err().contains("unit"));
+        assert!(parse_duration("d").is_err());
+    }
+}
