@@ -1,6 +1,7 @@
 //! Crash safety: `run` is killed with SIGKILL at a dozen points of a two-plate run (after
 //! listing, in phase 1 and phase 2 of each plate, before, between and after the publish
-//! commits), on local disk and on the S3 test server. After each kill a reader sees whole
+//! commits), on local disk and on the S3 test server, and on local disk also at fixed
+//! delays from its start (landing inside listing, uploads or commits). After each kill a reader sees whole
 //! plate builds only; a rerun with `--incremental` makes the store equal a clean run's.
 //!
 //! The run that is killed is a real process: this test binary again, running only
@@ -243,6 +244,41 @@ async fn kill_loop(
     }
 }
 
+/// Kill runs at fixed delays from their start instead of at named points, so kills also land
+/// inside listing, uploads and commits; then the same checks as [`kill_loop`].
+async fn timed_kills(raw: &str, store: &str, refs: &[Content; 2]) {
+    let spec = |pipeline: &str, incremental: bool| {
+        serde_json::json!({
+            "source": raw, "sink": store, "pipeline": pipeline, "incremental": incremental,
+        })
+    };
+    for (i, ms) in [30u64, 120, 250, 400, 600, 900].iter().enumerate() {
+        let pipeline = if i % 2 == 0 { "a" } else { "b" };
+        let mut child = spawn(&spec(pipeline, false), None);
+        std::thread::sleep(Duration::from_millis(*ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let seen = content(store, &BTreeMap::new()).await;
+        for (plate, (pipe, tensors)) in &seen.plates {
+            let r = &refs[usize::from(pipe == "tiny-b")];
+            assert_eq!(
+                Some(tensors),
+                r.plates.get(plate).map(|p| &p.1),
+                "{ms} ms: {plate}"
+            );
+        }
+        cellshard_runtime::run(run_options(&spec(pipeline, true)))
+            .await
+            .unwrap();
+        let reference = &refs[usize::from(pipeline == "b")];
+        assert_eq!(
+            &content(store, &BTreeMap::new()).await,
+            reference,
+            "{ms} ms"
+        );
+    }
+}
+
 async fn references(raw: &str, dir: &std::path::Path) -> [Content; 2] {
     let mut out = Vec::new();
     for name in ["a", "b"] {
@@ -276,6 +312,7 @@ async fn killed_runs_on_local_disk_leave_whole_builds_and_reruns_repair_them() {
     let refs = references(&raw, dir.path()).await;
     let store = dir.path().join("store").display().to_string();
     kill_loop(&raw, &store, &BTreeMap::new(), &refs).await;
+    timed_kills(&raw, &store, &refs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

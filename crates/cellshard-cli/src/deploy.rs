@@ -25,7 +25,8 @@ pub(crate) struct K8sArgs {
     /// Container image built from `deploy/Dockerfile`.
     #[arg(long, default_value = "cellshard:latest")]
     image: String,
-    /// Plates in the Job; default: listed now, as `cellshard plan` does.
+    /// Plates in the Job; default: listed now, as `cellshard plan` does (the store is not
+    /// read).
     #[arg(long)]
     plate_count: Option<usize>,
     /// Only these plates, as EXPERIMENT/PLATE (passed on to every index).
@@ -43,6 +44,12 @@ pub(crate) struct K8sArgs {
     /// CPU threads per worker.
     #[arg(long, default_value_t = 4)]
     threads: usize,
+    /// The store the Job writes (default: the pipeline's `sink.url`).
+    #[arg(long)]
+    sink: Option<String>,
+    /// The raw images the Job reads (default: the pipeline's `source.url`).
+    #[arg(long)]
+    source: Option<String>,
     /// Secret with the object store credentials (AWS_ACCESS_KEY_ID, ...).
     #[arg(long, default_value = "cellshard-credentials")]
     secret: String,
@@ -79,16 +86,25 @@ pub(crate) fn scratch_bytes(p: &Pipeline, max_sites: u64) -> Result<u64> {
     Ok(2 * max_sites * u64::from(p.source.channels) * u64::from(h) * u64::from(w) * 2)
 }
 
-/// The selection flags, as more container args.
-fn selection_args(plates: &[String], experiments: &[String]) -> String {
+/// The location and selection flags, as more container args.
+fn extra_args(a: &K8sArgs) -> String {
     let mut out = String::new();
-    for (flag, names) in [("--plates", plates), ("--experiments", experiments)] {
-        if !names.is_empty() {
-            out.push_str(&format!(
-                "\n            - {flag}\n            - \"{}\"",
-                names.join(",")
-            ));
-        }
+    let mut push = |flag: &str, value: &str| {
+        out.push_str(&format!(
+            "\n            - {flag}\n            - \"{value}\""
+        ));
+    };
+    if let Some(s) = &a.source {
+        push("--source", s);
+    }
+    if let Some(s) = &a.sink {
+        push("--sink", s);
+    }
+    if !a.plates.is_empty() {
+        push("--plates", &a.plates.join(","));
+    }
+    if !a.experiments.is_empty() {
+        push("--experiments", &a.experiments.join(","));
     }
     out
 }
@@ -107,9 +123,11 @@ pub(crate) async fn k8s(a: K8sArgs) -> Result<()> {
         None => {
             let opts = RunOptions {
                 selection,
+                source: a.source.clone(),
+                sink: a.sink.clone(),
                 ..RunOptions::new(pipeline.clone())
             };
-            let plan = cellshard_runtime::plan(&opts).await?;
+            let plan = cellshard_runtime::plan_listing(&opts).await?;
             let most = plan.plates.iter().map(|p| p.sites).max();
             (plan.plates.len(), most)
         }
@@ -204,7 +222,7 @@ spec:
         threads = a.threads,
         frac = a.max_reject_fraction,
         secret = a.secret,
-        selected = selection_args(&a.plates, &a.experiments),
+        selected = extra_args(&a),
     );
     for (f, body) in [("configmap.yaml", configmap), ("job.yaml", job)] {
         let path = a.out.join(f);

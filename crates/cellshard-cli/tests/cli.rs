@@ -598,6 +598,8 @@ fn deploy_k8s_writes_an_indexed_job_whose_command_the_cli_accepts() {
         "2",
         "--max-reject-fraction",
         "1",
+        "--sink",
+        "s3://lake/store",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let check = Command::new(python())
@@ -618,10 +620,23 @@ fn deploy_k8s_writes_an_indexed_job_whose_command_the_cli_accepts() {
     assert_eq!(m["fail_index_on"], serde_json::json!([3]));
     assert_eq!(m["run_as_non_root"], true);
     assert_eq!(m["configmap"], m["configmap_name"]);
+    let args: Vec<&str> = m["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w == ["--sink", "s3://lake/store"]),
+        "{args:?}"
+    );
     // Memory: at least the measured peak of a 2-thread worker (586 MiB, README), requests
     // = limits; scratch: two plates of cropped u16 planes.
     let limit = m["memory_limit_mib"].as_u64().unwrap();
     assert!(limit >= 586, "{limit}");
+    // The bound of deploy/README.md: 256 MiB + source.max_inflight (default 512 MiB) +
+    // 160 MiB per thread + two row groups (32 MiB here) per shard writer (one per thread).
+    assert_eq!(limit, 256 + 512 + 2 * 160 + 2 * 2 * 32);
     assert_eq!(m["memory_request_mib"], m["memory_limit_mib"]);
     let max_sites = plates
         .iter()
@@ -646,6 +661,7 @@ fn deploy_k8s_writes_an_indexed_job_whose_command_the_cli_accepts() {
                 "$(JOB_COMPLETION_INDEX)" => index.to_string(),
                 "/scratch" => scratch_dir.display().to_string(),
                 p if p.starts_with("/etc/cellshard/") => pipeline.display().to_string(),
+                "s3://lake/store" => dir.path().join("store").display().to_string(),
                 _ => v,
             })
             .collect();

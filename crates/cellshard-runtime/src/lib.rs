@@ -22,6 +22,6 @@ mod spill;
 pub mod summary;
 
 pub use error::{Error, Result};
-pub use plan::{Plan, PlanAction, PlatePlan, plan};
+pub use plan::{Plan, PlanAction, PlatePlan, plan, plan_listing};
 pub use run::{RunOptions, run};
 pub use summary::RunSummary;

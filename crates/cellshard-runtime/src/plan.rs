@@ -108,10 +108,20 @@ pub struct Plan {
 /// against the one committed in the store. Reads the listing, the metadata and the store's
 /// log; writes nothing, and a store that does not exist yet means every plate is new.
 pub async fn plan(opts: &RunOptions) -> Result<Plan> {
+    plan_with(opts, true).await
+}
+
+/// The plan of `opts` from the listing alone, as if the store were empty (every plate
+/// `new`): for sizing a cluster job without credentials for the store.
+pub async fn plan_listing(opts: &RunOptions) -> Result<Plan> {
+    plan_with(opts, false).await
+}
+
+async fn plan_with(opts: &RunOptions, read_store: bool) -> Result<Plan> {
     let d = discover(opts).await?;
     let sites_table = match d.sink.require_local_dir() {
-        Ok(()) => open_table(&d.sink.child("sites"), None).await?,
-        Err(_) => None,
+        Ok(()) if read_store => open_table(&d.sink.child("sites"), None).await?,
+        _ => None,
     };
     let mut plates = Vec::new();
     for (plate, sites) in &d.listing.plates {
