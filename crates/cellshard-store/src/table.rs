@@ -326,7 +326,8 @@ pub fn rows_per_group(row_group_bytes: u64, tensor_bytes: u64) -> usize {
 pub enum TablesAsOf {
     /// Latest versions.
     Latest,
-    /// `sites` at this version (versions are per table); the others latest.
+    /// `sites` at this version (versions are per table), and the other tables as they were
+    /// when that version was committed, so its builds find their statistics and rejects.
     SitesVersion(i64),
     /// Every table at the last commit at or before this instant.
     Timestamp(chrono::DateTime<chrono::Utc>),
@@ -338,6 +339,11 @@ pub async fn open_at(
     as_of: TablesAsOf,
 ) -> Result<HashMap<&'static str, Arc<DeltaTable>>> {
     let mut out = HashMap::new();
+    let mut at = match as_of {
+        TablesAsOf::Timestamp(ts) => Some(ts),
+        _ => None,
+    };
+    // `sites` first: a pinned version gives the instant the other tables are read at.
     for name in TABLES {
         let loc = root.child(name);
         let version = match as_of {
@@ -347,7 +353,13 @@ pub async fn open_at(
         let Some(mut t) = open_table(&loc, version).await? else {
             continue;
         };
-        if let TablesAsOf::Timestamp(ts) = as_of {
+        if let Some(v) = version {
+            at = t
+                .snapshot()
+                .ok()
+                .and_then(|s| s.version_timestamp(v as _))
+                .and_then(chrono::DateTime::from_timestamp_millis);
+        } else if let Some(ts) = at {
             // Before a table's first commit, delta-rs loads version 0: the empty table
             // as created.
             t.load_with_datetime(ts).await.map_err(delta_err(&loc))?;
