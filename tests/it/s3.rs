@@ -214,6 +214,16 @@ async fn run_worker(
     options: &BTreeMap<String, String>,
     worker: WorkerShare,
 ) -> RunSummary {
+    try_run(p, raw, store, options, worker).await.unwrap()
+}
+
+async fn try_run(
+    p: &Pipeline,
+    raw: &str,
+    store: &str,
+    options: &BTreeMap<String, String>,
+    worker: WorkerShare,
+) -> cellshard_runtime::Result<RunSummary> {
     let mut p = p.clone();
     p.source.options = options.clone();
     p.sink.options = options.clone();
@@ -226,7 +236,6 @@ async fn run_worker(
         ..RunOptions::new(p)
     })
     .await
-    .unwrap()
 }
 
 async fn tensors(store: &str, options: &BTreeMap<String, String>) -> (Vec<String>, Vec<Vec<u8>>) {
@@ -416,16 +425,14 @@ async fn an_outage_after_retries_fails_the_run_and_commits_nothing_of_that_plate
         .push("Plate2/B02_s1_w3.png".into());
     opts.insert("max_retries".into(), "2".into());
     opts.insert("retry_timeout".into(), "5".into());
-    let mut p = pipeline("tiny.toml");
-    p.source.options = opts.clone();
-    p.sink.options = opts.clone();
-    let err = cellshard_runtime::run(RunOptions {
-        source: Some("s3://raw/rxrx1".into()),
-        metadata: vec!["s3://raw/rxrx1/metadata.csv".into()],
-        sink: Some("s3://lake/store".into()),
-        threads: 2,
-        ..RunOptions::new(p)
-    })
+    let tiny = pipeline("tiny.toml");
+    let err = try_run(
+        &tiny,
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+        WorkerShare::ALL,
+    )
     .await
     .expect_err("an outage must fail the run, not become rejects");
     assert!(
@@ -480,16 +487,14 @@ async fn a_plate_whose_every_object_is_refused_fails_the_run_and_keeps_its_build
         .lock()
         .unwrap()
         .push("HUVEC-01/Plate2/".into());
-    let mut p = pipeline("tiny.toml");
-    p.source.options = opts.clone();
-    p.sink.options = opts.clone();
-    let err = cellshard_runtime::run(RunOptions {
-        source: Some("s3://raw/rxrx1".into()),
-        metadata: vec!["s3://raw/rxrx1/metadata.csv".into()],
-        sink: Some("s3://lake/store".into()),
-        threads: 2,
-        ..RunOptions::new(p)
-    })
+    let tiny = pipeline("tiny.toml");
+    let err = try_run(
+        &tiny,
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+        WorkerShare::ALL,
+    )
     .await
     .expect_err("a plate with no readable object must not replace its build with rejects");
     let msg = err.to_string();

@@ -41,8 +41,9 @@ impl PlateArgs {
     }
 }
 
+/// The pipeline and its location overrides.
 #[derive(clap::Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct PipelineArgs {
     /// Pipeline TOML file.
     pipeline: PathBuf,
     /// Override the pipeline's source URL.
@@ -54,6 +55,29 @@ pub(crate) struct RunArgs {
     /// Override the pipeline's sink (store root) URL.
     #[arg(long)]
     sink: Option<String>,
+}
+
+impl PipelineArgs {
+    /// Run options for this pipeline and these plates (usage errors exit 2).
+    fn options(self, plates: &PlateArgs) -> Result<RunOptions, (u8, anyhow::Error)> {
+        let pipeline = load_pipeline(&self.pipeline).map_err(|e| (EXIT_USAGE, e))?;
+        let selection = plates.selection().map_err(|e| (EXIT_USAGE, e))?;
+        Ok(RunOptions {
+            source: self.source,
+            metadata: self.metadata,
+            sink: self.sink,
+            worker: plates.worker,
+            selection,
+            incremental: plates.incremental,
+            ..RunOptions::new(pipeline)
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    input: PipelineArgs,
     /// Also write the JSON run summary to this file.
     #[arg(long)]
     summary: Option<PathBuf>,
@@ -86,17 +110,8 @@ pub(crate) struct RunArgs {
 /// `cellshard plan`.
 #[derive(clap::Args)]
 pub(crate) struct PlanArgs {
-    /// Pipeline TOML file.
-    pipeline: PathBuf,
-    /// Override the pipeline's source URL.
-    #[arg(long)]
-    source: Option<String>,
-    /// Override the pipeline's metadata URLs (repeatable).
-    #[arg(long)]
-    metadata: Vec<String>,
-    /// Override the pipeline's sink (store root) URL.
-    #[arg(long)]
-    sink: Option<String>,
+    #[command(flatten)]
+    input: PipelineArgs,
     #[command(flatten)]
     plates: PlateArgs,
     /// Print the plan as JSON (for schedulers).
@@ -121,28 +136,21 @@ pub(crate) fn parse_worker(s: &str) -> Result<WorkerShare, String> {
 }
 
 pub(crate) async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
-    let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
     if !(0.0..=1.0).contains(&a.max_reject_fraction) {
         return Err((
             EXIT_USAGE,
             anyhow::anyhow!("--max-reject-fraction must be within 0..=1"),
         ));
     }
-    let selection = a.plates.selection().map_err(|e| (EXIT_USAGE, e))?;
+    let base = a.input.options(&a.plates)?;
     let opts = RunOptions {
-        source: a.source,
-        metadata: a.metadata,
-        sink: a.sink,
-        worker: a.plates.worker,
-        selection,
-        incremental: a.plates.incremental,
         prune: a.prune,
         threads: a.threads,
         inflight: a.inflight,
         scratch: a.scratch,
         dry_run: a.dry_run,
         progress: !a.no_progress && std::io::stderr().is_terminal(),
-        ..RunOptions::new(pipeline)
+        ..base
     };
     let summary: RunSummary = match cellshard_runtime::run(opts).await {
         Ok(s) => s,
@@ -174,17 +182,7 @@ pub(crate) async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
 
 /// Print what a run with the same arguments would build, and why.
 pub(crate) async fn plan(a: PlanArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
-    let pipeline = load_pipeline(&a.pipeline).map_err(|e| (EXIT_USAGE, e))?;
-    let selection = a.plates.selection().map_err(|e| (EXIT_USAGE, e))?;
-    let opts = RunOptions {
-        source: a.source,
-        metadata: a.metadata,
-        sink: a.sink,
-        worker: a.plates.worker,
-        selection,
-        incremental: a.plates.incremental,
-        ..RunOptions::new(pipeline)
-    };
+    let opts = a.input.options(&a.plates)?;
     let plan = match cellshard_runtime::plan(&opts).await {
         Ok(p) => p,
         Err(e @ (cellshard_runtime::Error::Config(_) | cellshard_runtime::Error::Selection(_))) => {
