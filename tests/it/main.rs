@@ -6,6 +6,7 @@ mod crash;
 mod discovery;
 mod e2e;
 mod export;
+mod feed;
 mod interop;
 mod pushdown;
 mod real_data;

@@ -7,6 +7,7 @@
 
 mod bench;
 mod deploy;
+mod feed;
 mod ingest;
 mod maintain;
 mod sql;
@@ -53,6 +54,9 @@ enum Command {
     Synth(SynthArgs),
     /// Ingest raw images into the store, as a pipeline file says.
     Run(ingest::RunArgs),
+    /// Training reads: the plan of a feed (rows, steps, bytes) and a read benchmark.
+    #[command(subcommand)]
+    Feed(feed::FeedCommand),
     /// Write the manifests to run a rebuild on a cluster.
     #[command(subcommand)]
     Deploy(DeployTarget),
@@ -202,6 +206,10 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_USAGE, e)),
+            Command::Feed(c) => feed::feed(c)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
             Command::Vacuum(a) => maintain::vacuum(a)
                 .await
                 .map(|_| ExitCode::SUCCESS)

@@ -499,6 +499,19 @@ fn reading_a_store_never_creates_anything_in_it() {
         "a query created folders in the store"
     );
     assert_eq!(before, ["sites"]);
+    // The training feed reads the same store, and writes nothing either.
+    let out = cellshard(["feed", "plan", "--store", &s, "--batch-size", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains("rows selected    4") && plan.contains("steps per epoch  2"),
+        "{plan}"
+    );
+    assert_eq!(
+        listing(&store),
+        before,
+        "the feed created folders in the store"
+    );
 }
 
 #[test]

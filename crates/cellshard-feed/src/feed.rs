@@ -1,0 +1,386 @@
+//! A feed: a store pinned at a version, a selection, an order per epoch, and this rank's
+//! batches of decoded tensors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use cellshard_store::Location;
+use cellshard_store::table::open_table;
+use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use sha2::{Digest, Sha256};
+
+use crate::cursor::Cursor;
+use crate::index::{ObjectReader, Selection, select, take_rows};
+use crate::order::{Batching, EpochOrder, Tail};
+use crate::split::SplitSpec;
+use crate::{Error, Result};
+
+/// Files read at once for one batch.
+const FILES_IN_FLIGHT: usize = 4;
+
+/// How to open a feed.
+#[derive(Debug, Clone)]
+pub struct FeedOptions {
+    /// Store root URL or path.
+    pub store: String,
+    /// Object store options.
+    pub options: BTreeMap<String, String>,
+    /// SQL predicate over the metadata columns of `sites` (`None`: every row).
+    pub predicate: Option<String>,
+    /// Metadata columns to return with each batch.
+    pub columns: Vec<String>,
+    /// `sites` version to pin (`None`: the latest).
+    pub version: Option<i64>,
+    /// Shuffle seed.
+    pub seed: u64,
+    /// Global batch size G (all ranks together).
+    pub global_batch: u64,
+    /// World size W.
+    pub world_size: u64,
+    /// This rank (0-based).
+    pub rank: u64,
+    /// Tail policy.
+    pub tail: Tail,
+    /// Shuffle runs of this many consecutive rows together (1: an exact uniform shuffle).
+    pub clump: u64,
+    /// Well-level split.
+    pub split: Option<SplitSpec>,
+}
+
+impl FeedOptions {
+    /// Defaults for `store`: every row, seed 0, G = 256, one rank, padded tail, no clumps.
+    pub fn new(store: impl Into<String>) -> Self {
+        FeedOptions {
+            store: store.into(),
+            options: BTreeMap::new(),
+            predicate: None,
+            columns: Vec::new(),
+            version: None,
+            seed: 0,
+            global_batch: 256,
+            world_size: 1,
+            rank: 0,
+            tail: Tail::PadMasked,
+            clump: 1,
+            split: None,
+        }
+    }
+}
+
+/// One rank's batch of one step.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `B x C x H x W` elements, little-endian; invalid slots are zeros.
+    pub tensors: Vec<u8>,
+    /// Which slots hold a sample.
+    pub valid: Vec<bool>,
+    /// Per slot: the sample's index in the selection (`site_id` order), if any.
+    pub samples: Vec<Option<u64>>,
+    /// Per slot: the site id, if any.
+    pub site_ids: Vec<Option<String>>,
+    /// Per slot: the metadata columns asked for (null rows for invalid slots).
+    pub meta: RecordBatch,
+}
+
+/// A feed over a store; see the crate docs.
+#[derive(Debug)]
+pub struct Feed {
+    opts: FeedOptions,
+    sites: Location,
+    version: i64,
+    selection: Selection,
+    selection_hash: u64,
+}
+
+impl Feed {
+    /// Open a feed: pin the version, read the metadata columns, select the rows. Every
+    /// mistake in the options is an error here, naming what is wrong.
+    pub async fn open(opts: FeedOptions) -> Result<Feed> {
+        if opts.global_batch == 0 || opts.world_size == 0 || opts.rank >= opts.world_size {
+            return Err(Error::Usage(format!(
+                "batch size {} over {} ranks, rank {}: need G >= 1 and 0 <= rank < world size",
+                opts.global_batch, opts.world_size, opts.rank
+            )));
+        }
+        let root = Location::parse(&opts.store, &opts.options)?;
+        root.require_local_dir()?;
+        let sites = root.child("sites");
+        let table = open_table(&sites, opts.version)
+            .await
+            .map_err(|e| Error::Store {
+                url: sites.url.to_string(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| Error::Store {
+                url: sites.url.to_string(),
+                message: "no sites table here".into(),
+            })?;
+        let version = table.version().unwrap_or(0) as i64;
+        let snapshot = table.snapshot().map_err(|e| Error::Store {
+            url: sites.url.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut files: Vec<_> = snapshot
+            .log_data()
+            .iter()
+            .map(|f| {
+                let mut parts: Vec<_> = f.partition_values_map().into_iter().collect();
+                parts.sort();
+                (f.path().to_string(), f.size() as u64, parts)
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let split = opts.split.clone();
+        let keep = move |e: &str, p: i64, w: &str| split.as_ref().is_none_or(|s| s.takes(e, p, w));
+        let selection = select(
+            &sites,
+            files,
+            opts.predicate.as_deref(),
+            &opts.columns,
+            &keep,
+        )
+        .await?;
+        let mut h = Sha256::new();
+        h.update(opts.predicate.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(opts.split.as_ref().map(SplitSpec::key).unwrap_or_default());
+        let d = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        Ok(Feed {
+            opts,
+            sites,
+            version,
+            selection,
+            selection_hash: u64::from_le_bytes(first),
+        })
+    }
+
+    /// Resume from `cursor` with `opts` (which may name another world size and rank, or
+    /// another batch size): the version is the cursor's, and the selection must match.
+    pub async fn from_cursor(mut opts: FeedOptions, cursor: &Cursor) -> Result<Feed> {
+        opts.version = Some(cursor.version);
+        opts.seed = cursor.seed;
+        opts.clump = u64::from(cursor.clump);
+        opts.tail = cursor.tail;
+        let feed = Feed::open(opts).await?;
+        if feed.selection_hash != cursor.selection {
+            return Err(Error::Usage(
+                "the cursor was taken with another predicate or split".into(),
+            ));
+        }
+        Ok(feed)
+    }
+
+    /// Rows selected (N).
+    pub fn len(&self) -> u64 {
+        self.selection.at.len() as u64
+    }
+
+    /// Whether nothing is selected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pinned `sites` version.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// Compressed tensor bytes an epoch reads (the selected rows' pages, from the page
+    /// index), over all ranks.
+    pub fn bytes_to_read(&self) -> u64 {
+        let mut total = 0u64;
+        for (file, row) in &self.selection.at {
+            let meta = self.selection.files[*file as usize].meta.metadata();
+            let Some(index) = meta.offset_index() else {
+                continue;
+            };
+            let leaves = meta.file_metadata().schema_descr().columns();
+            let Some(col) = leaves
+                .iter()
+                .position(|c| c.path().string() == cellshard_store::schema::TENSOR)
+            else {
+                continue;
+            };
+            let mut first = 0i64;
+            for (rg, groups) in meta.row_groups().iter().zip(index) {
+                let rows = rg.num_rows();
+                if i64::from(*row) < first + rows {
+                    let pages = groups[col].page_locations();
+                    let at = pages
+                        .iter()
+                        .rposition(|p| p.first_row_index <= i64::from(*row) - first);
+                    if let Some(p) = at.map(|i| &pages[i]) {
+                        total += p.compressed_page_size as u64;
+                    }
+                    break;
+                }
+                first += rows;
+            }
+        }
+        total
+    }
+
+    /// Bytes of one tensor.
+    pub fn tensor_bytes(&self) -> usize {
+        self.selection.shape.bytes()
+    }
+
+    /// Tensor dimensions (C, H, W).
+    pub fn tensor_dims(&self) -> [usize; 3] {
+        self.selection.shape.dims
+    }
+
+    /// Site ids of the selection, in `site_id` order (sample index -> site).
+    pub fn site_ids(&self) -> &[String] {
+        &self.selection.site_ids
+    }
+
+    fn batching(&self) -> Batching {
+        Batching {
+            global_batch: self.opts.global_batch,
+            world_size: self.opts.world_size,
+            rank: self.opts.rank,
+            tail: self.opts.tail,
+        }
+    }
+
+    /// Steps of an epoch from global position `start` (the same on every rank).
+    pub fn steps(&self, start: u64) -> u64 {
+        self.batching().steps(self.len(), start)
+    }
+
+    /// This rank's samples (indices into the selection) for the step that starts at
+    /// global position `start` of `epoch`; `None` marks a padded slot.
+    pub fn samples(&self, epoch: u64, start: u64) -> Vec<Option<u64>> {
+        let order = EpochOrder::new(self.len(), self.opts.seed, epoch, self.opts.clump);
+        self.batching()
+            .positions(self.len(), start)
+            .into_iter()
+            .map(|p| p.map(|p| order.row(p)))
+            .collect()
+    }
+
+    /// The cursor after the steps up to global position `position` of `epoch`.
+    pub fn cursor(&self, epoch: u64, position: u64) -> Cursor {
+        Cursor {
+            version: self.version,
+            selection: self.selection_hash,
+            seed: self.opts.seed,
+            epoch,
+            position,
+            global_batch: self.opts.global_batch as u32,
+            clump: self.opts.clump as u32,
+            tail: self.opts.tail,
+        }
+    }
+
+    /// Read this rank's batch of the step at global position `start` of `epoch`: only the
+    /// pages of the rows it needs, a few files at a time.
+    pub async fn read(&self, epoch: u64, start: u64) -> Result<Batch> {
+        let samples = self.samples(epoch, start);
+        let len = self.tensor_bytes();
+        let mut by_file: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();
+        for (slot, s) in samples.iter().enumerate() {
+            if let Some(s) = s {
+                let (file, row) = self.selection.at[*s as usize];
+                by_file.entry(file).or_default().push((row, slot));
+            }
+        }
+        let mut tensors = vec![0u8; samples.len() * len];
+        let reads = futures::stream::iter(by_file)
+            .map(|(file, rows)| async move { self.read_rows(file, rows).await })
+            .buffer_unordered(FILES_IN_FLIGHT);
+        let parts: Vec<Vec<(usize, Vec<u8>)>> = reads.try_collect().await?;
+        for (slot, bytes) in parts.into_iter().flatten() {
+            tensors[slot * len..(slot + 1) * len].copy_from_slice(&bytes);
+        }
+        let take = UInt32Array::from(
+            samples
+                .iter()
+                .map(|s| s.map(|s| s as u32))
+                .collect::<Vec<_>>(),
+        );
+        Ok(Batch {
+            tensors,
+            valid: samples.iter().map(Option::is_some).collect(),
+            site_ids: samples
+                .iter()
+                .map(|s| s.map(|s| self.selection.site_ids[s as usize].clone()))
+                .collect(),
+            meta: take_rows(&self.selection.meta, &take)?,
+            samples,
+        })
+    }
+
+    /// The tensors of `rows` (row in file, slot) of one file, by slot.
+    async fn read_rows(
+        &self,
+        file: u32,
+        mut rows: Vec<(u32, usize)>,
+    ) -> Result<Vec<(usize, Vec<u8>)>> {
+        rows.sort_unstable();
+        let f = &self.selection.files[file as usize];
+        let read_err = |e: parquet::errors::ParquetError| Error::Read {
+            path: self.sites.display(&f.path),
+            message: e.to_string(),
+        };
+        let wanted: BTreeSet<u32> = rows.iter().map(|r| r.0).collect();
+        let mut selectors = Vec::new();
+        let mut at = 0u32;
+        for &r in &wanted {
+            if r > at {
+                selectors.push(RowSelector::skip((r - at) as usize));
+            }
+            selectors.push(RowSelector::select(1));
+            at = r + 1;
+        }
+        let schema = f.meta.schema();
+        let tensor = schema
+            .index_of(cellshard_store::schema::TENSOR)
+            .map_err(|e| read_err(parquet::errors::ParquetError::ArrowError(e.to_string())))?;
+        let reader = ObjectReader {
+            store: self.sites.store.clone(),
+            path: f.path.clone(),
+            size: f.size,
+        };
+        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, f.meta.clone())
+            .with_projection(ProjectionMask::roots(f.meta.parquet_schema(), [tensor]))
+            .with_row_selection(RowSelection::from(selectors))
+            .build()
+            .map_err(read_err)?;
+        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(read_err)?;
+        let values: Vec<Vec<u8>> = batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column(0).as_binary::<i32>();
+                (0..col.len())
+                    .map(|i| col.value(i).to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let by_row: BTreeMap<u32, &Vec<u8>> = wanted.iter().copied().zip(values.iter()).collect();
+        let expected = self.tensor_bytes();
+        rows.into_iter()
+            .map(|(row, slot)| {
+                let v = by_row.get(&row).ok_or_else(|| Error::Read {
+                    path: self.sites.display(&f.path),
+                    message: format!("row {row} was not returned"),
+                })?;
+                if v.len() != expected {
+                    return Err(Error::Shape {
+                        path: self.sites.display(&f.path),
+                        row,
+                        len: v.len(),
+                        expected,
+                    });
+                }
+                Ok((slot, (*v).clone()))
+            })
+            .collect()
+    }
+}

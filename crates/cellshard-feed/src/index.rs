@@ -1,0 +1,292 @@
+//! The rows a feed reads: the `sites` files at a pinned Delta version, their metadata
+//! columns (never the tensor), and the rows an SQL predicate selects, in `site_id` order.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use bytes::Bytes;
+use cellshard_store::Location;
+use cellshard_store::schema::TENSOR;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+
+use crate::{Error, Result};
+
+/// One `sites` data file.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    /// Object path.
+    pub path: Path,
+    /// Size in bytes.
+    pub size: u64,
+    /// Footer and page index, read once.
+    pub meta: ArrowReaderMetadata,
+}
+
+/// Parquet reads through an object store, by byte range.
+pub(crate) struct ObjectReader {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) path: Path,
+    pub(crate) size: u64,
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let meta = ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .load_and_finish(&mut *self, size)
+                .await?;
+            Ok(Arc::new(meta))
+        }
+        .boxed()
+    }
+}
+
+/// Shape and element type of the tensor column, from its field metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorShape {
+    /// Channels, height, width.
+    pub dims: [usize; 3],
+    /// Bytes per element.
+    pub element_bytes: usize,
+}
+
+impl TensorShape {
+    /// Bytes of one tensor.
+    pub fn bytes(&self) -> usize {
+        self.dims.iter().product::<usize>() * self.element_bytes
+    }
+
+    fn from_field(f: &Field) -> Option<Self> {
+        let shape = f.metadata().get("cellshard.shape")?;
+        let dims: Vec<usize> = shape
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|d| d.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        let element_bytes = match f.metadata().get("cellshard.dtype")?.as_str() {
+            "uint8" => 1,
+            "uint16" | "float16" => 2,
+            "float32" => 4,
+            _ => return None,
+        };
+        Some(TensorShape {
+            dims: dims.try_into().ok()?,
+            element_bytes,
+        })
+    }
+}
+
+/// The selected rows, in `site_id` order.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The files.
+    pub files: Vec<FileRef>,
+    /// Per row: file index and row within the file.
+    pub at: Vec<(u32, u32)>,
+    /// Per row: site id.
+    pub site_ids: Vec<String>,
+    /// Per row: the metadata columns asked for.
+    pub meta: RecordBatch,
+    /// The tensor's shape.
+    pub shape: TensorShape,
+}
+
+/// A `sites` data file as the log lists it: path, size, partition values.
+pub(crate) type ListedFile = (String, u64, Vec<(String, Option<String>)>);
+
+/// Read the metadata columns of every `sites` file of `table` and select rows with
+/// `predicate`; `keep` then filters rows by (experiment, plate, well).
+pub(crate) async fn select(
+    sites: &Location,
+    files: Vec<ListedFile>,
+    predicate: Option<&str>,
+    columns: &[String],
+    keep: &(dyn Fn(&str, i64, &str) -> bool + Sync),
+) -> Result<Selection> {
+    let mut refs = Vec::new();
+    let mut batches = Vec::new();
+    let mut shape = None;
+    for (i, (relative, size, partitions)) in files.into_iter().enumerate() {
+        let path = sites.path(&relative);
+        let read_err = |e: ParquetError| Error::Read {
+            path: sites.display(&path),
+            message: e.to_string(),
+        };
+        let mut reader = ObjectReader {
+            store: sites.store.clone(),
+            path: path.clone(),
+            size,
+        };
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let meta = ArrowReaderMetadata::load_async(&mut reader, options)
+            .await
+            .map_err(read_err)?;
+        let schema = meta.schema().clone();
+        let tensor = schema
+            .index_of(TENSOR)
+            .map_err(|_| read_err(ParquetError::General("no tensor column".into())))?;
+        shape = shape.or_else(|| TensorShape::from_field(schema.field(tensor)));
+        let roots: Vec<usize> = (0..schema.fields().len())
+            .filter(|&c| c != tensor)
+            .collect();
+        let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone())
+            .with_projection(mask)
+            .build()
+            .map_err(read_err)?;
+        let mut row = 0u32;
+        let parts: Vec<_> = stream.try_collect().await.map_err(read_err)?;
+        for b in parts {
+            batches.push(with_position(&b, i as u32, row, &partitions)?);
+            row += b.num_rows() as u32;
+        }
+        refs.push(FileRef { path, size, meta });
+    }
+    let shape = shape.ok_or_else(|| Error::Store {
+        url: sites.url.to_string(),
+        message: "no file records the tensor's shape (cellshard.shape)".into(),
+    })?;
+    let Some(first) = batches.first() else {
+        return Err(Error::Store {
+            url: sites.url.to_string(),
+            message: "the sites table holds no rows at this version".into(),
+        });
+    };
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(first.schema(), vec![batches.clone()])?;
+    ctx.register_table("sites", Arc::new(table))?;
+    let mut quoted: Vec<String> = [
+        "\"_file\"",
+        "\"_row\"",
+        "site_id AS \"_site\"",
+        "experiment AS \"_experiment\"",
+        "plate AS \"_plate\"",
+        "well AS \"_well\"",
+    ]
+    .map(String::from)
+    .to_vec();
+    quoted.extend(columns.iter().map(|c| format!("\"{c}\"")));
+    let sql = format!(
+        "SELECT {} FROM sites WHERE {} ORDER BY site_id",
+        quoted.join(", "),
+        predicate.unwrap_or("true")
+    );
+    let bad = |e: datafusion::error::DataFusionError| Error::Predicate {
+        predicate: predicate.unwrap_or("").to_string(),
+        message: e.to_string(),
+    };
+    let rows: Vec<RecordBatch> = ctx
+        .sql(&sql)
+        .await
+        .map_err(bad)?
+        .collect()
+        .await
+        .map_err(bad)?;
+    let schema = rows
+        .first()
+        .map_or_else(|| Arc::new(Schema::empty()), |b| b.schema());
+    let all = arrow::compute::concat_batches(&schema, &rows)?;
+    let mut at = Vec::new();
+    let mut site_ids = Vec::new();
+    let mut kept = Vec::new();
+    if all.num_rows() > 0 {
+        let file = all.column(0).as_primitive::<UInt32Type>();
+        let row = all.column(1).as_primitive::<UInt32Type>();
+        let site = arrow::compute::cast(all.column(2), &DataType::Utf8)?;
+        let exp = arrow::compute::cast(all.column(3), &DataType::Utf8)?;
+        let plate = arrow::compute::cast(all.column(4), &DataType::Int64)?;
+        let well = arrow::compute::cast(all.column(5), &DataType::Utf8)?;
+        let (site, exp, well) = (
+            site.as_string::<i32>(),
+            exp.as_string::<i32>(),
+            well.as_string::<i32>(),
+        );
+        let plate = plate.as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..all.num_rows() {
+            if keep(exp.value(i), plate.value(i), well.value(i)) {
+                at.push((file.value(i), row.value(i)));
+                site_ids.push(site.value(i).to_string());
+                kept.push(i as u32);
+            }
+        }
+    }
+    let user: Vec<usize> = (6..all.num_columns()).collect();
+    let meta = take_rows(&all.project(&user)?, &UInt32Array::from(kept))?;
+    Ok(Selection {
+        files: refs,
+        at,
+        site_ids,
+        meta,
+        shape,
+    })
+}
+
+/// `batch` with its file index, row numbers and partition values as columns.
+fn with_position(
+    batch: &RecordBatch,
+    file: u32,
+    first_row: u32,
+    partitions: &[(String, Option<String>)],
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut fields: Vec<Field> = vec![
+        Field::new("_file", DataType::UInt32, false),
+        Field::new("_row", DataType::UInt32, false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from(vec![file; n])),
+        Arc::new(UInt32Array::from_iter_values(
+            first_row..first_row + n as u32,
+        )),
+    ];
+    for (name, value) in partitions {
+        fields.push(Field::new(name, DataType::Utf8, true));
+        cols.push(Arc::new(StringArray::from(vec![value.as_deref(); n])));
+    }
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        fields.push(f.as_ref().clone().with_metadata(Default::default()));
+        cols.push(c.clone());
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// Rows `idx` of `batch` (null rows where `idx` is null), also for a batch of no columns.
+pub(crate) fn take_rows(batch: &RecordBatch, idx: &UInt32Array) -> Result<RecordBatch> {
+    if batch.num_columns() > 0 {
+        return Ok(arrow::compute::take_record_batch(batch, idx)?);
+    }
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(idx.len()));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        Vec::new(),
+        &options,
+    )?)
+}

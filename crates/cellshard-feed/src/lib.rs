@@ -1,0 +1,81 @@
+//! Training reads from a cellshard store: the training cluster's loader.
+//!
+//! A [`Feed`] opens the `sites` table at a pinned Delta version, selects rows with an SQL
+//! predicate over the metadata columns (reading those columns, never a tensor of a row it
+//! drops), and gives each rank its batches of decoded tensors. The guarantees, each a test:
+//! an epoch's order is a pure function of (version, selection, seed, epoch) and never of
+//! the world size or any thread count ([`order`]); every step covers G global positions
+//! shared among the ranks within one sample, every rank runs the same number of steps, and
+//! over an epoch every selected row is seen exactly once (tail policy `pad_masked`); a
+//! [`Cursor`] of 53 bytes resumes an epoch in O(1), on any world size; splits are by well
+//! ([`split`]). A rank reads only the pages of the rows it needs (the tensor column has
+//! one value per page and files carry the page index).
+//!
+//! This crate reads only; it never writes to the store.
+
+pub mod cursor;
+pub mod feed;
+pub mod index;
+pub mod order;
+pub mod split;
+
+pub use cursor::Cursor;
+pub use feed::{Batch, Feed, FeedOptions};
+pub use order::Tail;
+pub use split::SplitSpec;
+
+/// Result with the feed [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong opening or reading a feed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store or version cannot be read.
+    #[error("store {url}: {message}")]
+    Store {
+        /// Where.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The predicate does not parse or names an unknown column.
+    #[error("predicate {predicate:?}: {message}")]
+    Predicate {
+        /// The predicate.
+        predicate: String,
+        /// Why.
+        message: String,
+    },
+    /// The options are inconsistent.
+    #[error("{0}")]
+    Usage(String),
+    /// A data file could not be read.
+    #[error("reading {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A stored tensor's length disagrees with the shape the table records.
+    #[error("{path}, row {row}: the tensor has {len} bytes, the table's shape needs {expected}")]
+    Shape {
+        /// The file.
+        path: String,
+        /// Row in the file.
+        row: u32,
+        /// Bytes found.
+        len: usize,
+        /// Bytes expected.
+        expected: usize,
+    },
+    /// A location or store error.
+    #[error(transparent)]
+    Location(#[from] cellshard_store::Error),
+    /// Arrow failed (a bug).
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// DataFusion failed outside the predicate.
+    #[error(transparent)]
+    Query(#[from] datafusion::error::DataFusionError),
+}
