@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cellshard_core::layout::KeyMatch;
-use cellshard_core::metadata::Lookup;
 use cellshard_core::{
     LayoutTemplate, MetadataTable, PlateKey, RejectReason, SiteKey, SiteMetadata,
 };
@@ -18,6 +17,8 @@ use cellshard_store::schema::RejectRow;
 use futures::StreamExt;
 use object_store::path::Path;
 
+pub use crate::resolve::resolve_plate;
+pub use crate::select::PlateSelection;
 use crate::{Error, Result};
 
 /// One source object.
@@ -86,70 +87,6 @@ pub struct WorkerShare {
 impl WorkerShare {
     /// The single worker.
     pub const ALL: WorkerShare = WorkerShare { index: 0, count: 1 };
-}
-
-/// Which plates a run takes: all when both lists are empty, else the named plates and
-/// every plate of the named experiments.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlateSelection {
-    /// Plates by name.
-    pub plates: Vec<PlateKey>,
-    /// Experiments by name.
-    pub experiments: Vec<String>,
-    /// Of the plates named (or all), only the one at this 0-based position in listing
-    /// order: one plate per index of a Kubernetes Indexed Job.
-    pub index: Option<usize>,
-}
-
-impl PlateSelection {
-    /// From `EXPERIMENT/PLATE` names and experiment names.
-    pub fn parse(plates: &[String], experiments: &[String]) -> std::result::Result<Self, String> {
-        let plates = plates
-            .iter()
-            .map(|p| {
-                let (e, n) = p.rsplit_once('/').ok_or_else(|| {
-                    format!("plate {p:?}: expected EXPERIMENT/PLATE, e.g. HUVEC-01/1")
-                })?;
-                let plate = n
-                    .parse()
-                    .map_err(|_| format!("plate {p:?}: {n:?} is not a plate number"))?;
-                Ok(PlateKey {
-                    experiment: e.to_string(),
-                    plate,
-                })
-            })
-            .collect::<std::result::Result<_, String>>()?;
-        Ok(PlateSelection {
-            plates,
-            experiments: experiments.to_vec(),
-            index: None,
-        })
-    }
-
-    fn is_all(&self) -> bool {
-        self.plates.is_empty() && self.experiments.is_empty()
-    }
-
-    fn takes(&self, p: &PlateKey) -> bool {
-        self.is_all() || self.plates.contains(p) || self.experiments.contains(&p.experiment)
-    }
-
-    /// Names that match none of `found`.
-    fn unknown<'a>(&self, found: impl Iterator<Item = &'a PlateKey> + Clone) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .plates
-            .iter()
-            .filter(|p| !found.clone().any(|f| f == *p))
-            .map(|p| format!("plate {}/{}", p.experiment, p.plate))
-            .collect();
-        out.extend(
-            self.experiments
-                .iter()
-                .filter(|e| !found.clone().any(|f| f.experiment == **e))
-                .map(|e| format!("experiment {e}")),
-        );
-        out
-    }
 }
 
 /// List `source` and group what matches `layout`; keep the selected plates of this
@@ -301,29 +238,6 @@ pub async fn list_source(
     Ok(listing)
 }
 
-fn reject_rows(
-    key: &SiteKey,
-    objects: &[&ObjectRef],
-    reason: RejectReason,
-    message: &str,
-) -> Vec<RejectRow> {
-    objects
-        .iter()
-        .map(|o| RejectRow {
-            site_id: Some(key.site_id()),
-            experiment: Some(key.experiment.clone()),
-            plate: Some(key.plate as i32),
-            object_path: Some(o.display.clone()),
-            reason,
-            message: message.to_string(),
-        })
-        .collect()
-}
-
-fn channel_list(chs: impl Iterator<Item = u32>) -> String {
-    chs.map(|c| format!("w{c}")).collect::<Vec<_>>().join(", ")
-}
-
 enum ListError {
     /// An entry whose name cannot be an object key (shown lossily).
     Unnamable(String),
@@ -382,100 +296,6 @@ fn walk_local(root: &std::path::Path) -> Vec<Result<object_store::ObjectMeta, Li
         }
     }
     out
-}
-
-/// Check a plate's sites (channels complete and unique, metadata present) and split them
-/// into complete sites and reject rows (one per object).
-pub fn resolve_plate(
-    sites: BTreeMap<SiteKey, SiteInputs>,
-    metadata: &MetadataTable,
-    channels: u32,
-) -> (Vec<ResolvedSite>, Vec<RejectRow>) {
-    let mut good = Vec::new();
-    let mut rejects = Vec::new();
-    for (key, inputs) in sites {
-        let id = key.site_id();
-        // Channel numbers outside 1..=channels: reject those objects, judge the rest.
-        let mut usable: BTreeMap<u32, Vec<ObjectRef>> = BTreeMap::new();
-        for (ch, objs) in inputs.channels {
-            if ch == 0 || ch > channels {
-                let refs: Vec<&ObjectRef> = objs.iter().collect();
-                let msg = format!("site {id}: channel w{ch} is outside w1..w{channels}");
-                rejects.extend(reject_rows(
-                    &key,
-                    &refs,
-                    RejectReason::ChannelOutOfRange,
-                    &msg,
-                ));
-            } else {
-                usable.insert(ch, objs);
-            }
-        }
-        let all: Vec<&ObjectRef> = usable.values().flatten().collect();
-        if all.is_empty() {
-            continue;
-        }
-        let dups: Vec<u32> = usable
-            .iter()
-            .filter(|(_, v)| v.len() > 1)
-            .map(|(c, _)| *c)
-            .collect();
-        if !dups.is_empty() {
-            let names: Vec<String> = dups
-                .iter()
-                .flat_map(|c| usable[c].iter().map(|o| o.display.clone()))
-                .collect();
-            let msg = format!(
-                "site {id}: more than one file for channel {}: {}",
-                channel_list(dups.iter().copied()),
-                names.join(", ")
-            );
-            rejects.extend(reject_rows(
-                &key,
-                &all,
-                RejectReason::DuplicateChannel,
-                &msg,
-            ));
-            continue;
-        }
-        let missing: Vec<u32> = (1..=channels).filter(|c| !usable.contains_key(c)).collect();
-        if !missing.is_empty() {
-            let msg = format!(
-                "site {id}: missing channels {} (found {})",
-                channel_list(missing.into_iter()),
-                channel_list(usable.keys().copied())
-            );
-            rejects.extend(reject_rows(&key, &all, RejectReason::MissingChannels, &msg));
-            continue;
-        }
-        let meta = match metadata.lookup(&key) {
-            Lookup::Found(m) => m.clone(),
-            Lookup::Missing => {
-                let msg = format!("site {id}: no metadata row for this site or its well");
-                rejects.extend(reject_rows(&key, &all, RejectReason::NoMetadata, &msg));
-                continue;
-            }
-            Lookup::Conflict(why) => {
-                let msg = format!("site {id}: conflicting metadata: {why}");
-                rejects.extend(reject_rows(
-                    &key,
-                    &all,
-                    RejectReason::MetadataConflict,
-                    &msg,
-                ));
-                continue;
-            }
-        };
-        let dataset = meta.dataset.clone().or(inputs.dataset);
-        let objects = usable.into_values().flatten().collect();
-        good.push(ResolvedSite {
-            key,
-            meta,
-            dataset,
-            objects,
-        });
-    }
-    (good, rejects)
 }
 
 /// Count of objects in a set of sites.

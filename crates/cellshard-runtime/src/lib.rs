@@ -17,7 +17,9 @@ pub mod phase2;
 pub mod plan;
 pub mod plate;
 pub mod pool;
+mod resolve;
 pub mod run;
+mod select;
 mod spill;
 pub mod summary;
 
