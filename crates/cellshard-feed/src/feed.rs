@@ -2,11 +2,12 @@
 //! batches of decoded tensors.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use cellshard_store::Location;
 use cellshard_store::table::open_table;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
@@ -91,7 +92,7 @@ pub struct Feed {
     opts: FeedOptions,
     sites: Location,
     version: i64,
-    selection: Selection,
+    selection: Arc<Selection>,
     selection_hash: u64,
 }
 
@@ -154,7 +155,7 @@ impl Feed {
             opts,
             sites,
             version,
-            selection,
+            selection: Arc::new(selection),
             selection_hash: u64::from_le_bytes(first),
         })
     }
@@ -292,12 +293,23 @@ impl Feed {
             }
         }
         let mut tensors = vec![0u8; samples.len() * len];
-        let reads = futures::stream::iter(by_file)
-            .map(|(file, rows)| async move { self.read_rows(file, rows).await })
-            .buffer_unordered(FILES_IN_FLIGHT);
-        let parts: Vec<Vec<(usize, Vec<u8>)>> = reads.try_collect().await?;
-        for (slot, bytes) in parts.into_iter().flatten() {
-            tensors[slot * len..(slot + 1) * len].copy_from_slice(&bytes);
+        // Each file is read and decoded by a task of its own, so the files of a batch are
+        // decoded on all of the runtime's threads; dropping the read aborts them.
+        let budget = Arc::new(tokio::sync::Semaphore::new(FILES_IN_FLIGHT));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (file, rows) in by_file {
+            let (selection, sites, budget) =
+                (self.selection.clone(), self.sites.clone(), budget.clone());
+            tasks.spawn(async move {
+                let _permit = budget.acquire_owned().await;
+                read_rows(&selection, &sites, file, rows).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let part = done.map_err(|e| Error::Usage(format!("a read task failed: {e}")))??;
+            for (slot, bytes) in part {
+                tensors[slot * len..(slot + 1) * len].copy_from_slice(&bytes);
+            }
         }
         let take = UInt32Array::from(
             samples
@@ -316,71 +328,72 @@ impl Feed {
             samples,
         })
     }
+}
 
-    /// The tensors of `rows` (row in file, slot) of one file, by slot.
-    async fn read_rows(
-        &self,
-        file: u32,
-        mut rows: Vec<(u32, usize)>,
-    ) -> Result<Vec<(usize, Vec<u8>)>> {
-        rows.sort_unstable();
-        let f = &self.selection.files[file as usize];
-        let read_err = |e: parquet::errors::ParquetError| Error::Read {
-            path: self.sites.display(&f.path),
-            message: e.to_string(),
-        };
-        let wanted: BTreeSet<u32> = rows.iter().map(|r| r.0).collect();
-        let mut selectors = Vec::new();
-        let mut at = 0u32;
-        for &r in &wanted {
-            if r > at {
-                selectors.push(RowSelector::skip((r - at) as usize));
-            }
-            selectors.push(RowSelector::select(1));
-            at = r + 1;
+/// The tensors of `rows` (row in file, slot) of one file, by slot.
+async fn read_rows(
+    selection: &Selection,
+    sites: &Location,
+    file: u32,
+    mut rows: Vec<(u32, usize)>,
+) -> Result<Vec<(usize, Vec<u8>)>> {
+    rows.sort_unstable();
+    let f = &selection.files[file as usize];
+    let read_err = |e: parquet::errors::ParquetError| Error::Read {
+        path: sites.display(&f.path),
+        message: e.to_string(),
+    };
+    let wanted: BTreeSet<u32> = rows.iter().map(|r| r.0).collect();
+    let mut selectors = Vec::new();
+    let mut at = 0u32;
+    for &r in &wanted {
+        if r > at {
+            selectors.push(RowSelector::skip((r - at) as usize));
         }
-        let schema = f.meta.schema();
-        let tensor = schema
-            .index_of(cellshard_store::schema::TENSOR)
-            .map_err(|e| read_err(parquet::errors::ParquetError::ArrowError(e.to_string())))?;
-        let reader = ObjectReader {
-            store: self.sites.store.clone(),
-            path: f.path.clone(),
-            size: f.size,
-        };
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, f.meta.clone())
-            .with_projection(ProjectionMask::roots(f.meta.parquet_schema(), [tensor]))
-            .with_row_selection(RowSelection::from(selectors))
-            .build()
-            .map_err(read_err)?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(read_err)?;
-        let values: Vec<Vec<u8>> = batches
-            .iter()
-            .flat_map(|b| {
-                let col = b.column(0).as_binary::<i32>();
-                (0..col.len())
-                    .map(|i| col.value(i).to_vec())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let by_row: BTreeMap<u32, &Vec<u8>> = wanted.iter().copied().zip(values.iter()).collect();
-        let expected = self.tensor_bytes();
-        rows.into_iter()
-            .map(|(row, slot)| {
-                let v = by_row.get(&row).ok_or_else(|| Error::Read {
-                    path: self.sites.display(&f.path),
-                    message: format!("row {row} was not returned"),
-                })?;
-                if v.len() != expected {
-                    return Err(Error::Shape {
-                        path: self.sites.display(&f.path),
-                        row,
-                        len: v.len(),
-                        expected,
-                    });
-                }
-                Ok((slot, (*v).clone()))
-            })
-            .collect()
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
     }
+    let schema = f.meta.schema();
+    let tensor = schema
+        .index_of(cellshard_store::schema::TENSOR)
+        .map_err(|e| read_err(parquet::errors::ParquetError::ArrowError(e.to_string())))?;
+    let reader = ObjectReader {
+        store: sites.store.clone(),
+        path: f.path.clone(),
+        size: f.size,
+    };
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, f.meta.clone())
+        .with_projection(ProjectionMask::roots(f.meta.parquet_schema(), [tensor]))
+        .with_row_selection(RowSelection::from(selectors))
+        .build()
+        .map_err(read_err)?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(read_err)?;
+    let values: Vec<Vec<u8>> = batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column(0).as_binary::<i32>();
+            (0..col.len())
+                .map(|i| col.value(i).to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let by_row: BTreeMap<u32, &Vec<u8>> = wanted.iter().copied().zip(values.iter()).collect();
+    let expected = selection.shape.bytes();
+    rows.into_iter()
+        .map(|(row, slot)| {
+            let v = by_row.get(&row).ok_or_else(|| Error::Read {
+                path: sites.display(&f.path),
+                message: format!("row {row} was not returned"),
+            })?;
+            if v.len() != expected {
+                return Err(Error::Shape {
+                    path: sites.display(&f.path),
+                    row,
+                    len: v.len(),
+                    expected,
+                });
+            }
+            Ok((slot, (*v).clone()))
+        })
+        .collect()
 }
