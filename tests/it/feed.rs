@@ -99,6 +99,27 @@ async fn epochs_are_topology_free_exactly_once_and_equal_in_steps() {
     let other = epoch(&store, 10, 1, Tail::PadMasked, 1).await;
     assert_ne!(global(&other), global(&one), "another epoch, another order");
 
+    // Shuffle quality: an exact shuffle mixes plates more than runs of 8 rows do.
+    let exact = Feed::open(opts(&store, 12, 1, 0))
+        .await
+        .unwrap()
+        .shuffle_quality(0);
+    let clumped = Feed::open(FeedOptions {
+        clump: 8,
+        ..opts(&store, 12, 1, 0)
+    })
+    .await
+    .unwrap()
+    .shuffle_quality(0);
+    assert!(
+        exact.plates_per_batch > clumped.plates_per_batch,
+        "{exact:?} {clumped:?}"
+    );
+    assert!(
+        exact.diff_entropy_bits > clumped.diff_entropy_bits,
+        "{exact:?} {clumped:?}"
+    );
+
     let dropped = global(&epoch(&store, 10, 3, Tail::Drop, 0).await);
     assert_eq!(dropped.len(), 40);
     let repeated = global(&epoch(&store, 10, 3, Tail::Repeat, 0).await);

@@ -126,6 +126,11 @@ async fn plan(a: &FeedArgs) -> Result<()> {
         feed.bytes_to_read(),
         feed.len() * feed.tensor_bytes() as u64
     );
+    let q = feed.shuffle_quality(0);
+    println!(
+        "shuffle          {:.1} distinct plates per global batch, {:.2} bits of index-distance entropy (clump {})",
+        q.plates_per_batch, q.diff_entropy_bits, a.clump
+    );
     Ok(())
 }
 

@@ -86,6 +86,15 @@ pub struct Batch {
     pub meta: RecordBatch,
 }
 
+/// Shuffle-quality figures of an epoch; see [`Feed::shuffle_quality`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShuffleQuality {
+    /// Mean distinct plates per global batch.
+    pub plates_per_batch: f64,
+    /// Entropy of the log2-bucketed index distance between consecutive samples, in bits.
+    pub diff_entropy_bits: f64,
+}
+
 /// A feed over a store; see the crate docs.
 #[derive(Debug)]
 pub struct Feed {
@@ -264,6 +273,49 @@ impl Feed {
             .into_iter()
             .map(|p| p.map(|p| order.row(p)))
             .collect()
+    }
+
+    /// How well an epoch is shuffled: the mean number of distinct plates in a global batch,
+    /// and the entropy (bits) of the log2-bucketed distance between the selection indices
+    /// of consecutive samples (a sequential read scores 0; an exact shuffle of N rows
+    /// about log2(log2 N)).
+    pub fn shuffle_quality(&self, epoch: u64) -> ShuffleQuality {
+        let n = self.len();
+        let order = EpochOrder::new(n, self.opts.seed, epoch, self.opts.clump);
+        let plate = |i: u64| {
+            let id = &self.selection.site_ids[i as usize];
+            // site_id = EXPERIMENT_PLATE_WELL_SITE
+            id.rsplitn(3, '_').nth(2).unwrap_or(id).to_string()
+        };
+        let g = self.opts.global_batch;
+        let (mut plates, mut batches) = (0usize, 0usize);
+        let mut start = 0;
+        while start < n {
+            let distinct: BTreeSet<String> = (start..(start + g).min(n))
+                .map(|p| plate(order.row(p)))
+                .collect();
+            plates += distinct.len();
+            batches += 1;
+            start += g;
+        }
+        let mut buckets = [0u64; 65];
+        for p in 1..n {
+            let d = order.row(p).abs_diff(order.row(p - 1));
+            buckets[(64 - d.leading_zeros()) as usize] += 1;
+        }
+        let total = n.saturating_sub(1).max(1) as f64;
+        let entropy = buckets
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let q = c as f64 / total;
+                -q * q.log2()
+            })
+            .sum();
+        ShuffleQuality {
+            plates_per_batch: plates as f64 / batches.max(1) as f64,
+            diff_entropy_bits: entropy,
+        }
     }
 
     /// The cursor after the steps up to global position `position` of `epoch`.

@@ -20,7 +20,7 @@ pub mod order;
 pub mod split;
 
 pub use cursor::Cursor;
-pub use feed::{Batch, Feed, FeedOptions};
+pub use feed::{Batch, Feed, FeedOptions, ShuffleQuality};
 pub use order::Tail;
 pub use split::SplitSpec;
 
