@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use cellshard_store::Location;
 use cellshard_store::table::open_table;
 use futures::TryStreamExt;
@@ -359,8 +359,9 @@ impl Feed {
         }
         while let Some(done) = tasks.join_next().await {
             let part = done.map_err(|e| Error::Usage(format!("a read task failed: {e}")))??;
-            for (slot, bytes) in part {
-                tensors[slot * len..(slot + 1) * len].copy_from_slice(&bytes);
+            for (slot, b, i) in part.slots {
+                let value = part.batches[b].column(0).as_binary::<i32>().value(i);
+                tensors[slot * len..(slot + 1) * len].copy_from_slice(value);
             }
         }
         let take = UInt32Array::from(
@@ -388,7 +389,7 @@ async fn read_rows(
     sites: &Location,
     file: u32,
     mut rows: Vec<(u32, usize)>,
-) -> Result<Vec<(usize, Vec<u8>)>> {
+) -> Result<FileRows> {
     rows.sort_unstable();
     let f = &selection.files[file as usize];
     let read_err = |e: parquet::errors::ParquetError| Error::Read {
@@ -420,32 +421,38 @@ async fn read_rows(
         .build()
         .map_err(read_err)?;
     let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(read_err)?;
-    let values: Vec<Vec<u8>> = batches
+    // (batch, value) of each wanted row, in row order.
+    let at: Vec<(usize, usize)> = batches
         .iter()
-        .flat_map(|b| {
-            let col = b.column(0).as_binary::<i32>();
-            (0..col.len())
-                .map(|i| col.value(i).to_vec())
-                .collect::<Vec<_>>()
-        })
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i)))
         .collect();
-    let by_row: BTreeMap<u32, &Vec<u8>> = wanted.iter().copied().zip(values.iter()).collect();
+    let by_row: BTreeMap<u32, (usize, usize)> = wanted.iter().copied().zip(at).collect();
     let expected = selection.shape.bytes();
-    rows.into_iter()
+    let slots = rows
+        .into_iter()
         .map(|(row, slot)| {
-            let v = by_row.get(&row).ok_or_else(|| Error::Read {
+            let &(b, i) = by_row.get(&row).ok_or_else(|| Error::Read {
                 path: sites.display(&f.path),
                 message: format!("row {row} was not returned"),
             })?;
-            if v.len() != expected {
+            let len = batches[b].column(0).as_binary::<i32>().value(i).len();
+            if len != expected {
                 return Err(Error::Shape {
                     path: sites.display(&f.path),
                     row,
-                    len: v.len(),
+                    len,
                     expected,
                 });
             }
-            Ok((slot, (*v).clone()))
+            Ok((slot, b, i))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(FileRows { batches, slots })
+}
+
+/// The tensors one file gave: decoded batches, and (slot, batch, value) of each.
+struct FileRows {
+    batches: Vec<RecordBatch>,
+    slots: Vec<(usize, usize, usize)>,
 }
