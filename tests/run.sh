@@ -31,6 +31,11 @@ if ! "$py" -c "import deltalake" >/dev/null 2>&1; then
 fi
 export CELLSHARD_PYTHON="$PWD/$py"
 
+# The Python package of the training feed (crates/cellshard-python), built by maturin in
+# the dev profile so it shares target/ with the tests; users install a release build.
+MATURIN_PEP517_ARGS="--profile dev --strip" "$py" -m pip install --quiet \
+  --disable-pip-version-check ./crates/cellshard-python
+
 # One profile for everything (see [profile.dev] in Cargo.toml); two test threads on a
 # 2-core machine. Every test target, no doc-tests (there are none).
 log=$(mktemp)

@@ -703,3 +703,30 @@ fn deploy_k8s_writes_an_indexed_job_whose_command_the_cli_accepts() {
         text(&lint.stderr)
     );
 }
+
+#[test]
+fn the_python_package_feeds_each_row_once_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let out = cellshard([
+        "run",
+        "pipelines/rxrx1-release.toml",
+        "--sink",
+        &store,
+        "--max-reject-fraction",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(python())
+        .arg(repo().join("tests/python/test_feed.py"))
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}\n(the package is installed by `bash tests/run.sh`)",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("ok: cellshard feed from Python"));
+}
