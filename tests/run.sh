@@ -13,14 +13,14 @@ if [ ! -f ../shared/data/rxrx1/metadata.csv ]; then
 fi
 
 # Other readers of the store for tests/it/interop.rs: pyarrow, DuckDB and numpy from PyPI,
-# and PyYAML and hadolint for the deploy/ checks (pinned in tests/python/requirements.txt),
+# pytest for the Python package, PyYAML and hadolint for the deploy/ checks (pinned in tests/python/requirements.txt),
 # in a virtualenv under target/, plus deltalake where it installs.
 if ! command -v python3 >/dev/null 2>&1; then
   echo "python3 (3.9 or newer, with venv) is required for the interop test" >&2
   exit 1
 fi
 py=target/pyenv/bin/python
-if ! "$py" -c "import pyarrow, duckdb, numpy, yaml" >/dev/null 2>&1 || [ ! -x target/pyenv/bin/hadolint ]; then
+if ! "$py" -c "import pyarrow, duckdb, numpy, yaml, pytest" >/dev/null 2>&1 || [ ! -x target/pyenv/bin/hadolint ]; then
   mkdir -p target
   python3 -m venv target/pyenv
   "$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt

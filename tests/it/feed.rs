@@ -310,3 +310,55 @@ async fn splits_keep_the_sites_of_a_well_together() {
         "a well in both splits"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_ahead_gives_the_same_batches_for_any_thread_count_and_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let mut reference: Option<Vec<(Vec<u8>, Vec<Option<u64>>)>> = None;
+    // One decode thread, no read-ahead and a read budget smaller than one page; then all
+    // cores, deep read-ahead and a large budget.
+    for (threads, read_budget, memory_budget) in [(1, 1, 1), (2, 1 << 30, 1 << 30)] {
+        let feed = std::sync::Arc::new(
+            Feed::open(FeedOptions {
+                threads,
+                read_budget,
+                memory_budget,
+                ..opts(&store, 7, 2, 1)
+            })
+            .await
+            .unwrap(),
+        );
+        assert_eq!(feed.threads(), threads);
+        let starts: Vec<u64> = (0..feed.steps(0)).map(|t| t * 7).collect();
+        let mut stream = feed.stream(4, starts.clone());
+        let mut got = Vec::new();
+        while let Some(b) = stream.next().await {
+            let b = b.unwrap();
+            assert_eq!(b.start, starts[got.len()]);
+            let direct = feed.read(4, b.start).await.unwrap();
+            assert_eq!(direct.tensors, b.tensors);
+            got.push((b.tensors, b.samples));
+        }
+        assert_eq!(got.len(), 7);
+        match &reference {
+            None => reference = Some(got),
+            Some(r) => assert!(r == &got, "the batches changed with the threads or budgets"),
+        }
+    }
+    // A stream dropped half way stops its reads; the feed goes on.
+    let feed = std::sync::Arc::new(Feed::open(opts(&store, 7, 1, 0)).await.unwrap());
+    let mut stream = feed.stream(0, vec![0, 7, 14, 21]);
+    assert!(stream.next().await.unwrap().is_ok());
+    drop(stream);
+    assert_eq!(
+        feed.read(0, 42)
+            .await
+            .unwrap()
+            .valid
+            .iter()
+            .filter(|v| **v)
+            .count(),
+        6
+    );
+}

@@ -554,3 +554,75 @@ async fn bench_local_vs_s3() {
         s3.requests
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_training_feed_reads_an_s3_store_through_faults_and_names_a_refused_file() {
+    use cellshard_feed::{Feed, FeedOptions};
+    use std::collections::BTreeSet;
+
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let opts = server.options();
+    synth_to("s3://raw/rxrx1", &opts).await;
+    run_with(
+        &pipeline("tiny.toml"),
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+    )
+    .await;
+    let (ids, stored) = tensors("s3://lake/store", &opts).await;
+    let stored: BTreeMap<String, Vec<u8>> = ids.into_iter().zip(stored).collect();
+
+    // Every batch of an epoch, read ahead by ranged GETs while 1 request in 10 fails.
+    server
+        .faults
+        .transient_per_mille
+        .store(100, Ordering::Relaxed);
+    let feed = Arc::new(
+        Feed::open(FeedOptions {
+            options: opts.clone(),
+            global_batch: 5,
+            threads: 2,
+            ..FeedOptions::new("s3://lake/store")
+        })
+        .await
+        .unwrap(),
+    );
+    let len = feed.tensor_bytes();
+    let mut stream = feed.stream(1, (0..feed.steps(0)).map(|t| t * 5).collect());
+    let mut seen = BTreeSet::new();
+    while let Some(b) = stream.next().await {
+        let b = b.unwrap();
+        for (slot, site) in b.site_ids.iter().enumerate() {
+            if let Some(site) = site {
+                assert_eq!(&b.tensors[slot * len..(slot + 1) * len], &stored[site][..]);
+                assert!(seen.insert(site.clone()), "{site} twice");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    assert!(server.faults.injected.load(Ordering::Relaxed) > 0);
+
+    // A data file the store refuses: a clear error naming it, when the feed opens.
+    server
+        .faults
+        .transient_per_mille
+        .store(0, Ordering::Relaxed);
+    server
+        .faults
+        .forbidden
+        .lock()
+        .unwrap()
+        .push(".zstd.parquet".into());
+    let e = Feed::open(FeedOptions {
+        options: opts.clone(),
+        ..FeedOptions::new("s3://lake/store")
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("s3://lake/store/sites/") && e.contains(".zstd.parquet"),
+        "{e}"
+    );
+}

@@ -1,72 +1,199 @@
-"""The training feed from Python: the guarantees of crates/cellshard-feed, through the
-installed `cellshard` package. Usage: test_feed.py STORE (a store of 4 sites)."""
+"""The training feed's guarantees through the installed ``cellshard`` package (pytest).
 
-import sys
+The store comes from CELLSHARD_FEED_STORE (the Rust test that runs this file builds one of
+4 sites from the real RxRx1 images); `bash tests/run.sh` installs the package.
+"""
+
+import multiprocessing as mp
+import os
+import pickle
 
 import numpy as np
+import pyarrow as pa
+import pytest
 
 import cellshard
 
-
-def epoch_samples(store, g, w, e):
-    ranks = [cellshard.Dataset(store, batch_size=g, world_size=w, rank=r, seed=3) for r in range(w)]
-    steps = [list(ds.epoch(e)) for ds in ranks]
-    assert len({len(s) for s in steps}) == 1, "every rank runs the same steps"
-    return steps
+STORE = os.environ.get("CELLSHARD_FEED_STORE")
+pytestmark = pytest.mark.skipif(not STORE, reason="CELLSHARD_FEED_STORE is not set")
 
 
-def main():
-    store = sys.argv[1]
-    one = cellshard.Dataset(store, batch_size=3, seed=3)
-    assert one.rows == 4 and len(one) == 2, (one.rows, len(one))
+def samples_of(batches):
+    return [list(b.samples) for b in batches]
 
-    # Exactly once over ranks, fixed shapes, masked padding, tensors handed over without a copy.
-    steps = epoch_samples(store, 3, 2, 0)
+
+def ranks(g, w, e, **kw):
+    sets = [cellshard.Dataset(STORE, batch_size=g, world_size=w, rank=r, seed=3, **kw)
+            for r in range(w)]
+    return [samples_of(ds.epoch(e)) for ds in sets]
+
+
+def test_exactly_once_over_ranks_with_fixed_shapes_and_masked_padding():
+    one = cellshard.Dataset(STORE, batch_size=3, seed=3)
+    assert one.rows == 4 and len(one) == 2
     seen = []
-    for rank in steps:
-        for b in rank:
-            assert b.tensors.dtype == np.uint8 and b.tensors.shape == (2, 6, 512, 512), b.tensors.shape
+    for r in range(2):
+        ds = cellshard.Dataset(STORE, batch_size=3, world_size=2, rank=r, seed=3)
+        steps = list(ds.epoch(0))
+        assert len(steps) == 2, "every rank runs the same number of steps"
+        for b in steps:
+            assert b.tensors.dtype == np.uint8 and b.tensors.shape == (2, 6, 512, 512)
             assert b.valid.dtype == np.bool_ and b.valid.shape == (2,)
-            assert b.tensors.base is not None, "the array should wrap Rust memory"
+            assert b.tensors.base is not None, "the array wraps Rust memory"
             for slot, s in enumerate(b.samples):
                 if s is None:
                     assert not b.valid[slot] and not b.tensors[slot].any()
                 else:
+                    assert b.valid[slot] and b.tensors[slot].any()
                     seen.append(s)
-    assert sorted(seen) == [0, 1, 2, 3], seen
+    assert sorted(seen) == [0, 1, 2, 3]
 
-    # Resume: a cursor after the first step, on another world size, continues the epoch.
-    ds = cellshard.Dataset(store, batch_size=2, seed=3)
+
+def test_the_global_order_does_not_depend_on_the_world_size():
+    for e in range(3):
+        whole = [s for step in ranks(2, 1, e)[0] for s in step if s is not None]
+        for w in (2, 3):
+            per_rank = ranks(2, w, e)
+            glued = [s for t in range(len(per_rank[0])) for r in per_rank for s in r[t]
+                     if s is not None]
+            assert glued == whole, (e, w)
+        assert sorted(whole) == [0, 1, 2, 3]
+
+
+def test_tail_policies():
+    drop = ranks(3, 1, 0, tail="drop")[0]
+    assert len(drop) == 1 and None not in drop[0]
+    rep = ranks(3, 1, 0, tail="repeat")[0]
+    assert len(rep) == 2 and None not in rep[1]
+    assert sorted(set(rep[0] + rep[1])) == [0, 1, 2, 3]
+
+
+def test_a_cursor_resumes_the_rest_of_the_epoch_on_another_world_size():
+    ds = cellshard.Dataset(STORE, batch_size=2, seed=3)
     it = ds.epoch(1)
     first = next(it)
     state = ds.state_dict()
     assert isinstance(state, bytes) and len(state) < 100
+    assert cellshard.read_state(state)["position"] == 2
     rest = [s for b in it for s in b.samples if s is not None]
-    resumed = [cellshard.Dataset.from_state(state, store, batch_size=2, world_size=2, rank=r) for r in range(2)]
+    resumed = [cellshard.Dataset.from_state(state, STORE, batch_size=2, world_size=2, rank=r)
+               for r in range(2)]
     again = []
     for step in zip(*[list(r.epoch(1)) for r in resumed]):
         again.extend(s for b in step for s in b.samples if s is not None)
-    assert again == rest, (again, rest)
+    assert again == rest
     assert sorted(again + [s for s in first.samples if s is not None]) == [0, 1, 2, 3]
-
-    # Bad input is a clear error at construction.
-    try:
-        cellshard.Dataset(store, where="no_such_column = 1")
-    except ValueError as e:
-        assert "no_such_column" in str(e), e
-    else:
-        raise AssertionError("a bad predicate was accepted")
-
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("skipped: the torch adapter (torch is not installed)")
-    else:
-        from cellshard.torch import CellshardIterable
-
-        batches = list(CellshardIterable(cellshard.Dataset(store, batch_size=2)))
-        assert len(batches) == 2 and batches[0][0].shape == (2, 6, 512, 512)
-    print("ok: cellshard feed from Python")
+    # Another global batch size: every sample not yet consumed, once.
+    other = cellshard.Dataset.from_state(state, STORE, batch_size=1)
+    assert sorted(s for b in other.epoch(1) for s in b.samples) == sorted(rest)
 
 
-main()
+def test_a_cursor_from_another_selection_is_refused():
+    ds = cellshard.Dataset(STORE, batch_size=2)
+    with pytest.raises(ValueError, match="another predicate"):
+        cellshard.Dataset.from_state(ds.state_dict(), STORE, where="site = 1")
+
+
+def worker_samples(ds, epoch, worker, workers):
+    return samples_of(ds.epoch(epoch, worker=worker, workers=workers))
+
+
+def round_robin(parts):
+    out, t = [], 0
+    while any(t < len(p) for p in parts):
+        out.extend(p[t] for p in parts if t < len(p))
+        t += 1
+    return out
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_the_same_stream_for_any_worker_count_with_fork_and_spawn(method):
+    whole = samples_of(cellshard.Dataset(STORE, batch_size=1, seed=5).epoch(2))
+    assert len(whole) == 4
+    ds = cellshard.Dataset(STORE, batch_size=1, seed=5)
+    # Touch the feed in the parent first: a forked child must not use its threads.
+    assert len(next(iter(ds.epoch(0))).samples) == 1
+    ctx = mp.get_context(method)
+    for n in (1, 2, 4):
+        with ctx.Pool(n) as pool:
+            parts = pool.starmap(worker_samples, [(ds, 2, k, n) for k in range(n)])
+        assert round_robin(parts) == whole, (method, n)
+
+
+def test_a_pickled_dataset_reads_the_same_stream_at_the_same_version():
+    ds = cellshard.Dataset(STORE, batch_size=2, seed=9, columns=["well"])
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy.version == ds.version
+    assert samples_of(copy.epoch(0)) == samples_of(ds.epoch(0))
+
+
+def test_torch_dataloader_workers_fork_and_spawn_give_one_stream():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from cellshard.torch import CellshardIterable
+
+    ds = cellshard.Dataset(STORE, batch_size=1, seed=7)
+    ref = None
+    for method in ("fork", "spawn"):
+        for n in (0, 1, 2, 4):
+            loader = DataLoader(CellshardIterable(ds, epoch=1), batch_size=None, num_workers=n,
+                                multiprocessing_context=method if n else None)
+            got = [ids for _, _, ids in loader]
+            ref = ref or got
+            assert got == ref and len(got) == 4, (method, n)
+    t, valid, _ = next(iter(CellshardIterable(ds)))
+    assert t.dtype == torch.uint8 and t.shape == (1, 6, 512, 512) and valid.all()
+    # Resumed after one step: every worker count continues with the same three batches.
+    resumed = cellshard.Dataset.from_state(ds.state_at(1, 1), STORE, batch_size=1)
+    for n in (0, 2):
+        loader = DataLoader(CellshardIterable(resumed, epoch=1), batch_size=None, num_workers=n)
+        assert [ids for _, _, ids in loader] == ref[1:], n
+
+
+def test_metadata_columns_arrive_as_arrow_one_row_per_slot():
+    ds = cellshard.Dataset(STORE, batch_size=3, columns=["well", "site", "plate"])
+    b = next(iter(ds.epoch(0)))
+    t = pa.table(b.metadata)
+    assert t.num_rows == 3 and t.column_names == ["well", "site", "plate"]
+    for slot, site_id in enumerate(b.site_ids):
+        well = t.column("well")[slot].as_py()
+        assert site_id.split("_")[2] == well
+    last = cellshard.Dataset(STORE, batch_size=3, columns=["well"])
+    padded = list(last.epoch(0))[1]
+    assert pa.table(padded.metadata).column("well").null_count == 2
+
+
+def test_sql_returns_arrow_from_the_same_session_as_the_cli():
+    out = cellshard.sql(STORE, "SELECT count(*) AS n, count(DISTINCT well) AS wells FROM sites")
+    assert out.num_rows == 1 and out.column_names == ["n", "wells"]
+    t = out.to_pyarrow()
+    assert t.column("n")[0].as_py() == 4
+    # The views and tensor functions are there too.
+    qc = pa.table(cellshard.sql(STORE, "SELECT DISTINCT site_id FROM site_qc ORDER BY site_id"))
+    assert qc.num_rows == 4
+    empty = pa.table(cellshard.sql(STORE, "SELECT site_id FROM sites WHERE false"))
+    assert empty.num_rows == 0 and empty.column_names == ["site_id"]
+    with pytest.raises(ValueError, match="no_such_table"):
+        cellshard.sql(STORE, "SELECT * FROM no_such_table")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(where="no_such_column = 1"), "no_such_column"),
+    (dict(where="well = "), "predicate"),
+    (dict(version=999), "999"),
+    (dict(tail="sometimes"), "tail"),
+    (dict(batch_size=0), "batch size"),
+    (dict(rank=2, world_size=2), "rank"),
+])
+def test_bad_input_is_a_clear_error_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cellshard.Dataset(STORE, **kwargs)
+
+
+def test_a_store_that_does_not_exist_is_named(tmp_path):
+    missing = str(tmp_path / "no-store")
+    with pytest.raises(ValueError, match="no-store"):
+        cellshard.Dataset(missing)
+    with pytest.raises(ValueError):
+        cellshard.Dataset.from_state(b"not a cursor", STORE)

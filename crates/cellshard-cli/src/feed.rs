@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
-use cellshard_feed::{Feed, FeedOptions, SplitSpec, Tail};
+use cellshard_feed::{Cursor, Feed, FeedOptions, SplitSpec, Tail};
 
 use crate::sql::parse_kv;
 
@@ -44,6 +46,15 @@ pub(crate) struct FeedArgs {
     /// The part of --split to read.
     #[arg(long)]
     take: Option<String>,
+    /// Decode threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Compressed bytes fetched and not yet decoded, at most, in MiB.
+    #[arg(long, default_value_t = cellshard_feed::READ_BUDGET >> 20)]
+    read_budget_mib: u64,
+    /// Decoded batches read ahead, at most, in MiB (at least one batch).
+    #[arg(long, default_value_t = cellshard_feed::MEMORY_BUDGET >> 20)]
+    memory_budget_mib: u64,
 }
 
 impl FeedArgs {
@@ -74,6 +85,9 @@ impl FeedArgs {
             tail,
             clump: self.clump,
             split,
+            threads: self.threads,
+            read_budget: self.read_budget_mib << 20,
+            memory_budget: self.memory_budget_mib << 20,
             ..FeedOptions::new(&self.store)
         })
     }
@@ -84,7 +98,7 @@ impl FeedArgs {
 pub(crate) enum FeedCommand {
     /// Rows selected, steps per epoch and bytes to read, without reading a tensor.
     Plan(FeedArgs),
-    /// Read one epoch on one thread and on every core; compare with zstd alone.
+    /// Read one epoch on one decode thread and on every core; compare with zstd alone.
     Bench {
         #[command(flatten)]
         feed: FeedArgs,
@@ -134,77 +148,131 @@ async fn plan(a: &FeedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Tensors per second reading `steps` steps of epoch 0 with a runtime of `threads` threads.
-fn read_rate(a: &FeedArgs, threads: usize, steps: u64) -> Result<(f64, f64, Vec<Vec<u8>>)> {
+/// One pass of the bench: the feed opened on `threads` decode threads, `steps` steps of
+/// epoch 0 read through its read-ahead stream.
+struct Pass {
+    rate: f64,
+    per_cpu_second: f64,
+    first_batch: f64,
+}
+
+fn pass(a: &FeedArgs, threads: usize, steps: u64) -> Result<Pass> {
+    // The runtime only waits on I/O; decoding runs on the feed's own threads.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let cpu0 = cellshard_runtime::summary::cpu_seconds().unwrap_or(0.0);
+        let started = Instant::now();
+        let feed = Arc::new(
+            Feed::open(FeedOptions {
+                threads,
+                ..a.options(0)?
+            })
+            .await?,
+        );
+        let starts: Vec<u64> = (0..steps.min(feed.steps(0)))
+            .map(|t| t * a.batch_size)
+            .collect();
+        let mut stream = feed.stream(0, starts);
+        let (mut first, mut tensors) = (None, 0u64);
+        while let Some(b) = stream.next().await {
+            let b = b?;
+            first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            tensors += b.valid.iter().filter(|v| **v).count() as u64;
+        }
+        let secs = started.elapsed().as_secs_f64() - first.unwrap_or(0.0);
+        let cpu = cellshard_runtime::summary::cpu_seconds().unwrap_or(0.0) - cpu0;
+        // The first batch (with the open) is timed apart; the rate counts the rest.
+        let first_n = tensors.min(feed.rank_batch());
+        Ok(Pass {
+            rate: (tensors - first_n) as f64 / secs.max(1e-9),
+            per_cpu_second: tensors as f64 / cpu.max(1e-9),
+            first_batch: first.unwrap_or(f64::NAN),
+        })
+    })
+}
+
+/// Seconds to resume at the middle of epoch 0 from a cursor: open and the first batch.
+fn resume(a: &FeedArgs) -> Result<f64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     rt.block_on(async {
         let feed = Feed::open(a.options(0)?).await?;
-        let steps = if steps == 0 {
-            feed.steps(0)
-        } else {
-            steps.min(feed.steps(0))
-        };
+        let middle = feed.steps(0) / 2 * a.batch_size;
+        let cursor = Cursor::from_bytes(&feed.cursor(0, middle).to_bytes())?;
+        drop(feed);
         let started = Instant::now();
-        let mut first = None;
-        let mut tensors = 0u64;
-        let mut sample = Vec::new();
-        // Several steps in flight, as a prefetching loader keeps them.
-        let mut reads = futures::stream::iter(0..steps)
-            .map(|t| feed.read(0, t * a.batch_size))
-            .buffered(threads.max(1) * 2);
-        use futures::StreamExt;
-        while let Some(b) = reads.next().await {
-            let b = b?;
-            first.get_or_insert_with(|| started.elapsed().as_secs_f64());
-            tensors += b.valid.iter().filter(|v| **v).count() as u64;
-            if sample.len() < 16 {
-                let len = feed.tensor_bytes();
-                sample.extend(
-                    b.tensors
-                        .chunks(len)
-                        .take(16 - sample.len())
-                        .map(<[u8]>::to_vec),
-                );
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        Ok::<_, anyhow::Error>((tensors as f64 / secs, first.unwrap_or(secs), sample))
+        let feed = Feed::from_cursor(a.options(0)?, &cursor).await?;
+        feed.read(cursor.epoch, cursor.position).await?;
+        Ok(started.elapsed().as_secs_f64())
     })
 }
 
 fn bench(a: &FeedArgs, steps: u64) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (one, first, sample) = read_rate(a, 1, steps)?;
-    let (all, _, _) = read_rate(a, cores, steps)?;
-    // The limit: one thread decompressing the same tensors, zstd level 1, in memory.
-    let frames: Vec<Vec<u8>> = sample
-        .iter()
-        .map(|t| zstd::bulk::compress(t, 1))
-        .collect::<std::io::Result<_>>()?;
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed().as_secs_f64() < 1.0 {
-        for (f, t) in frames.iter().zip(&sample) {
-            let out = zstd::bulk::decompress(f, t.len())?;
-            n += u64::from(out.len() == t.len());
-        }
-    }
-    let limit = n as f64 / started.elapsed().as_secs_f64();
-    println!("cellshard feed bench: {}", a.store);
-    println!("  zstd alone, 1 thread:  {limit:.1} tensors/s (the limit)");
+    let steps = if steps == 0 { u64::MAX } else { steps };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (feed, limit) = rt.block_on(async {
+        let feed = Feed::open(a.options(0)?).await?;
+        let limit = feed.zstd_limit(32, 2.0).await?;
+        Ok::<_, anyhow::Error>((feed, limit))
+    })?;
+    let batch_mib = (feed.tensor_bytes() as u64 * feed.rank_batch()) >> 20;
+    let [c, h, w] = feed.tensor_dims();
     println!(
-        "  feed, 1 thread:        {one:.1} tensors/s = {:.2} of the limit",
-        one / limit
+        "cellshard feed bench: {} ({} rows of {c}x{h}x{w}, {} MiB of pages, global batch {})",
+        a.store,
+        feed.len(),
+        feed.bytes_to_read() >> 20,
+        a.batch_size
     );
     println!(
-        "  feed, {cores} threads:       {all:.1} tensors/s = {:.2}x one thread",
-        all / one
+        "  zstd alone, 1 thread:    {limit:.1} tensors/s (the limit: the same pages, in memory)"
     );
-    println!("  first batch:           {:.3} s", first);
+    let one = pass(a, 1, steps)?;
+    println!(
+        "  feed, 1 decode thread:   {:.1} tensors/s = {:.2} of the limit ({:.1} per CPU-second)",
+        one.rate,
+        one.rate / limit,
+        one.per_cpu_second
+    );
+    let all = pass(a, cores, steps)?;
+    println!(
+        "  feed, {cores} decode threads:  {:.1} tensors/s = {:.2}x one thread ({:.1} per CPU-second)",
+        all.rate,
+        all.rate / one.rate,
+        all.per_cpu_second
+    );
+    println!(
+        "  first batch:             {:.3} s (open the store, select, read one batch)",
+        one.first_batch.min(all.first_batch)
+    );
+    println!(
+        "  resume mid-epoch:        {:.3} s (open from a cursor, read one batch)",
+        resume(a)?
+    );
     let rss = cellshard_runtime::summary::peak_rss_bytes().unwrap_or(0);
-    println!("  peak RSS:              {} MiB", rss >> 20);
+    println!(
+        "  peak RSS:                {} MiB (memory budget {} MiB, one rank batch {batch_mib} MiB)",
+        rss >> 20,
+        a.memory_budget_mib
+    );
+    for clump in [1, 16] {
+        let f = rt.block_on(Feed::open(FeedOptions {
+            clump,
+            ..a.options(0)?
+        }))?;
+        let q = f.shuffle_quality(0);
+        println!(
+            "  shuffle, clump {clump:>2}:       {:.1} distinct plates per global batch, {:.2} bits of index-distance entropy",
+            q.plates_per_batch, q.diff_entropy_bits
+        );
+    }
     Ok(())
 }

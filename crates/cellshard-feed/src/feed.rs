@@ -4,23 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::array::RecordBatch;
 use cellshard_store::Location;
 use cellshard_store::table::open_table;
-use futures::TryStreamExt;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use sha2::{Digest, Sha256};
 
 use crate::cursor::Cursor;
-use crate::index::{ObjectReader, Selection, select, take_rows};
+use crate::index::{Selection, select};
 use crate::order::{Batching, EpochOrder, Tail};
+use crate::page::{TensorColumn, locate, tensor_column};
+use crate::read::Reader;
 use crate::split::SplitSpec;
 use crate::{Error, Result};
-
-/// Files read at once for one batch.
-const FILES_IN_FLIGHT: usize = 4;
 
 /// How to open a feed.
 #[derive(Debug, Clone)]
@@ -49,7 +44,19 @@ pub struct FeedOptions {
     pub clump: u64,
     /// Well-level split.
     pub split: Option<SplitSpec>,
+    /// Threads that decompress tensors (0: one per core).
+    pub threads: usize,
+    /// Compressed tensor bytes fetched and not yet decoded, at most (a step larger than
+    /// this is read alone).
+    pub read_budget: u64,
+    /// Decoded batches read ahead take at most this many bytes (at least one batch).
+    pub memory_budget: u64,
 }
+
+/// Default [`FeedOptions::read_budget`]: 256 MiB.
+pub const READ_BUDGET: u64 = 256 << 20;
+/// Default [`FeedOptions::memory_budget`]: 2 GiB.
+pub const MEMORY_BUDGET: u64 = 2 << 30;
 
 impl FeedOptions {
     /// Defaults for `store`: every row, seed 0, G = 256, one rank, padded tail, no clumps.
@@ -67,6 +74,9 @@ impl FeedOptions {
             tail: Tail::PadMasked,
             clump: 1,
             split: None,
+            threads: 0,
+            read_budget: READ_BUDGET,
+            memory_budget: MEMORY_BUDGET,
         }
     }
 }
@@ -84,6 +94,8 @@ pub struct Batch {
     pub site_ids: Vec<Option<String>>,
     /// Per slot: the metadata columns asked for (null rows for invalid slots).
     pub meta: RecordBatch,
+    /// The step's first global position.
+    pub start: u64,
 }
 
 /// Shuffle-quality figures of an epoch; see [`Feed::shuffle_quality`].
@@ -98,11 +110,16 @@ pub struct ShuffleQuality {
 /// A feed over a store; see the crate docs.
 #[derive(Debug)]
 pub struct Feed {
-    opts: FeedOptions,
-    sites: Location,
+    pub(crate) opts: FeedOptions,
+    pub(crate) sites: Location,
     version: i64,
-    selection: Arc<Selection>,
+    pub(crate) selection: Arc<Selection>,
     selection_hash: u64,
+    /// Per file: its tensor column.
+    pub(crate) columns: Vec<TensorColumn>,
+    /// Per selected row: the byte range of its tensor page.
+    pub(crate) pages: Vec<std::ops::Range<u64>>,
+    pub(crate) reader: Reader,
 }
 
 impl Feed {
@@ -153,6 +170,32 @@ impl Feed {
             &keep,
         )
         .await?;
+        let columns = selection
+            .files
+            .iter()
+            .map(|f| {
+                tensor_column(f.meta.metadata(), cellshard_store::schema::TENSOR).map_err(|m| {
+                    Error::Read {
+                        path: sites.display(&f.path),
+                        message: m,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pages = selection
+            .at
+            .iter()
+            .map(|&(file, row)| {
+                let f = &selection.files[file as usize];
+                locate(f.meta.metadata(), columns[file as usize].leaf, row).map_err(|m| {
+                    Error::Read {
+                        path: sites.display(&f.path),
+                        message: m,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let reader = Reader::new(opts.threads, opts.read_budget)?;
         let mut h = Sha256::new();
         h.update(opts.predicate.as_deref().unwrap_or("").as_bytes());
         h.update([0]);
@@ -166,6 +209,9 @@ impl Feed {
             version,
             selection: Arc::new(selection),
             selection_hash: u64::from_le_bytes(first),
+            columns,
+            pages,
+            reader,
         })
     }
 
@@ -203,36 +249,7 @@ impl Feed {
     /// Compressed tensor bytes an epoch reads (the selected rows' pages, from the page
     /// index), over all ranks.
     pub fn bytes_to_read(&self) -> u64 {
-        let mut total = 0u64;
-        for (file, row) in &self.selection.at {
-            let meta = self.selection.files[*file as usize].meta.metadata();
-            let Some(index) = meta.offset_index() else {
-                continue;
-            };
-            let leaves = meta.file_metadata().schema_descr().columns();
-            let Some(col) = leaves
-                .iter()
-                .position(|c| c.path().string() == cellshard_store::schema::TENSOR)
-            else {
-                continue;
-            };
-            let mut first = 0i64;
-            for (rg, groups) in meta.row_groups().iter().zip(index) {
-                let rows = rg.num_rows();
-                if i64::from(*row) < first + rows {
-                    let pages = groups[col].page_locations();
-                    let at = pages
-                        .iter()
-                        .rposition(|p| p.first_row_index <= i64::from(*row) - first);
-                    if let Some(p) = at.map(|i| &pages[i]) {
-                        total += p.compressed_page_size as u64;
-                    }
-                    break;
-                }
-                first += rows;
-            }
-        }
-        total
+        self.pages.iter().map(|p| p.end - p.start).sum()
     }
 
     /// Bytes of one tensor.
@@ -257,6 +274,16 @@ impl Feed {
             rank: self.opts.rank,
             tail: self.opts.tail,
         }
+    }
+
+    /// Slots in each of this rank's batches.
+    pub fn rank_batch(&self) -> u64 {
+        self.batching().local_batch()
+    }
+
+    /// The global batch size G.
+    pub fn global_batch(&self) -> u64 {
+        self.opts.global_batch
     }
 
     /// Steps of an epoch from global position `start` (the same on every rank).
@@ -331,128 +358,4 @@ impl Feed {
             tail: self.opts.tail,
         }
     }
-
-    /// Read this rank's batch of the step at global position `start` of `epoch`: only the
-    /// pages of the rows it needs, a few files at a time.
-    pub async fn read(&self, epoch: u64, start: u64) -> Result<Batch> {
-        let samples = self.samples(epoch, start);
-        let len = self.tensor_bytes();
-        let mut by_file: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();
-        for (slot, s) in samples.iter().enumerate() {
-            if let Some(s) = s {
-                let (file, row) = self.selection.at[*s as usize];
-                by_file.entry(file).or_default().push((row, slot));
-            }
-        }
-        let mut tensors = vec![0u8; samples.len() * len];
-        // Each file is read and decoded by a task of its own, so the files of a batch are
-        // decoded on all of the runtime's threads; dropping the read aborts them.
-        let budget = Arc::new(tokio::sync::Semaphore::new(FILES_IN_FLIGHT));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (file, rows) in by_file {
-            let (selection, sites, budget) =
-                (self.selection.clone(), self.sites.clone(), budget.clone());
-            tasks.spawn(async move {
-                let _permit = budget.acquire_owned().await;
-                read_rows(&selection, &sites, file, rows).await
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let part = done.map_err(|e| Error::Usage(format!("a read task failed: {e}")))??;
-            for (slot, b, i) in part.slots {
-                let value = part.batches[b].column(0).as_binary::<i32>().value(i);
-                tensors[slot * len..(slot + 1) * len].copy_from_slice(value);
-            }
-        }
-        let take = UInt32Array::from(
-            samples
-                .iter()
-                .map(|s| s.map(|s| s as u32))
-                .collect::<Vec<_>>(),
-        );
-        Ok(Batch {
-            tensors,
-            valid: samples.iter().map(Option::is_some).collect(),
-            site_ids: samples
-                .iter()
-                .map(|s| s.map(|s| self.selection.site_ids[s as usize].clone()))
-                .collect(),
-            meta: take_rows(&self.selection.meta, &take)?,
-            samples,
-        })
-    }
-}
-
-/// The tensors of `rows` (row in file, slot) of one file, by slot.
-async fn read_rows(
-    selection: &Selection,
-    sites: &Location,
-    file: u32,
-    mut rows: Vec<(u32, usize)>,
-) -> Result<FileRows> {
-    rows.sort_unstable();
-    let f = &selection.files[file as usize];
-    let read_err = |e: parquet::errors::ParquetError| Error::Read {
-        path: sites.display(&f.path),
-        message: e.to_string(),
-    };
-    let wanted: BTreeSet<u32> = rows.iter().map(|r| r.0).collect();
-    let mut selectors = Vec::new();
-    let mut at = 0u32;
-    for &r in &wanted {
-        if r > at {
-            selectors.push(RowSelector::skip((r - at) as usize));
-        }
-        selectors.push(RowSelector::select(1));
-        at = r + 1;
-    }
-    let schema = f.meta.schema();
-    let tensor = schema
-        .index_of(cellshard_store::schema::TENSOR)
-        .map_err(|e| read_err(parquet::errors::ParquetError::ArrowError(e.to_string())))?;
-    let reader = ObjectReader {
-        store: sites.store.clone(),
-        path: f.path.clone(),
-        size: f.size,
-    };
-    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, f.meta.clone())
-        .with_projection(ProjectionMask::roots(f.meta.parquet_schema(), [tensor]))
-        .with_row_selection(RowSelection::from(selectors))
-        .build()
-        .map_err(read_err)?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(read_err)?;
-    // (batch, value) of each wanted row, in row order.
-    let at: Vec<(usize, usize)> = batches
-        .iter()
-        .enumerate()
-        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |i| (b, i)))
-        .collect();
-    let by_row: BTreeMap<u32, (usize, usize)> = wanted.iter().copied().zip(at).collect();
-    let expected = selection.shape.bytes();
-    let slots = rows
-        .into_iter()
-        .map(|(row, slot)| {
-            let &(b, i) = by_row.get(&row).ok_or_else(|| Error::Read {
-                path: sites.display(&f.path),
-                message: format!("row {row} was not returned"),
-            })?;
-            let len = batches[b].column(0).as_binary::<i32>().value(i).len();
-            if len != expected {
-                return Err(Error::Shape {
-                    path: sites.display(&f.path),
-                    row,
-                    len,
-                    expected,
-                });
-            }
-            Ok((slot, b, i))
-        })
-        .collect::<Result<_>>()?;
-    Ok(FileRows { batches, slots })
-}
-
-/// The tensors one file gave: decoded batches, and (slot, batch, value) of each.
-struct FileRows {
-    batches: Vec<RecordBatch>,
-    slots: Vec<(usize, usize, usize)>,
 }

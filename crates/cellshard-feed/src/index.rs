@@ -238,7 +238,7 @@ pub(crate) async fn select(
         }
     }
     let user: Vec<usize> = (6..all.num_columns()).collect();
-    let meta = take_rows(&all.project(&user)?, &UInt32Array::from(kept))?;
+    let meta = take_rows(&nullable(&all.project(&user)?)?, &UInt32Array::from(kept))?;
     Ok(Selection {
         files: refs,
         at,
@@ -246,6 +246,22 @@ pub(crate) async fn select(
         meta,
         shape,
     })
+}
+
+/// `batch` with every column nullable: a padded slot of a batch has a null row.
+fn nullable(batch: &RecordBatch) -> Result<RecordBatch> {
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        batch.columns().to_vec(),
+        &options,
+    )?)
 }
 
 /// `batch` with its file index, row numbers and partition values as columns.

@@ -17,11 +17,14 @@ pub mod cursor;
 pub mod feed;
 pub mod index;
 pub mod order;
+mod page;
+mod read;
 pub mod split;
 
 pub use cursor::Cursor;
-pub use feed::{Batch, Feed, FeedOptions, ShuffleQuality};
+pub use feed::{Batch, Feed, FeedOptions, MEMORY_BUDGET, READ_BUDGET, ShuffleQuality};
 pub use order::Tail;
+pub use read::BatchStream;
 pub use split::SplitSpec;
 
 /// Result with the feed [`Error`].

@@ -29,6 +29,15 @@ impl Tail {
         }
     }
 
+    /// The name [`Self::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tail::PadMasked => "pad_masked",
+            Tail::Drop => "drop",
+            Tail::Repeat => "repeat",
+        }
+    }
+
     /// Stable code for cursors.
     pub fn code(self) -> u8 {
         match self {

@@ -1,38 +1,80 @@
-//! Python bindings of the cellshard training feed: `cellshard.Dataset`.
+//! Python bindings of the cellshard training feed (`cellshard._cellshard`); the public
+//! API is the `cellshard` package around it (`python/cellshard`).
 //!
 //! Every read runs on the feed's own Rust threads with the GIL released; a batch's tensors
-//! are handed to numpy without a copy (the Rust buffer becomes the array's memory).
+//! are handed to numpy without a copy (the Rust buffer becomes the array's memory), and
+//! tables (SQL results, a batch's metadata) leave through the Arrow PyCapsule interface.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cellshard_feed::{Cursor, Feed, FeedOptions, SplitSpec, Tail};
+use cellshard_feed::{BatchStream, Cursor, Feed, FeedOptions, SplitSpec, Tail};
 use numpy::PyArray;
 use numpy::ndarray::{Array1, Array4};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
+
+mod arrow;
+
+use arrow::ArrowData;
 
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
+/// A runtime for I/O, owned by the process that started it. A forked child has none of
+/// the parent's threads, so it neither uses nor shuts down a runtime it inherited.
+struct Runtime {
+    rt: Option<tokio::runtime::Runtime>,
+    pid: u32,
+}
+
+impl Runtime {
+    fn new() -> PyResult<Runtime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name("cellshard-io")
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the I/O thread: {e}")))?;
+        Ok(Runtime {
+            rt: Some(rt),
+            pid: std::process::id(),
+        })
+    }
+
+    fn get(&self) -> PyResult<&tokio::runtime::Runtime> {
+        match &self.rt {
+            Some(rt) if self.pid == std::process::id() => Ok(rt),
+            _ => Err(PyRuntimeError::new_err(
+                "this feed was opened in another process (cellshard.Dataset reopens it after a \
+                 fork or when unpickled)",
+            )),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            if self.pid == std::process::id() {
+                rt.shutdown_background();
+            } else {
+                std::mem::forget(rt);
+            }
+        }
+    }
+}
+
 /// A feed and the runtime its reads run on.
 struct Shared {
-    feed: Feed,
-    runtime: tokio::runtime::Runtime,
+    // Dropped first: the feed's streams live on the runtime.
+    feed: Arc<Feed>,
+    runtime: Runtime,
 }
 
-fn runtime(threads: usize) -> PyResult<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if threads > 0 {
-        b.worker_threads(threads);
-    }
-    b.enable_all()
-        .thread_name("cellshard-feed")
-        .build()
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the reader threads: {e}")))
-}
-
+/// The options of a feed, from the keyword arguments of `Feed(...)`.
 #[allow(clippy::too_many_arguments)]
 fn options(
     store: String,
@@ -47,18 +89,24 @@ fn options(
     clump: u64,
     split: Option<String>,
     take: Option<String>,
+    threads: usize,
+    read_budget: u64,
+    memory_budget: u64,
+    store_options: Option<BTreeMap<String, String>>,
 ) -> PyResult<FeedOptions> {
     let tail = Tail::parse(tail).ok_or_else(|| {
         value_error(format!(
             "tail {tail:?}: expected pad_masked, drop or repeat"
         ))
     })?;
-    let split = match (split, take) {
-        (Some(s), Some(t)) => Some(SplitSpec::parse(&s, &t).map_err(value_error)?),
-        (Some(s), None) => Some(SplitSpec::parse(&s, "train").map_err(value_error)?),
-        (None, _) => None,
+    let split = match split {
+        Some(s) => {
+            Some(SplitSpec::parse(&s, take.as_deref().unwrap_or("train")).map_err(value_error)?)
+        }
+        None => None,
     };
     Ok(FeedOptions {
+        options: store_options.unwrap_or_default(),
         predicate,
         columns: columns.unwrap_or_default(),
         version,
@@ -69,26 +117,29 @@ fn options(
         tail,
         clump,
         split,
+        threads,
+        read_budget,
+        memory_budget,
         ..FeedOptions::new(store)
     })
 }
 
-/// A rank's view of a store for training: see `cellshard.Dataset.__doc__`.
-#[pyclass(module = "cellshard")]
-struct Dataset {
+/// One rank's feed over a store (the engine of `cellshard.Dataset`).
+#[pyclass(module = "cellshard._cellshard", name = "Feed")]
+struct PyFeed {
     shared: Arc<Shared>,
-    epoch: u64,
-    position: u64,
 }
 
 #[pymethods]
-impl Dataset {
-    /// Open the store at a pinned version and select rows with a SQL predicate over the
-    /// metadata columns; `batch_size` is the global batch (all ranks together).
+impl PyFeed {
+    /// Open the store at a pinned version and select rows; with `state` (bytes of a
+    /// cursor), resume that cursor's selection, version, seed, clump and tail.
     #[new]
     #[pyo3(signature = (store, r#where=None, columns=None, version=None, seed=0, batch_size=256,
                         rank=0, world_size=1, tail="pad_masked", clump=1, split=None, take=None,
-                        threads=0))]
+                        threads=0, read_budget=cellshard_feed::READ_BUDGET,
+                        memory_budget=cellshard_feed::MEMORY_BUDGET, store_options=None,
+                        state=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -105,69 +156,47 @@ impl Dataset {
         split: Option<String>,
         take: Option<String>,
         threads: usize,
+        read_budget: u64,
+        memory_budget: u64,
+        store_options: Option<BTreeMap<String, String>>,
+        state: Option<&[u8]>,
     ) -> PyResult<Self> {
-        let opts = options(
-            store, r#where, columns, version, seed, batch_size, rank, world_size, tail, clump,
-            split, take,
-        )?;
-        let rt = runtime(threads)?;
-        let feed = py
-            .detach(|| rt.block_on(Feed::open(opts)))
-            .map_err(value_error)?;
-        Ok(Dataset {
-            shared: Arc::new(Shared { feed, runtime: rt }),
-            epoch: 0,
-            position: 0,
-        })
-    }
-
-    /// Resume from `state` (bytes of `state_dict()`), on any world size and rank.
-    #[staticmethod]
-    #[pyo3(signature = (state, store, r#where=None, columns=None, batch_size=256, rank=0,
-                        world_size=1, split=None, take=None, threads=0))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_state(
-        py: Python<'_>,
-        state: &[u8],
-        store: String,
-        r#where: Option<String>,
-        columns: Option<Vec<String>>,
-        batch_size: u64,
-        rank: u64,
-        world_size: u64,
-        split: Option<String>,
-        take: Option<String>,
-        threads: usize,
-    ) -> PyResult<Self> {
-        let cursor = Cursor::from_bytes(state).map_err(value_error)?;
         let opts = options(
             store,
             r#where,
             columns,
-            Some(cursor.version),
-            cursor.seed,
+            version,
+            seed,
             batch_size,
             rank,
             world_size,
-            "pad_masked",
-            1,
+            tail,
+            clump,
             split,
             take,
+            threads,
+            read_budget,
+            memory_budget,
+            store_options,
         )?;
-        let rt = runtime(threads)?;
-        let feed = py
-            .detach(|| rt.block_on(Feed::from_cursor(opts, &cursor)))
+        let cursor = state
+            .map(Cursor::from_bytes)
+            .transpose()
             .map_err(value_error)?;
-        Ok(Dataset {
-            shared: Arc::new(Shared { feed, runtime: rt }),
-            epoch: cursor.epoch,
-            position: cursor.position,
+        let runtime = Runtime::new()?;
+        let rt = runtime.get()?;
+        let feed = py
+            .detach(|| match &cursor {
+                Some(c) => rt.block_on(Feed::from_cursor(opts, c)),
+                None => rt.block_on(Feed::open(opts)),
+            })
+            .map_err(value_error)?;
+        Ok(PyFeed {
+            shared: Arc::new(Shared {
+                feed: Arc::new(feed),
+                runtime,
+            }),
         })
-    }
-
-    /// Steps in a whole epoch (the same on every rank).
-    fn __len__(&self) -> usize {
-        self.shared.feed.steps(0) as usize
     }
 
     /// Rows selected at the pinned version.
@@ -182,61 +211,78 @@ impl Dataset {
         self.shared.feed.version()
     }
 
-    /// The batches of epoch `epoch` for this rank, from where the dataset stands in it.
-    fn epoch(slf: Bound<'_, Self>, epoch: u64) -> PyResult<EpochIter> {
-        let mut me = slf.borrow_mut();
-        if me.epoch != epoch {
-            me.epoch = epoch;
-            me.position = 0;
-        }
-        drop(me);
-        Ok(EpochIter {
-            dataset: slf.unbind(),
-            epoch,
-        })
+    /// The global batch size.
+    #[getter]
+    fn global_batch(&self) -> u64 {
+        self.shared.feed.global_batch()
     }
 
-    /// The position after the last batch handed out: about 50 bytes, the same on every
-    /// rank.
-    fn state_dict<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let c = self.shared.feed.cursor(self.epoch, self.position);
-        PyBytes::new(py, &c.to_bytes())
+    /// Slots in each of this rank's batches.
+    #[getter]
+    fn rank_batch(&self) -> u64 {
+        self.shared.feed.rank_batch()
+    }
+
+    /// Compressed tensor bytes of an epoch (all ranks).
+    #[getter]
+    fn bytes_to_read(&self) -> u64 {
+        self.shared.feed.bytes_to_read()
+    }
+
+    /// Steps from global position `start` to the end of an epoch (the same on every rank).
+    fn steps(&self, start: u64) -> u64 {
+        self.shared.feed.steps(start)
+    }
+
+    /// The cursor after the steps before global position `position` of `epoch`.
+    fn cursor<'py>(&self, py: Python<'py>, epoch: u64, position: u64) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.shared.feed.cursor(epoch, position).to_bytes())
+    }
+
+    /// (distinct plates per global batch, bits of index-distance entropy) of `epoch`.
+    fn shuffle_quality(&self, epoch: u64) -> (f64, f64) {
+        let q = self.shared.feed.shuffle_quality(epoch);
+        (q.plates_per_batch, q.diff_entropy_bits)
+    }
+
+    /// This rank's batches of `epoch` at the global positions `starts`, read ahead.
+    fn stream(&self, epoch: u64, starts: Vec<u64>) -> PyResult<Stream> {
+        let rt = self.shared.runtime.get()?;
+        let _entered = rt.enter();
+        Ok(Stream {
+            shared: self.shared.clone(),
+            stream: Some(self.shared.feed.stream(epoch, starts)),
+        })
     }
 }
 
-/// The batches of one epoch.
-#[pyclass(module = "cellshard")]
-struct EpochIter {
-    dataset: Py<Dataset>,
-    epoch: u64,
+/// Batches read ahead on the feed's threads.
+#[pyclass(module = "cellshard._cellshard")]
+struct Stream {
+    shared: Arc<Shared>,
+    stream: Option<BatchStream>,
 }
 
 #[pymethods]
-impl EpochIter {
+impl Stream {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
-        let (shared, position, global) = {
-            let d = self.dataset.borrow(py);
-            if d.epoch != self.epoch {
-                return Err(PyRuntimeError::new_err(
-                    "the dataset moved to another epoch while this one was iterated",
-                ));
-            }
-            let g = d.shared.feed.cursor(0, 0).global_batch as u64;
-            (d.shared.clone(), d.position, g)
-        };
-        if position >= shared.feed.len() || shared.feed.steps(position) == 0 {
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Batch>> {
+        let rt = self.shared.runtime.get()?;
+        let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
-        }
-        let epoch = self.epoch;
-        let batch = py
-            .detach(|| shared.runtime.block_on(shared.feed.read(epoch, position)))
-            .map_err(value_error)?;
-        self.dataset.borrow_mut(py).position = position + global;
-        let [c, h, w] = shared.feed.tensor_dims();
+        };
+        let next = py.detach(|| rt.block_on(stream.next()));
+        let batch = match next {
+            None => {
+                self.stream = None;
+                return Ok(None);
+            }
+            Some(b) => b.map_err(value_error)?,
+        };
+        let [c, h, w] = self.shared.feed.tensor_dims();
         let b = batch.valid.len();
         let tensors = Array4::from_shape_vec((b, c, h, w), batch.tensors)
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
@@ -247,13 +293,16 @@ impl EpochIter {
                 .unbind(),
             site_ids: batch.site_ids,
             samples: batch.samples,
+            start: batch.start,
+            meta: ArrowData::new(batch.meta.schema(), vec![batch.meta]),
         }))
     }
 }
 
 /// One rank's batch: `tensors` (numpy uint8, B x C x H x W), `valid` (numpy bool, B),
-/// `site_ids` and `samples` (indices into the selection; None for padded slots).
-#[pyclass(module = "cellshard")]
+/// `site_ids` and `samples` (indices into the selection; None for padded slots), `start`
+/// (the step's first global position) and `metadata` (Arrow, one row per slot).
+#[pyclass(module = "cellshard._cellshard")]
 struct Batch {
     #[pyo3(get)]
     tensors: Py<PyAny>,
@@ -263,12 +312,43 @@ struct Batch {
     site_ids: Vec<Option<String>>,
     #[pyo3(get)]
     samples: Vec<Option<u64>>,
+    #[pyo3(get)]
+    start: u64,
+    meta: ArrowData,
+}
+
+#[pymethods]
+impl Batch {
+    /// The metadata columns asked for, one row per slot (null rows for padded slots), as
+    /// Arrow: `pyarrow.table(batch.metadata)`, `polars.DataFrame(batch.metadata)`.
+    #[getter]
+    fn metadata(&self) -> ArrowData {
+        self.meta.clone()
+    }
+}
+
+/// The fields of a cursor (bytes of `Dataset.state_dict()`), as a dict.
+#[pyfunction]
+fn read_state<'py>(py: Python<'py>, state: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let c = Cursor::from_bytes(state).map_err(value_error)?;
+    let d = PyDict::new(py);
+    d.set_item("version", c.version)?;
+    d.set_item("seed", c.seed)?;
+    d.set_item("epoch", c.epoch)?;
+    d.set_item("position", c.position)?;
+    d.set_item("batch_size", c.global_batch)?;
+    d.set_item("clump", c.clump)?;
+    d.set_item("tail", c.tail.name())?;
+    Ok(d)
 }
 
 #[pymodule]
 fn _cellshard(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Dataset>()?;
-    m.add_class::<EpochIter>()?;
+    m.add_class::<PyFeed>()?;
+    m.add_class::<Stream>()?;
     m.add_class::<Batch>()?;
+    m.add_class::<ArrowData>()?;
+    m.add_function(wrap_pyfunction!(read_state, m)?)?;
+    m.add_function(wrap_pyfunction!(arrow::sql, m)?)?;
     Ok(())
 }

@@ -3,11 +3,166 @@
 ``Dataset(store, where=..., batch_size=G, rank=r, world_size=W)`` pins the store's version,
 selects rows with a SQL predicate over the metadata columns and yields this rank's batches:
 ``for batch in ds.epoch(e)`` gives ``batch.tensors`` (numpy uint8, B x C x H x W, no copy),
-``batch.valid``, ``batch.site_ids`` and ``batch.samples``. ``ds.state_dict()`` is a cursor of
-about 50 bytes, the same on every rank; ``Dataset.from_state(state, store, ...)`` resumes,
-on any world size. ``cellshard.torch`` has a ``torch.utils.data.IterableDataset`` adapter.
+``batch.valid``, ``batch.site_ids``, ``batch.samples`` and ``batch.metadata`` (Arrow).
+``ds.state_dict()`` is a cursor of 53 bytes, the same on every rank;
+``Dataset.from_state(state, store, ...)`` resumes, on any world size. ``cellshard.sql`` runs
+the CLI's SQL and returns Arrow. ``cellshard.torch`` has a ``torch.utils.data.IterableDataset``
+adapter.
 """
 
-from ._cellshard import Batch, Dataset, EpochIter
+import os
 
-__all__ = ["Batch", "Dataset", "EpochIter"]
+from ._cellshard import ArrowData, Batch, Feed, Stream, read_state
+from ._cellshard import sql as _sql
+
+__all__ = ["ArrowData", "Batch", "Dataset", "sql", "read_state"]
+
+READ_BUDGET = 256 << 20
+MEMORY_BUDGET = 2 << 30
+
+
+def sql(store, query, version=None, store_options=None):
+    """Run one SQL statement over ``store`` in the session ``cellshard sql`` opens (tables,
+    views, tensor functions). Returns ``ArrowData``: ``pyarrow.table(result)``,
+    ``polars.DataFrame(result)`` or ``result.to_pyarrow()``."""
+    return _sql(store, query, version=version, store_options=store_options)
+
+
+class Dataset:
+    """One rank's view of a store for training.
+
+    ``batch_size`` is the global batch G (all ranks together); every rank runs the same
+    number of steps, and over an epoch every selected row is seen exactly once
+    (``tail="pad_masked"``: fixed shapes, padded slots have ``valid == False``). The order
+    of an epoch depends only on (store version, predicate, split, seed, epoch).
+
+    Reads run on Rust threads with the GIL released: ``threads`` decode threads (0: one per
+    core), at most ``read_budget`` compressed bytes fetched ahead and ``memory_budget``
+    bytes of decoded batches read ahead (at least one batch).
+
+    The dataset survives ``fork`` (a child reopens the store at the pinned version on first
+    use) and pickling (for ``spawn``), so DataLoader workers of either kind can use it; see
+    ``epoch(e, worker=k, workers=n)``.
+    """
+
+    def __init__(self, store, where=None, columns=None, version=None, seed=0, batch_size=256,
+                 rank=0, world_size=1, tail="pad_masked", clump=1, split=None, take=None,
+                 threads=0, read_budget=READ_BUDGET, memory_budget=MEMORY_BUDGET,
+                 store_options=None, _state=None):
+        self._kwargs = dict(store=store, where=where, columns=columns, version=version,
+                            seed=seed, batch_size=batch_size, rank=rank,
+                            world_size=world_size, tail=tail, clump=clump, split=split,
+                            take=take, threads=threads, read_budget=read_budget,
+                            memory_budget=memory_budget, store_options=store_options)
+        self._epoch, self._position = 0, 0
+        if _state is not None:
+            s = read_state(_state)
+            self._kwargs.update(version=s["version"], seed=s["seed"], clump=s["clump"],
+                                tail=s["tail"])
+            self._epoch, self._position = s["epoch"], s["position"]
+        self._restored = (self._epoch, self._position) if _state is not None else None
+        self._feed = Feed(**self._kwargs, state=_state)
+        # Reopened elsewhere (a forked child, an unpickled copy) at the same version.
+        self._kwargs["version"] = self._feed.version
+        self._pid = os.getpid()
+
+    @classmethod
+    def from_state(cls, state, store, **kwargs):
+        """Resume from ``state`` (bytes of ``state_dict()``) on any world size and rank. The
+        version, seed, clump and tail come from the state; ``where`` and ``split`` must be
+        the ones it was taken with, and ``batch_size`` may differ."""
+        return cls(store, _state=bytes(state), **kwargs)
+
+    def _live(self):
+        if os.getpid() != self._pid:
+            # A forked child: the parent's reader threads do not exist here.
+            self._feed = Feed(**self._kwargs)
+            self._pid = os.getpid()
+        return self._feed
+
+    def __getstate__(self):
+        return {"kwargs": self._kwargs, "epoch": self._epoch, "position": self._position,
+                "restored": self._restored}
+
+    def __setstate__(self, state):
+        self._kwargs = state["kwargs"]
+        self._epoch, self._position = state["epoch"], state["position"]
+        self._restored = state["restored"]
+        self._feed = Feed(**self._kwargs)
+        self._pid = os.getpid()
+
+    @property
+    def rows(self):
+        """Rows selected at the pinned version."""
+        return self._live().rows
+
+    @property
+    def version(self):
+        """The pinned ``sites`` version."""
+        return self._live().version
+
+    @property
+    def bytes_to_read(self):
+        """Compressed tensor bytes an epoch reads, over all ranks."""
+        return self._live().bytes_to_read
+
+    @property
+    def batch_size(self):
+        """The global batch size G."""
+        return self._kwargs["batch_size"]
+
+    def __len__(self):
+        """Steps in a whole epoch (the same on every rank)."""
+        return self._live().steps(0)
+
+    def shuffle_quality(self, epoch=0):
+        """(distinct plates per global batch, bits of index-distance entropy) of ``epoch``."""
+        return self._live().shuffle_quality(epoch)
+
+    def epoch(self, epoch, worker=0, workers=1, start=None):
+        """This rank's batches of ``epoch``, from where the dataset stands in it (or from
+        global position ``start``).
+
+        With ``workers=n``, only steps ``worker, worker+n, ...`` of the rest of the epoch:
+        n DataLoader workers, read round-robin as DataLoader does, give the same stream as
+        one. The position (``state_dict``) moves only when ``workers == 1``."""
+        feed = self._live()
+        if epoch != self._epoch:
+            self._epoch, self._position = epoch, 0
+        if start is not None:
+            self._position = start
+        g = self.batch_size
+        start = self._position
+        steps = feed.steps(start)
+        starts = [start + t * g for t in range(worker, steps, workers)]
+        return self._batches(feed, epoch, starts, workers == 1)
+
+    def _batches(self, feed, epoch, starts, track):
+        for batch in feed.stream(epoch, starts):
+            if track and self._epoch == epoch:
+                self._position = batch.start + self.batch_size
+            yield batch
+
+    @property
+    def position(self):
+        """(epoch, global position) after the last batch handed out."""
+        return self._epoch, self._position
+
+    @property
+    def restored(self):
+        """(epoch, global position) of the state this dataset was made from, or None."""
+        return self._restored
+
+    def state_dict(self):
+        """The position after the last batch handed out: 53 bytes, the same on every rank."""
+        return self._live().cursor(self._epoch, self._position)
+
+    def state_at(self, epoch, steps):
+        """The cursor after ``steps`` whole steps of ``epoch`` (for loaders that count steps
+        themselves, e.g. with several DataLoader workers)."""
+        return self._live().cursor(epoch, steps * self.batch_size)
+
+    def __repr__(self):
+        k = self._kwargs
+        return (f"cellshard.Dataset({k['store']!r}, rows={self.rows}, version={k['version']}, "
+                f"batch_size={k['batch_size']}, rank={k['rank']}, world_size={k['world_size']})")

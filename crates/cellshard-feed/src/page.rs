@@ -1,0 +1,516 @@
+//! The tensor column's pages, read without the general Parquet reader: cellshard writes one
+//! tensor per page (a required, PLAIN-encoded binary, dictionary off), so a row's page is
+//! found in the offset index, fetched by byte range, and its value decompressed with zstd
+//! straight from the page bytes. Files written otherwise are refused when the feed opens.
+
+use std::ops::Range;
+
+use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaData;
+
+/// How a file's tensor pages are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// Stored as is.
+    Plain,
+    /// zstd frames.
+    Zstd,
+}
+
+/// The tensor column of one file: its leaf index and codec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TensorColumn {
+    pub(crate) leaf: usize,
+    pub(crate) codec: Codec,
+}
+
+/// Checks that `meta`'s tensor column can be read page by page; returns its leaf and codec.
+pub(crate) fn tensor_column(meta: &ParquetMetaData, name: &str) -> Result<TensorColumn, String> {
+    let schema = meta.file_metadata().schema_descr();
+    let leaf = schema
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == name)
+        .ok_or_else(|| format!("no {name} column"))?;
+    let col = schema.column(leaf);
+    if col.max_def_level() != 0 || col.max_rep_level() != 0 {
+        return Err(format!(
+            "the {name} column is nullable or nested; cellshard writes it required"
+        ));
+    }
+    let mut codec = None;
+    for rg in meta.row_groups() {
+        let chunk = rg.column(leaf);
+        let c = match chunk.compression() {
+            Compression::ZSTD(_) => Codec::Zstd,
+            Compression::UNCOMPRESSED => Codec::Plain,
+            other => {
+                return Err(format!(
+                    "{name} pages are compressed with {other}, not zstd"
+                ));
+            }
+        };
+        if codec.is_some_and(|k| k != c) {
+            return Err(format!(
+                "{name} pages use different codecs across row groups"
+            ));
+        }
+        codec = Some(c);
+        if chunk.dictionary_page_offset().is_some() {
+            return Err(format!("the {name} column has a dictionary page"));
+        }
+    }
+    Ok(TensorColumn {
+        leaf,
+        codec: codec.unwrap_or(Codec::Plain),
+    })
+}
+
+/// Byte range of the page that holds `row` (of the file) in the tensor column; it must hold
+/// that row only.
+pub(crate) fn locate(meta: &ParquetMetaData, leaf: usize, row: u32) -> Result<Range<u64>, String> {
+    let index = meta
+        .offset_index()
+        .ok_or("the file has no offset index (cellshard writes one)")?;
+    let row = i64::from(row);
+    let mut first = 0i64;
+    for (rg, columns) in meta.row_groups().iter().zip(index) {
+        let rows = rg.num_rows();
+        if row < first + rows {
+            let pages = columns[leaf].page_locations();
+            let local = row - first;
+            let at = pages
+                .iter()
+                .rposition(|p| p.first_row_index <= local)
+                .ok_or_else(|| format!("row {row} is in no page"))?;
+            let end = pages.get(at + 1).map_or(rows, |p| p.first_row_index);
+            if pages[at].first_row_index != local || end != local + 1 {
+                return Err(format!(
+                    "the page of row {row} holds rows {}..{end} of its row group; the feed \
+                     needs one tensor per page, as cellshard writes",
+                    pages[at].first_row_index
+                ));
+            }
+            let p = &pages[at];
+            let start = p.offset as u64;
+            return Ok(start..start + p.compressed_page_size as u64);
+        }
+        first += rows;
+    }
+    Err(format!("row {row} is past the file's {first} rows"))
+}
+
+/// What decoding one page found wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PageError {
+    /// The page is not what the feed reads.
+    Bad(String),
+    /// The value has another length than the tensor's shape.
+    Length(usize),
+}
+
+/// Decode the one value of a tensor page into `out` (exactly the tensor's bytes); `scratch`
+/// holds the decompressed page between calls.
+pub(crate) fn decode(
+    page: &[u8],
+    codec: Codec,
+    out: &mut [u8],
+    scratch: &mut Vec<u8>,
+    zstd: &mut zstd::bulk::Decompressor<'static>,
+) -> Result<(), PageError> {
+    let bad = |m: &str| PageError::Bad(m.to_string());
+    let (header, used) = PageHeader::parse(page).map_err(PageError::Bad)?;
+    let body = page
+        .get(used..used + header.compressed as usize)
+        .ok_or_else(|| bad("the page is shorter than its header says"))?;
+    if header.encoding != 0 {
+        return Err(bad("the value is not PLAIN-encoded"));
+    }
+    if header.num_values != 1 {
+        return Err(PageError::Bad(format!(
+            "the page holds {} values, not one",
+            header.num_values
+        )));
+    }
+    // A v2 page keeps its (here empty) levels uncompressed ahead of the values.
+    let (levels, compressed) = match header.kind {
+        PageKind::V1 => (0, true),
+        PageKind::V2 { levels, compressed } => (levels, compressed),
+    };
+    let values = body
+        .get(levels..)
+        .ok_or_else(|| bad("the page's levels overrun it"))?;
+    let plain: &[u8] = if codec == Codec::Zstd && compressed {
+        scratch.clear();
+        scratch.reserve(header.uncompressed as usize);
+        zstd.decompress_to_buffer(values, scratch)
+            .map_err(|e| PageError::Bad(format!("zstd: {e}")))?;
+        scratch
+    } else {
+        values
+    };
+    let len = plain
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| bad("the page has no value"))?;
+    let value = plain
+        .get(4..4 + len)
+        .ok_or_else(|| bad("the value is longer than its page"))?;
+    if len != out.len() {
+        return Err(PageError::Length(len));
+    }
+    out.copy_from_slice(value);
+    Ok(())
+}
+
+/// The compressed value bytes of a tensor page (its levels skipped) and their decompressed
+/// size: what zstd alone decompresses, for the feed's limit.
+pub(crate) fn payload(page: &[u8]) -> Result<(&[u8], usize), String> {
+    let (header, used) = PageHeader::parse(page)?;
+    let levels = match header.kind {
+        PageKind::V1 => 0,
+        PageKind::V2 { levels, .. } => levels,
+    };
+    let body = page
+        .get(used + levels..used + header.compressed as usize)
+        .ok_or("the page is shorter than its header says")?;
+    Ok((body, header.uncompressed as usize - levels))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PageKind {
+    V1,
+    V2 { levels: usize, compressed: bool },
+}
+
+/// The fields of a Parquet `PageHeader` the feed needs.
+#[derive(Debug, PartialEq, Eq)]
+struct PageHeader {
+    kind: PageKind,
+    uncompressed: u32,
+    compressed: u32,
+    num_values: i32,
+    encoding: i32,
+}
+
+impl PageHeader {
+    /// Parse a thrift-compact `PageHeader`; returns it and the bytes it took.
+    fn parse(bytes: &[u8]) -> Result<(PageHeader, usize), String> {
+        let mut r = Compact { bytes, at: 0 };
+        let (mut page_type, mut uncompressed, mut compressed) = (None, None, None);
+        let (mut num_values, mut encoding) = (None, None);
+        let (mut def_len, mut rep_len, mut is_compressed) = (0i64, 0i64, true);
+        let mut last = 0i16;
+        while let Some((id, ty)) = r.field(&mut last)? {
+            match (id, ty) {
+                (1, T_I32) => page_type = Some(r.int()?),
+                (2, T_I32) => uncompressed = Some(r.int()?),
+                (3, T_I32) => compressed = Some(r.int()?),
+                // data_page_header: num_values (1), encoding (2).
+                (5, T_STRUCT) => r.structure(|r, id, ty| match (id, ty) {
+                    (1, T_I32) => Ok(num_values = Some(r.int()?)),
+                    (2, T_I32) => Ok(encoding = Some(r.int()?)),
+                    _ => r.skip(ty),
+                })?,
+                // data_page_header_v2: num_values (1), encoding (4), level lengths (5, 6),
+                // is_compressed (7).
+                (8, T_STRUCT) => r.structure(|r, id, ty| match (id, ty) {
+                    (1, T_I32) => Ok(num_values = Some(r.int()?)),
+                    (4, T_I32) => Ok(encoding = Some(r.int()?)),
+                    (5, T_I32) => Ok(def_len = r.int()?),
+                    (6, T_I32) => Ok(rep_len = r.int()?),
+                    (7, T_TRUE | T_FALSE) => Ok(is_compressed = ty == T_TRUE),
+                    _ => r.skip(ty),
+                })?,
+                _ => r.skip(ty)?,
+            }
+        }
+        let missing = |what: &str| format!("the page header has no {what}");
+        let size = |v: Option<i64>, what: &str| {
+            v.ok_or_else(|| missing(what))
+                .and_then(|v| u32::try_from(v).map_err(|_| format!("bad {what} {v}")))
+        };
+        let kind = match page_type.ok_or_else(|| missing("page type"))? {
+            0 => PageKind::V1,
+            3 => PageKind::V2 {
+                levels: usize::try_from(def_len + rep_len)
+                    .map_err(|_| "bad level lengths".to_string())?,
+                compressed: is_compressed,
+            },
+            other => return Err(format!("page type {other} is not a data page")),
+        };
+        let header = PageHeader {
+            kind,
+            uncompressed: size(uncompressed, "uncompressed size")?,
+            compressed: size(compressed, "compressed size")?,
+            num_values: num_values.ok_or_else(|| missing("value count"))? as i32,
+            encoding: encoding.ok_or_else(|| missing("encoding"))? as i32,
+        };
+        Ok((header, r.at))
+    }
+}
+
+const T_STOP: u8 = 0;
+const T_TRUE: u8 = 1;
+const T_FALSE: u8 = 2;
+const T_BYTE: u8 = 3;
+const T_I16: u8 = 4;
+const T_I32: u8 = 5;
+const T_I64: u8 = 6;
+const T_DOUBLE: u8 = 7;
+const T_BINARY: u8 = 8;
+const T_LIST: u8 = 9;
+const T_SET: u8 = 10;
+const T_MAP: u8 = 11;
+const T_STRUCT: u8 = 12;
+
+/// A reader of the thrift compact protocol, enough to walk and skip any struct.
+struct Compact<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Compact<'_> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or("the page header is cut short")?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("a varint in the page header is too long".into())
+    }
+
+    /// A zigzag varint (i16, i32 or i64).
+    fn int(&mut self) -> Result<i64, String> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    /// The next field's (id, type), or `None` at the struct's end.
+    fn field(&mut self, last: &mut i16) -> Result<Option<(i16, u8)>, String> {
+        let b = self.byte()?;
+        let ty = b & 0x0f;
+        if ty == T_STOP {
+            return Ok(None);
+        }
+        let delta = i16::from(b >> 4);
+        *last = if delta == 0 {
+            i16::try_from(self.int()?).map_err(|_| "bad field id")?
+        } else {
+            *last + delta
+        };
+        Ok(Some((*last, ty)))
+    }
+
+    /// Walk a nested struct, handing each field to `f`.
+    fn structure(
+        &mut self,
+        mut f: impl FnMut(&mut Self, i16, u8) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut last = 0;
+        while let Some((id, ty)) = self.field(&mut last)? {
+            f(self, id, ty)?;
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, ty: u8) -> Result<(), String> {
+        match ty {
+            T_TRUE | T_FALSE => {}
+            T_BYTE => self.at += 1,
+            T_I16 | T_I32 | T_I64 => {
+                self.varint()?;
+            }
+            T_DOUBLE => self.at += 8,
+            T_BINARY => {
+                let n = self.varint()? as usize;
+                self.at += n;
+            }
+            T_LIST | T_SET => {
+                let h = self.byte()?;
+                let n = match h >> 4 {
+                    15 => self.varint()? as usize,
+                    n => usize::from(n),
+                };
+                for _ in 0..n {
+                    // Booleans in a list take a byte each.
+                    match h & 0x0f {
+                        T_TRUE | T_FALSE => self.at += 1,
+                        t => self.skip(t)?,
+                    }
+                }
+            }
+            T_MAP => {
+                let n = self.varint()? as usize;
+                if n > 0 {
+                    let kv = self.byte()?;
+                    for _ in 0..n {
+                        self.skip(kv >> 4)?;
+                        self.skip(kv & 0x0f)?;
+                    }
+                }
+            }
+            T_STRUCT => self.structure(|r, _, t| r.skip(t))?,
+            other => return Err(format!("unknown thrift type {other} in the page header")),
+        }
+        if self.at > self.bytes.len() {
+            return Err("the page header is cut short".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BinaryArray, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use bytes::Bytes;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+
+    use super::*;
+
+    /// A file of `rows` tensors of `len` bytes, written as cellshard writes the column.
+    fn file(rows: usize, len: usize, version: WriterVersion, codec: Compression) -> Bytes {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "tensor",
+            DataType::Binary,
+            false,
+        )]));
+        let values: Vec<Vec<u8>> = (0..rows)
+            .map(|r| (0..len).map(|i| ((i * 7 + r * 31) % 251) as u8).collect())
+            .collect();
+        let col = BinaryArray::from_iter_values(values.iter());
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(col)]).unwrap();
+        let props = WriterProperties::builder()
+            .set_writer_version(version)
+            .set_compression(codec)
+            .set_dictionary_enabled(false)
+            .set_data_page_size_limit(1)
+            .set_data_page_row_count_limit(1)
+            .set_encoding(parquet::basic::Encoding::PLAIN)
+            .set_write_batch_size(1)
+            .set_max_row_group_row_count(Some(3))
+            .build();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        Bytes::from(out)
+    }
+
+    fn meta(bytes: &Bytes) -> Arc<ParquetMetaData> {
+        let opts = ReadOptionsBuilder::new().with_page_index().build();
+        let r = SerializedFileReader::new_with_options(bytes.clone(), opts).unwrap();
+        Arc::new(r.metadata().clone())
+    }
+
+    fn expected(row: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|i| ((i * 7 + row * 31) % 251) as u8).collect()
+    }
+
+    #[test]
+    fn every_row_decodes_from_its_page_alone_in_both_page_versions_and_codecs() {
+        for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+            for codec in [
+                Compression::ZSTD(Default::default()),
+                Compression::UNCOMPRESSED,
+            ] {
+                let bytes = file(7, 1000, version, codec);
+                let meta = meta(&bytes);
+                let col = tensor_column(&meta, "tensor").unwrap();
+                let mut z = zstd::bulk::Decompressor::new().unwrap();
+                let mut scratch = Vec::new();
+                for row in 0..7u32 {
+                    let range = locate(&meta, col.leaf, row)
+                        .unwrap_or_else(|e| panic!("{version:?} {codec}: {e}"));
+                    let page = &bytes[range.start as usize..range.end as usize];
+                    let mut out = vec![0u8; 1000];
+                    decode(page, col.codec, &mut out, &mut scratch, &mut z).unwrap();
+                    assert_eq!(
+                        out,
+                        expected(row as usize, 1000),
+                        "{version:?} {codec} {row}"
+                    );
+                }
+                assert!(locate(&meta, col.leaf, 7).unwrap_err().contains("past"));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_pages_are_errors_not_garbage() {
+        let bytes = file(
+            2,
+            500,
+            WriterVersion::PARQUET_1_0,
+            Compression::ZSTD(Default::default()),
+        );
+        let meta = meta(&bytes);
+        let col = tensor_column(&meta, "tensor").unwrap();
+        let range = locate(&meta, col.leaf, 1).unwrap();
+        let page = &bytes[range.start as usize..range.end as usize];
+        let mut z = zstd::bulk::Decompressor::new().unwrap();
+        let mut scratch = Vec::new();
+        let mut wrong = vec![0u8; 499];
+        assert_eq!(
+            decode(page, col.codec, &mut wrong, &mut scratch, &mut z),
+            Err(PageError::Length(500))
+        );
+        let mut out = vec![0u8; 500];
+        let cut = decode(
+            &page[..page.len() - 9],
+            col.codec,
+            &mut out,
+            &mut scratch,
+            &mut z,
+        );
+        assert!(
+            matches!(cut, Err(PageError::Bad(ref m)) if m.contains("shorter")),
+            "{cut:?}"
+        );
+        let mut garbage = page.to_vec();
+        let n = garbage.len();
+        garbage[n - 40..].fill(0xAB);
+        assert!(decode(&garbage, col.codec, &mut out, &mut scratch, &mut z).is_err());
+        assert!(decode(&[0x15], col.codec, &mut out, &mut scratch, &mut z).is_err());
+    }
+
+    #[test]
+    fn several_rows_per_page_are_refused_with_the_reason() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "tensor",
+            DataType::Binary,
+            false,
+        )]));
+        let col = BinaryArray::from_iter_values([b"ab".as_slice(), b"cd"]);
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(col)]).unwrap();
+        let mut out = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut out, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let bytes = Bytes::from(out);
+        let meta = meta(&bytes);
+        let col = tensor_column(&meta, "tensor");
+        // The default writer dictionary-encodes: refused at the column already.
+        assert!(col.unwrap_err().contains("dictionary"));
+        let err = locate(&meta, 0, 0).unwrap_err();
+        assert!(err.contains("one tensor per page"), "{err}");
+    }
+}

@@ -1,0 +1,301 @@
+//! Reading a rank's batches: the pages of the rows a step needs are fetched by byte range
+//! (a few files at once, within the read budget), then decompressed on the feed's own
+//! threads, never on the async runtime's; a stream reads steps ahead within the memory
+//! budget.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::UInt32Array;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use rayon::prelude::*;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::feed::{Batch, Feed};
+use crate::index::take_rows;
+use crate::page::{Codec, PageError, decode, payload};
+use crate::{Error, Result};
+
+/// Files fetched at once for one step.
+const FILES_IN_FLIGHT: usize = 8;
+
+/// The budget's unit: permits are KiB, so that budgets up to 4 TiB fit a semaphore.
+const KIB: u64 = 1024;
+
+/// The threads that decompress and the budget of compressed bytes in flight.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    pool: Arc<rayon::ThreadPool>,
+    in_flight: Arc<Semaphore>,
+    budget_kib: u32,
+}
+
+impl Reader {
+    pub(crate) fn new(threads: usize, read_budget: u64) -> Result<Reader> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("cellshard-decode-{i}"))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start the decode threads: {e}")))?;
+        let budget_kib = u32::try_from((read_budget / KIB).max(1)).unwrap_or(u32::MAX);
+        Ok(Reader {
+            pool: Arc::new(pool),
+            in_flight: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget_kib,
+        })
+    }
+
+    /// Decode threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+}
+
+thread_local! {
+    /// Each decode thread's decompressed page and zstd context, kept between pages.
+    static SCRATCH: RefCell<Option<(Vec<u8>, zstd::bulk::Decompressor<'static>)>> =
+        const { RefCell::new(None) };
+}
+
+/// One slot's page: (file, row in file, bytes).
+type Fetched = (u32, u32, Bytes);
+
+impl Feed {
+    /// Read this rank's batch of the step at global position `start` of `epoch`: only the
+    /// pages of the rows it needs.
+    pub async fn read(&self, epoch: u64, start: u64) -> Result<Batch> {
+        let samples = self.samples(epoch, start);
+        let mut by_file: BTreeMap<u32, Vec<(usize, u32, Range<u64>)>> = BTreeMap::new();
+        for (slot, s) in samples.iter().enumerate() {
+            if let Some(s) = *s {
+                let (file, row) = self.selection.at[s as usize];
+                by_file
+                    .entry(file)
+                    .or_default()
+                    .push((slot, row, self.pages[s as usize].clone()));
+            }
+        }
+        let wanted: u64 = by_file
+            .values()
+            .flatten()
+            .map(|(_, _, r)| r.end - r.start)
+            .sum();
+        let kib = u32::try_from(wanted.div_ceil(KIB))
+            .unwrap_or(u32::MAX)
+            .min(self.reader.budget_kib);
+        let permit = self
+            .reader
+            .in_flight
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| Error::Usage("the feed was closed".into()))?;
+        let mut slots: Vec<Option<Fetched>> = vec![None; samples.len()];
+        let mut fetches = futures::stream::iter(by_file)
+            .map(|(file, rows)| self.fetch(file, rows))
+            .buffer_unordered(FILES_IN_FLIGHT);
+        while let Some(part) = fetches.try_next().await? {
+            for (slot, page) in part {
+                slots[slot] = Some(page);
+            }
+        }
+        let len = self.tensor_bytes();
+        let (pool, codecs, sites, files) = (
+            self.reader.pool.clone(),
+            self.columns.iter().map(|c| c.codec).collect::<Vec<_>>(),
+            self.sites.clone(),
+            self.selection.clone(),
+        );
+        let tensors = tokio::task::spawn_blocking(move || {
+            let mut tensors = vec![0u8; slots.len() * len];
+            pool.install(|| {
+                tensors
+                    .par_chunks_mut(len.max(1))
+                    .zip(slots.par_iter())
+                    .try_for_each(|(out, page)| {
+                        let Some((file, row, bytes)) = page else {
+                            return Ok(());
+                        };
+                        let codec = codecs[*file as usize];
+                        decode_one(bytes, codec, out).map_err(|e| {
+                            let path = sites.display(&files.files[*file as usize].path);
+                            match e {
+                                PageError::Length(got) => Error::Shape {
+                                    path,
+                                    row: *row,
+                                    len: got,
+                                    expected: out.len(),
+                                },
+                                PageError::Bad(m) => Error::Read {
+                                    path,
+                                    message: format!("row {row}: {m}"),
+                                },
+                            }
+                        })
+                    })
+            })?;
+            Ok::<_, Error>(tensors)
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("a decode job failed: {e}")))??;
+        drop(permit);
+        let take = UInt32Array::from(
+            samples
+                .iter()
+                .map(|s| s.map(|s| s as u32))
+                .collect::<Vec<_>>(),
+        );
+        Ok(Batch {
+            tensors,
+            valid: samples.iter().map(Option::is_some).collect(),
+            site_ids: samples
+                .iter()
+                .map(|s| s.map(|s| self.selection.site_ids[s as usize].clone()))
+                .collect(),
+            meta: take_rows(&self.selection.meta, &take)?,
+            samples,
+            start,
+        })
+    }
+
+    /// The pages of `rows` (slot, row, range) of one file, by slot, in one ranged request
+    /// (the store merges nearby ranges).
+    async fn fetch(
+        &self,
+        file: u32,
+        rows: Vec<(usize, u32, Range<u64>)>,
+    ) -> Result<Vec<(usize, Fetched)>> {
+        let f = &self.selection.files[file as usize];
+        let ranges: Vec<Range<u64>> = rows.iter().map(|r| r.2.clone()).collect();
+        let got = self
+            .sites
+            .store
+            .get_ranges(&f.path, &ranges)
+            .await
+            .map_err(|e| Error::Read {
+                path: self.sites.display(&f.path),
+                message: e.to_string(),
+            })?;
+        Ok(rows
+            .into_iter()
+            .zip(got)
+            .map(|((slot, row, _), bytes)| (slot, (file, row, bytes)))
+            .collect())
+    }
+
+    /// Batches read ahead by one runtime task: decoded batches in flight are bounded by
+    /// the memory budget (at least one ahead).
+    fn ahead(&self) -> usize {
+        let batch = (self.tensor_bytes() as u64)
+            .saturating_mul(self.rank_batch())
+            .max(1);
+        (self.opts.memory_budget / batch).clamp(1, 64) as usize
+    }
+
+    /// This rank's batches of `epoch` at the global positions `starts`, in that order, read
+    /// ahead within the budgets by a task on the current tokio runtime. Dropping the
+    /// stream stops the reads.
+    pub fn stream(self: &Arc<Self>, epoch: u64, starts: Vec<u64>) -> BatchStream {
+        let ahead = self.ahead();
+        let (tx, rx) = mpsc::channel(1);
+        let feed = self.clone();
+        let task = tokio::spawn(async move {
+            // The channel holds one batch; the rest of `ahead` are being read.
+            let mut reads = futures::stream::iter(starts)
+                .map(|s| feed.read(epoch, s))
+                .buffered(ahead.saturating_sub(1).max(1));
+            while let Some(b) = reads.next().await {
+                let failed = b.is_err();
+                if tx.send(b).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        BatchStream { rx, task }
+    }
+
+    /// The limit of reading: tensors per second that one thread decompresses with zstd
+    /// alone from the pages of the first `rows` selected rows, already in memory, into a
+    /// reused buffer (repeated for at least `seconds`).
+    pub async fn zstd_limit(&self, rows: usize, seconds: f64) -> Result<f64> {
+        let rows = rows.min(self.pages.len());
+        let mut pages = Vec::with_capacity(rows);
+        for s in 0..rows {
+            let (file, row) = self.selection.at[s];
+            let part = self
+                .fetch(file, vec![(0, row, self.pages[s].clone())])
+                .await?;
+            pages.extend(part.into_iter().map(|(_, (_, _, b))| b));
+        }
+        let payloads = pages
+            .iter()
+            .map(|p| payload(p))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::Usage)?;
+        if self.columns.iter().any(|c| c.codec != Codec::Zstd) {
+            return Err(Error::Usage(
+                "the tensor pages are not zstd-compressed".into(),
+            ));
+        }
+        let mut z = zstd::bulk::Decompressor::new()
+            .map_err(|e| Error::Usage(format!("zstd context: {e}")))?;
+        let mut out = Vec::new();
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        while n == 0 || started.elapsed().as_secs_f64() < seconds {
+            for (body, size) in &payloads {
+                out.clear();
+                out.reserve(*size);
+                z.decompress_to_buffer(body, &mut out)
+                    .map_err(|e| Error::Usage(format!("zstd: {e}")))?;
+                n += u64::from(out.len() == *size);
+            }
+        }
+        Ok(n as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// Decode threads of this feed.
+    pub fn threads(&self) -> usize {
+        self.reader.threads()
+    }
+}
+
+/// Decode one page on the calling (pool) thread, with its scratch buffer.
+fn decode_one(page: &[u8], codec: Codec, out: &mut [u8]) -> Result<(), PageError> {
+    SCRATCH.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            let z = zstd::bulk::Decompressor::new()
+                .map_err(|e| PageError::Bad(format!("zstd context: {e}")))?;
+            *cell = Some((Vec::new(), z));
+        }
+        let Some((scratch, z)) = cell.as_mut() else {
+            return Err(PageError::Bad("no zstd context".into()));
+        };
+        decode(page, codec, out, scratch, z)
+    })
+}
+
+/// A rank's batches read ahead; see [`Feed::stream`].
+#[derive(Debug)]
+pub struct BatchStream {
+    rx: mpsc::Receiver<Result<Batch>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BatchStream {
+    /// The next batch, or `None` after the last.
+    pub async fn next(&mut self) -> Option<Result<Batch>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,123 @@
+//! Tables to Python through the Arrow PyCapsule interface (`__arrow_c_stream__`), so
+//! pyarrow, polars and DuckDB take them without a copy and without a hard dependency; and
+//! `cellshard.sql`, the CLI's SQL session from Python.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{RecordBatch, RecordBatchIterator};
+use arrow::datatypes::SchemaRef;
+use arrow::ffi_stream::FFI_ArrowArrayStream;
+use cellshard_sql::AsOf;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+
+/// An Arrow table held in Rust: `pyarrow.table(data)`, `polars.DataFrame(data)`,
+/// `duckdb.arrow(data)`, or `data.to_pyarrow()`.
+#[pyclass(module = "cellshard._cellshard", frozen)]
+#[derive(Clone)]
+pub(crate) struct ArrowData {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+impl ArrowData {
+    pub(crate) fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> ArrowData {
+        ArrowData { schema, batches }
+    }
+}
+
+#[pymethods]
+impl ArrowData {
+    /// The Arrow C stream of the table, in a capsule named `arrow_array_stream`. A
+    /// `requested_schema` is not applied: the table has one schema.
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        let reader = RecordBatchIterator::new(
+            self.batches.clone().into_iter().map(Ok),
+            self.schema.clone(),
+        );
+        // The consumer moves the stream out of the capsule; dropping what is left releases
+        // it only if it was never taken.
+        PyCapsule::new_with_value(
+            py,
+            FFI_ArrowArrayStream::new(Box::new(reader)),
+            c"arrow_array_stream",
+        )
+    }
+
+    /// Rows in the table.
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Column names.
+    #[getter]
+    fn column_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    fn __len__(&self) -> usize {
+        self.num_rows()
+    }
+
+    /// The table as a `pyarrow.Table` (needs pyarrow).
+    fn to_pyarrow<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.py().import("pyarrow")?.call_method1("table", (slf,))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "cellshard.ArrowData({} rows: {})",
+            self.num_rows(),
+            self.column_names().join(", ")
+        )
+    }
+}
+
+/// Run one SQL statement over a store, in the session `cellshard sql` opens (its tables,
+/// views and tensor functions); `version` pins `sites` as `--version` does. Returns Arrow.
+#[pyfunction]
+#[pyo3(signature = (store, query, version=None, store_options=None))]
+pub(crate) fn sql(
+    py: Python<'_>,
+    store: String,
+    query: String,
+    version: Option<i64>,
+    store_options: Option<BTreeMap<String, String>>,
+) -> PyResult<ArrowData> {
+    let as_of = version.map_or(AsOf::Latest, AsOf::Version);
+    let options = store_options.unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PyValueError::new_err(format!("cannot start the query threads: {e}")))?;
+    let batches = py.detach(|| {
+        rt.block_on(async {
+            let mut session = cellshard_sql::open_session(&store, &options, as_of).await?;
+            let batches = session.run(&query).await?;
+            // The schema of an empty result comes from the plan (none for a statement).
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => match session.ctx.sql(&query).await {
+                    Ok(df) => df.schema().inner().clone(),
+                    Err(_) => std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+                },
+            };
+            Ok::<_, cellshard_sql::Error>((schema, batches))
+        })
+    });
+    rt.shutdown_background();
+    let (schema, batches) = batches.map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(ArrowData::new(schema, batches))
+}
