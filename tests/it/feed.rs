@@ -338,7 +338,15 @@ async fn read_ahead_gives_the_same_batches_for_any_thread_count_and_budget() {
             assert_eq!(b.start, starts[got.len()]);
             let direct = feed.read(4, b.start).await.unwrap();
             assert_eq!(direct.tensors, b.tensors);
-            got.push((b.tensors, b.samples));
+            let len = feed.tensor_bytes();
+            for (slot, s) in b.samples.iter().enumerate() {
+                let t = &b.tensors[slot * len..(slot + 1) * len];
+                assert_eq!(s.is_none(), t.iter().all(|&x| x == 0), "slot {slot}");
+            }
+            got.push((b.tensors.clone(), b.samples));
+            // Reused buffers hold older batches: padded slots must still come out zero.
+            feed.recycle(b.tensors);
+            feed.recycle(direct.tensors);
         }
         assert_eq!(got.len(), 7);
         match &reference {

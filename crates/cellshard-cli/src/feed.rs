@@ -181,6 +181,7 @@ fn pass(a: &FeedArgs, threads: usize, steps: u64) -> Result<Pass> {
             let b = b?;
             first.get_or_insert_with(|| started.elapsed().as_secs_f64());
             tensors += b.valid.iter().filter(|v| **v).count() as u64;
+            feed.recycle(b.tensors);
         }
         let secs = started.elapsed().as_secs_f64() - first.unwrap_or(0.0);
         let cpu = cellshard_runtime::summary::cpu_seconds().unwrap_or(0.0) - cpu0;
