@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cellshard_feed::{BatchStream, Cursor, Feed, FeedOptions, SplitSpec, Tail};
-use numpy::PyArray;
-use numpy::ndarray::{Array1, Array4};
+use numpy::ndarray::{Array1, ArrayView4};
+use numpy::{PyArray, PyArray4};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -284,10 +284,20 @@ impl Stream {
         };
         let [c, h, w] = self.shared.feed.tensor_dims();
         let b = batch.valid.len();
-        let tensors = Array4::from_shape_vec((b, c, h, w), batch.tensors)
+        let owner = Bound::new(
+            py,
+            TensorMemory {
+                buf: batch.tensors,
+                feed: self.shared.feed.clone(),
+            },
+        )?;
+        let view = ArrayView4::from_shape((b, c, h, w), &owner.get().buf[..])
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        // SAFETY: the array's base object is `owner`, which owns the buffer, never resizes
+        // it, and hands it back to the feed only when it is itself dropped, after the array.
+        let tensors = unsafe { PyArray4::<u8>::borrow_from_array(&view, owner.clone().into_any()) };
         Ok(Some(Batch {
-            tensors: PyArray::from_owned_array(py, tensors).into_any().unbind(),
+            tensors: tensors.into_any().unbind(),
             valid: PyArray::from_owned_array(py, Array1::from_vec(batch.valid))
                 .into_any()
                 .unbind(),
@@ -296,6 +306,21 @@ impl Stream {
             start: batch.start,
             meta: ArrowData::new(batch.meta.schema(), vec![batch.meta]),
         }))
+    }
+}
+
+/// The memory of a batch's tensors, the base object of its numpy array: when the array
+/// (and every view of it) is gone, the buffer goes back to the feed for a later batch, so
+/// reading does not fault in fresh pages for every batch.
+#[pyclass(module = "cellshard._cellshard", frozen)]
+struct TensorMemory {
+    buf: Vec<u8>,
+    feed: Arc<Feed>,
+}
+
+impl Drop for TensorMemory {
+    fn drop(&mut self) {
+        self.feed.recycle(std::mem::take(&mut self.buf));
     }
 }
 
