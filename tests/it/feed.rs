@@ -370,3 +370,41 @@ async fn read_ahead_gives_the_same_batches_for_any_thread_count_and_budget() {
         6
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_pruning_opens_only_the_files_a_predicate_can_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let count = |pred: &'static str| {
+        let store = store.clone();
+        async move {
+            let rows = sql(&store, &format!("SELECT count(*) FROM sites WHERE {pred}")).await;
+            strings(&rows, 0)[0].parse::<u64>().unwrap()
+        }
+    };
+    let all = Feed::open(opts(&store, 4, 1, 0)).await.unwrap().files();
+    let pred = "(cell_type = 'HUVEC') AND well_type = 'treatment'";
+    let huvec = Feed::open(FeedOptions {
+        predicate: Some(pred.into()),
+        ..opts(&store, 4, 1, 0)
+    })
+    .await
+    .unwrap();
+    let files = huvec.files();
+    assert!(!files.is_empty() && files.len() < all.len(), "{files:?}");
+    assert!(
+        files.iter().all(|f| f.contains("cell_type=HUVEC")),
+        "{files:?}"
+    );
+    assert_eq!(huvec.len(), count(pred).await);
+    // An OR across a partition column and another column prunes nothing.
+    let either = "cell_type = 'HUVEC' OR well_type = 'treatment'";
+    let f = Feed::open(FeedOptions {
+        predicate: Some(either.into()),
+        ..opts(&store, 4, 1, 0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(f.files(), all);
+    assert_eq!(f.len(), count(either).await);
+}

@@ -10,7 +10,7 @@ use cellshard_store::table::open_table;
 use sha2::{Digest, Sha256};
 
 use crate::cursor::Cursor;
-use crate::index::{Selection, select};
+use crate::index::{Selection, prune_by_partitions, select};
 use crate::order::{Batching, EpochOrder, Tail};
 use crate::page::{TensorColumn, locate, tensor_column};
 use crate::read::Reader;
@@ -162,6 +162,8 @@ impl Feed {
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let split = opts.split.clone();
         let keep = move |e: &str, p: i64, w: &str| split.as_ref().is_none_or(|s| s.takes(e, p, w));
+        // Partition pruning first: files of other partitions are never opened.
+        let files = prune_by_partitions(files, opts.predicate.as_deref()).await?;
         let selection = select(
             &sites,
             files,
@@ -260,6 +262,15 @@ impl Feed {
     /// Tensor dimensions (C, H, W).
     pub fn tensor_dims(&self) -> [usize; 3] {
         self.selection.shape.dims
+    }
+
+    /// The data files whose rows the selection read (after partition pruning).
+    pub fn files(&self) -> Vec<String> {
+        self.selection
+            .files
+            .iter()
+            .map(|f| self.sites.display(&f.path))
+            .collect()
     }
 
     /// Site ids of the selection, in `site_id` order (sample index -> site).

@@ -121,6 +121,89 @@ pub struct Selection {
 /// A `sites` data file as the log lists it: path, size, partition values.
 pub(crate) type ListedFile = (String, u64, Vec<(String, Option<String>)>);
 
+/// The files whose partition values can satisfy `predicate`: each top-level `AND` term
+/// that names only partition columns is evaluated on one row per file, before any file
+/// is opened. Terms naming other columns (or a predicate that does not parse here) prune
+/// nothing; `select` applies the whole predicate to the rows.
+pub(crate) async fn prune_by_partitions(
+    files: Vec<ListedFile>,
+    predicate: Option<&str>,
+) -> Result<Vec<ListedFile>> {
+    use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let (Some(predicate), Some(first)) = (predicate, files.first()) else {
+        return Ok(files);
+    };
+    if first.2.is_empty() {
+        return Ok(files);
+    }
+    let Ok(expr) = Parser::new(&GenericDialect {})
+        .try_with_sql(predicate)
+        .and_then(|mut p| p.parse_expr())
+    else {
+        return Ok(files);
+    };
+    let mut terms = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                stack.push(*left);
+                stack.push(*right);
+            }
+            Expr::Nested(inner) => stack.push(*inner),
+            other => terms.push(other),
+        }
+    }
+    let names: Vec<&str> = first.2.iter().map(|(k, _)| k.as_str()).collect();
+    let mut fields = vec![Field::new("_i", DataType::UInt32, false)];
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(
+        0..files.len() as u32,
+    ))];
+    for (c, name) in names.iter().enumerate() {
+        fields.push(Field::new(*name, DataType::Utf8, true));
+        let values: Vec<Option<&str>> = files
+            .iter()
+            .map(|f| f.2.get(c).and_then(|(_, v)| v.as_deref()))
+            .collect();
+        cols.push(Arc::new(StringArray::from(values)));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+    let ctx = SessionContext::new();
+    ctx.register_table(
+        "files",
+        Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?),
+    )?;
+    let mut keep = vec![true; files.len()];
+    for term in terms {
+        // A term over other columns does not plan against this table: it prunes nothing.
+        let Ok(df) = ctx.sql(&format!("SELECT _i FROM files WHERE {term}")).await else {
+            continue;
+        };
+        let Ok(rows) = df.collect().await else {
+            continue;
+        };
+        let mut pass = vec![false; files.len()];
+        for b in &rows {
+            for i in b.column(0).as_primitive::<UInt32Type>().values() {
+                pass[*i as usize] = true;
+            }
+        }
+        keep.iter_mut().zip(pass).for_each(|(k, p)| *k &= p);
+    }
+    Ok(files
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(f, k)| k.then_some(f))
+        .collect())
+}
+
 /// Read the metadata columns of every `sites` file of `table` and select rows with
 /// `predicate`; `keep` then filters rows by (experiment, plate, well).
 pub(crate) async fn select(
