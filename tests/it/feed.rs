@@ -315,7 +315,9 @@ async fn splits_keep_the_sites_of_a_well_together() {
 async fn read_ahead_gives_the_same_batches_for_any_thread_count_and_budget() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path()).await;
-    let mut reference: Option<Vec<(Vec<u8>, Vec<Option<u64>>)>> = None;
+    // Per step: tensors and samples.
+    type Steps = Vec<(Vec<u8>, Vec<Option<u64>>)>;
+    let mut reference: Option<Steps> = None;
     // One decode thread, no read-ahead and a read budget smaller than one page; then all
     // cores, deep read-ahead and a large budget.
     for (threads, read_budget, memory_budget) in [(1, 1, 1), (2, 1 << 30, 1 << 30)] {

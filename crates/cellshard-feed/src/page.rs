@@ -207,20 +207,26 @@ impl PageHeader {
                 (2, T_I32) => uncompressed = Some(r.int()?),
                 (3, T_I32) => compressed = Some(r.int()?),
                 // data_page_header: num_values (1), encoding (2).
-                (5, T_STRUCT) => r.structure(|r, id, ty| match (id, ty) {
-                    (1, T_I32) => Ok(num_values = Some(r.int()?)),
-                    (2, T_I32) => Ok(encoding = Some(r.int()?)),
-                    _ => r.skip(ty),
+                (5, T_STRUCT) => r.structure(|r, id, ty| {
+                    match (id, ty) {
+                        (1, T_I32) => num_values = Some(r.int()?),
+                        (2, T_I32) => encoding = Some(r.int()?),
+                        _ => r.skip(ty)?,
+                    }
+                    Ok(())
                 })?,
                 // data_page_header_v2: num_values (1), encoding (4), level lengths (5, 6),
                 // is_compressed (7).
-                (8, T_STRUCT) => r.structure(|r, id, ty| match (id, ty) {
-                    (1, T_I32) => Ok(num_values = Some(r.int()?)),
-                    (4, T_I32) => Ok(encoding = Some(r.int()?)),
-                    (5, T_I32) => Ok(def_len = r.int()?),
-                    (6, T_I32) => Ok(rep_len = r.int()?),
-                    (7, T_TRUE | T_FALSE) => Ok(is_compressed = ty == T_TRUE),
-                    _ => r.skip(ty),
+                (8, T_STRUCT) => r.structure(|r, id, ty| {
+                    match (id, ty) {
+                        (1, T_I32) => num_values = Some(r.int()?),
+                        (4, T_I32) => encoding = Some(r.int()?),
+                        (5, T_I32) => def_len = r.int()?,
+                        (6, T_I32) => rep_len = r.int()?,
+                        (7, T_TRUE | T_FALSE) => is_compressed = ty == T_TRUE,
+                        _ => r.skip(ty)?,
+                    }
+                    Ok(())
                 })?,
                 _ => r.skip(ty)?,
             }
