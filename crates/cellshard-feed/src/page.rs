@@ -79,9 +79,10 @@ pub(crate) fn locate(meta: &ParquetMetaData, leaf: usize, row: u32) -> Result<Ra
         if row < first + rows {
             let pages = columns[leaf].page_locations();
             let local = row - first;
+            // Pages are in row order: a binary search, as the feed locates every row at open.
             let at = pages
-                .iter()
-                .rposition(|p| p.first_row_index <= local)
+                .partition_point(|p| p.first_row_index <= local)
+                .checked_sub(1)
                 .ok_or_else(|| format!("row {row} is in no page"))?;
             let end = pages.get(at + 1).map_or(rows, |p| p.first_row_index);
             if pages[at].first_row_index != local || end != local + 1 {
