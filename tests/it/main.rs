@@ -13,6 +13,7 @@ mod real_data;
 mod rebuild;
 mod s3;
 mod slt;
+mod view;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ mod feed;
 mod ingest;
 mod maintain;
 mod sql;
+mod view;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -79,6 +80,11 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Write the rows of a query (tensors included) to a new Delta table or Parquet files.
     Export(sql::ExportArgs),
+    /// Draw a site's composite (or channel grid), a contact sheet of a query's sites, or a
+    /// plate heatmap of a per-site statistic, to a PNG file.
+    Render(view::RenderArgs),
+    /// A read-only web viewer of a store: SQL, plate and site pages (127.0.0.1 by default).
+    Serve(view::ServeArgs),
     /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
     Demo(DemoArgs),
     /// Measure the decode ceiling and the full pipeline on one core and on all cores.
@@ -230,6 +236,14 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),
             Command::Export(a) => sql::export(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Render(a) => view::render_cmd(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Serve(a) => view::serve_cmd(a)
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),

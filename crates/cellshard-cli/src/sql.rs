@@ -131,7 +131,7 @@ pub enum ExportKind {
     Parquet,
 }
 
-async fn open(store: &str, travel: &TimeTravel) -> Result<Session> {
+pub(crate) async fn open(store: &str, travel: &TimeTravel) -> Result<Session> {
     Ok(cellshard_sql::open_session(store, &travel.options(), travel.as_of()?).await?)
 }
 

@@ -735,3 +735,427 @@ fn the_python_package_feeds_each_row_once_and_resumes() {
     );
     println!("{report}");
 }
+
+/// A two-plate synthetic store, every well with one site, built once for the viewer tests.
+fn view_store() -> &'static str {
+    static STORE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let raw = dir.join("raw").display().to_string();
+        let store = dir.join("store").display().to_string();
+        let out = cellshard([
+            "synth",
+            "--out",
+            &raw,
+            "--plates",
+            "2",
+            "--size",
+            "256",
+            "--sites",
+            "1",
+            "--compression",
+            "fast",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let meta = format!("{raw}/metadata.csv");
+        let out = cellshard([
+            "run",
+            "pipelines/tiny.toml",
+            "--source",
+            &raw,
+            "--metadata",
+            &meta,
+            "--sink",
+            &store,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        store
+    })
+}
+
+/// Where tests leave pictures and screenshots (the README's come from here).
+fn screenshots() -> PathBuf {
+    let d = repo().join("target/screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Width and height of a PNG file.
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()))
+        .read_info()
+        .unwrap();
+    (r.info().width, r.info().height)
+}
+
+#[test]
+fn render_draws_sites_contact_sheets_and_plate_heatmaps() {
+    let store = view_store();
+    let dir = tempfile::tempdir().unwrap();
+    let o = |name: &str| dir.path().join(name).display().to_string();
+    let render = |args: &[&str], out: &str| {
+        let mut a = vec!["render", "--store", store, "-o", out];
+        a.extend_from_slice(args);
+        cellshard(a)
+    };
+    let ok = |args: &[&str], name: &str| {
+        let out = render(args, &o(name));
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        png_size(&dir.path().join(name))
+    };
+    // A composite is the tensor's size; a channel subset draws; the grid adds tiles.
+    assert_eq!(ok(&["--site", "HEPG2-01_1_B02_1"], "site.png"), (64, 64));
+    assert_eq!(
+        ok(
+            &["--site", "HEPG2-01_1_B02_1", "--channels", "1,2,5"],
+            "sub.png"
+        ),
+        (64, 64)
+    );
+    assert_ne!(
+        std::fs::read(dir.path().join("site.png")).unwrap(),
+        std::fs::read(dir.path().join("sub.png")).unwrap()
+    );
+    let (gw, gh) = ok(&["--site", "HEPG2-01_1_B02_1", "--grid"], "grid.png");
+    assert!(gw > 4 * 64 && gh > 2 * 64, "{gw}x{gh}");
+    // Contact sheet of a query, labelled; past the cap it is refused, saying so.
+    let q = "SELECT site_id, well, sirna_id, tensor FROM controls ORDER BY site_id LIMIT 16";
+    let (sw, sh) = ok(&["--query", q, "--size", "64"], "sheet.png");
+    assert!(sw >= 4 * 64 && sh >= 4 * 64, "{sw}x{sh}");
+    let out = render(
+        &[
+            "--query",
+            "SELECT site_id, tensor FROM sites",
+            "--max-sites",
+            "10",
+        ],
+        &o("x.png"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("more than 10 sites"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = render(
+        &["--query", "SELECT site_id FROM sites LIMIT 2"],
+        &o("x.png"),
+    );
+    assert!(
+        text(&out.stderr).contains("must return the `tensor` column"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = render(&["--site", "HEPG2-01_1_Z99_1"], &o("x.png"));
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("no site \"HEPG2-01_1_Z99_1\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = render(
+        &["--site", "HEPG2-01_1_B02_1", "--channels", "2,9"],
+        &o("x.png"),
+    );
+    assert!(
+        text(&out.stderr).contains("channel 9 is outside 1..=6"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("x.png").exists(),
+        "a failed render wrote a file"
+    );
+    // Plate heatmaps: a statistic, flags, counts, and the before/after pair.
+    for stat in ["mean", "z_mean", "outlier", "raw_mean", "sites", "rejected"] {
+        let (w, h) = ok(
+            &["--plate", "HEPG2-01/1", "--stat", stat, "--channel", "2"],
+            "plate.png",
+        );
+        assert!(w >= 24 * 22 && h >= 16 * 22, "{stat}: {w}x{h}");
+    }
+    let (w, _) = ok(
+        &["--plate", "HEPG2-01/1", "--before-after", "--channel", "2"],
+        "ba.png",
+    );
+    assert!(w >= 2 * 24 * 22, "{w}");
+    let out = render(&["--plate", "HEPG2-01/7"], &o("x.png"));
+    assert!(
+        text(&out.stderr).contains("no sites of plate 7 of HEPG2-01"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = render(&["--plate", "HEPG2-01/1", "--stat", "median"], &o("x.png"));
+    assert!(
+        text(&out.stderr).contains("unknown statistic \"median\""),
+        "{}",
+        text(&out.stderr)
+    );
+    // The README's pictures: plates from this store, cells from the real RxRx1 images.
+    let shots = screenshots();
+    let keep = |args: &[&str], name: &str, s: &str| {
+        let mut a = vec!["render", "--store", s, "-o"];
+        let path = shots.join(name).display().to_string();
+        a.push(&path);
+        a.extend_from_slice(args);
+        let out = cellshard(a);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    };
+    keep(
+        &["--plate", "HEPG2-01/1", "--stat", "mean", "--channel", "2"],
+        "render-plate.png",
+        store,
+    );
+    keep(
+        &["--plate", "HEPG2-01/2", "--before-after", "--channel", "2"],
+        "render-before-after.png",
+        store,
+    );
+    let real = tempfile::tempdir().unwrap();
+    let real_store = real_store(real.path());
+    let first = sql_one(&real_store, "SELECT min(site_id) AS s FROM sites");
+    keep(
+        &["--site", first.trim(), "--grid"],
+        "render-site.png",
+        &real_store,
+    );
+    keep(
+        &[
+            "--query",
+            "SELECT site_id, well, sirna_id, tensor FROM sites ORDER BY site_id",
+            "--size",
+            "192",
+        ],
+        "render-sheet.png",
+        &real_store,
+    );
+}
+
+/// A `cellshard serve` process on a free loopback port, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+            .arg("serve")
+            .args(args)
+            .current_dir(repo())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        Server { child, addr }
+    }
+
+    fn get(&self, path: &str, headers: &str) -> (u16, String, String) {
+        http_get(&self.addr, path, headers)
+    }
+}
+
+/// GET `path` from `addr` with extra header lines: (status, headers, body).
+fn http_get(addr: &str, path: &str, headers: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encode a query string value.
+fn q(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_viewer_is_read_only_capped_and_timed() {
+    let store = view_store();
+    let srv = Server::start(&[
+        "--store",
+        store,
+        "--bind",
+        "127.0.0.1:0",
+        "--max-rows",
+        "5",
+        "--query-timeout",
+        "3",
+    ]);
+    let (status, _, body) = srv.get("/", "");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Plates") && body.contains("HEPG2-01"),
+        "{body}"
+    );
+    // Row cap.
+    let (status, _, body) = srv.get(&format!("/sql?q={}", q("SELECT site_id FROM sites")), "");
+    assert_eq!(status, 200);
+    assert!(body.contains("cut at the row cap of 5"), "{body}");
+    assert_eq!(body.matches("<tr>").count(), 6, "{body}");
+    // Read-only: every writing statement is refused with the reason.
+    let copy_target = tempfile::tempdir().unwrap();
+    let target = copy_target.path().join("out.csv");
+    for bad in [
+        "DROP TABLE sites".to_string(),
+        "DROP VIEW controls".into(),
+        "CREATE VIEW v AS SELECT 1".into(),
+        "CREATE TABLE t AS SELECT * FROM sites".into(),
+        format!(
+            "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{}'",
+            target.display()
+        ),
+        "INSERT INTO sites SELECT * FROM sites".into(),
+        "DELETE FROM sites".into(),
+        format!("COPY (SELECT site_id FROM sites) TO '{}'", target.display()),
+        "SET datafusion.execution.batch_size = 1".into(),
+        "SELECT 1; DROP TABLE sites".into(),
+    ] {
+        let (status, _, body) = srv.get(&format!("/sql?q={}", q(&bad)), "");
+        assert_eq!(status, 400, "{bad}");
+        assert!(
+            body.contains("read-only") || body.contains("one statement at a time"),
+            "{bad}: {body}"
+        );
+    }
+    assert!(!target.exists(), "COPY wrote a file");
+    let (_, _, body) = srv.get(
+        &format!("/sql?q={}", q("SELECT count(*) AS n FROM sites")),
+        "",
+    );
+    assert!(body.contains(">616<"), "the tables changed: {body}");
+    // A slow query is stopped at the timeout, and other pages answer meanwhile.
+    let slow_addr = srv.addr.clone();
+    let slow = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = http_get(
+            &slow_addr,
+            &format!(
+                "/sql?q={}",
+                q("SELECT sum(value % 7) FROM generate_series(1, 100000000000)")
+            ),
+            "",
+        );
+        (r, t.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let (status, _, _) = srv.get("/plate/HEPG2-01/1?stat=mean&channel=2", "");
+    let fast = t.elapsed();
+    assert_eq!(status, 200);
+    let ((status, _, body), slow_took) = slow.join().unwrap();
+    assert_eq!(status, 400);
+    assert!(body.contains("stopped after 3 s"), "{body}");
+    assert!(
+        fast + std::time::Duration::from_millis(500) < slow_took,
+        "the plate page ({fast:?}) waited for the slow query ({slow_took:?})"
+    );
+    // Not found, and pictures.
+    assert_eq!(srv.get("/site/HEPG2-01_1_Z99_1", "").0, 404);
+    assert_eq!(srv.get("/plate/HEPG2-01/9", "").0, 404);
+    let (status, head, body) = srv.get("/img/site/HEPG2-01_1_B02_1?size=32", "");
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("content-type: image/png") && body.len() > 8);
+    // Beyond loopback only with a token; with one, every request needs it.
+    let out = cellshard(["serve", "--store", store, "--bind", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("without --token"),
+        "{}",
+        text(&out.stderr)
+    );
+    let tok = Server::start(&[
+        "--store",
+        store,
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        "s3cret",
+    ]);
+    assert_eq!(tok.get("/", "").0, 401);
+    assert_eq!(tok.get("/?token=wrong", "").0, 401);
+    let (status, head, _) = tok.get("/?token=s3cret", "");
+    assert_eq!(status, 200);
+    assert!(head.contains("cellshard_token=s3cret"), "{head}");
+    assert_eq!(tok.get("/sql", "Cookie: cellshard_token=s3cret\r\n").0, 200);
+    assert_eq!(tok.get("/sql", "Authorization: Bearer s3cret\r\n").0, 200);
+}
+
+/// Debian's Chromium, where installed.
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|n| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join(n))
+                .find(|p| p.exists())
+        })
+}
+
+#[test]
+fn the_viewer_works_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        println!(
+            "skipped: no chromium on PATH (tests/run.sh installs Debian's chromium where it can)"
+        );
+        return;
+    };
+    let store = view_store();
+    let srv = Server::start(&["--store", store, "--bind", "127.0.0.1:0"]);
+    let shots = screenshots();
+    let started = std::time::Instant::now();
+    let out = Command::new(python())
+        .arg(repo().join("tests/browser/drive.py"))
+        .arg(&browser)
+        .arg(format!("http://{}", srv.addr))
+        .arg(&shots)
+        .output()
+        .unwrap();
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    for name in [
+        "viewer-store.png",
+        "viewer-sql.png",
+        "viewer-plate.png",
+        "viewer-site.png",
+    ] {
+        let (w, h) = png_size(&shots.join(name));
+        assert!(w >= 1000 && h >= 600, "{name}: {w}x{h}");
+    }
+    println!(
+        "{report}browser test: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -171,6 +171,7 @@ fn site_row(site: ResolvedSite, tensor: cellshard_stages::SiteTensor) -> SiteRow
         extra: m.extra,
         channel_mean: tensor.channel_mean,
         channel_std: tensor.channel_std,
+        raw_channel_mean: tensor.raw_mean,
         source_paths: site.objects.iter().map(|o| o.display.clone()).collect(),
         source_etags: site.objects.iter().map(|o| o.etag.clone()).collect(),
         source_sizes: site.objects.iter().map(|o| o.size as i64).collect(),

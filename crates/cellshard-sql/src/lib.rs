@@ -132,6 +132,9 @@ impl From<AsOf> for cellshard_store::table::TablesAsOf {
     }
 }
 
+/// Name of the tensor column of `sites`.
+pub const TENSOR_COLUMN: &str = TENSOR;
+
 /// The views of `sql/views.sql`, created in every session.
 pub const VIEWS_SQL: &str = include_str!("../../../sql/views.sql");
 

@@ -13,6 +13,8 @@ pub struct SiteTensor {
     pub channel_mean: Vec<f64>,
     /// Population standard deviation of each output channel.
     pub channel_std: Vec<f64>,
+    /// Mean of each channel's input (the cropped raw samples, before normalization).
+    pub raw_mean: Vec<f64>,
 }
 
 /// Normalize and stack `planes` (one per channel, all the same size).
@@ -21,7 +23,10 @@ pub fn stack(planes: &[Plane], norm: &PlateNorm) -> SiteTensor {
     let mut bytes = Vec::with_capacity(per_channel * planes.len());
     let mut channel_mean = Vec::with_capacity(planes.len());
     let mut channel_std = Vec::with_capacity(planes.len());
+    let mut raw_mean = Vec::with_capacity(planes.len());
     for (c, plane) in planes.iter().enumerate() {
+        let sum: u64 = plane.data.iter().map(|&v| u64::from(v)).sum();
+        raw_mean.push(sum as f64 / plane.data.len().max(1) as f64);
         let start = bytes.len();
         norm.apply(c, &plane.data, &mut bytes);
         let (m, s) = moments(&bytes[start..], norm.output);
@@ -32,6 +37,7 @@ pub fn stack(planes: &[Plane], norm: &PlateNorm) -> SiteTensor {
         bytes,
         channel_mean,
         channel_std,
+        raw_mean,
     }
 }
 
@@ -103,6 +109,7 @@ mod tests {
         assert_eq!(t.bytes, vec![10, 20, 50, 255]);
         assert_eq!(t.channel_mean, vec![15.0, 152.5]);
         assert_eq!(t.channel_std[0], 5.0);
+        assert_eq!(t.raw_mean, vec![15.0, 305.0]);
     }
 
     /// The 8-bit histogram path agrees with summing every value, whatever the length.

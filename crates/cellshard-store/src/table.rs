@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{Add, StructType};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
@@ -155,6 +155,7 @@ pub async fn open_or_create(
     config: Vec<(TableProperty, &str)>,
 ) -> Result<DeltaTable> {
     if let Some(t) = open_table(loc, None).await? {
+        let t = add_late_columns(t, loc, schema).await?;
         check_columns(&t, loc, schema)?;
         return Ok(t);
     }
@@ -184,18 +185,56 @@ pub async fn open_or_create(
     }
 }
 
-/// An existing table must have the columns this build writes, in order: files are
-/// committed with hand-built actions, so a mismatch would otherwise pass unnoticed.
-fn check_columns(table: &DeltaTable, loc: &Location, schema: &SchemaRef) -> Result<()> {
-    let have: Vec<String> = table
+/// Column names of `table`'s current schema.
+fn table_columns(table: &DeltaTable, loc: &Location) -> Result<Vec<String>> {
+    Ok(table
         .snapshot()
         .map_err(delta_err(loc))?
         .schema()
         .fields()
         .map(|f| f.name().to_string())
+        .collect())
+}
+
+/// Add the nullable columns that `sites` gained after its first release
+/// ([`schema::RAW_CHANNEL_MEAN`]) to a table written without them: older files read them as
+/// NULL. A concurrent writer may add them first; the table is then reopened.
+async fn add_late_columns(
+    table: DeltaTable,
+    loc: &Location,
+    schema: &SchemaRef,
+) -> Result<DeltaTable> {
+    let have = table_columns(&table, loc)?;
+    let late: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() == schema::RAW_CHANNEL_MEAN && !have.contains(f.name()))
+        .map(|f| f.as_ref().clone())
         .collect();
+    if late.is_empty() {
+        return Ok(table);
+    }
+    let err = delta_err(loc);
+    let kernel: StructType = Arc::new(Schema::new(late))
+        .try_into_kernel()
+        .map_err(|e| err(e.into()))?;
+    let fields: Vec<_> = kernel.fields().cloned().collect();
+    match table.add_columns().with_fields(fields).await {
+        Ok(t) => Ok(t),
+        Err(e) => open_table(loc, None).await?.ok_or_else(|| err(e)),
+    }
+}
+
+/// An existing table must have the columns this build writes: files are committed with
+/// hand-built actions, so a mismatch would otherwise pass unnoticed. Columns are matched by
+/// name (a column added later sits at the end of the table's schema).
+fn check_columns(table: &DeltaTable, loc: &Location, schema: &SchemaRef) -> Result<()> {
+    let have = table_columns(table, loc)?;
     let want: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    if have == want {
+    let (mut h, mut w) = (have.clone(), want.clone());
+    h.sort();
+    w.sort();
+    if h == w {
         return Ok(());
     }
     let missing: Vec<&str> = want

@@ -31,6 +31,7 @@ use datafusion::prelude::SessionContext;
 
 use args::{binaries, ints, is_binary};
 pub use tensor::{Dtype, TensorSpec};
+pub use thumbnail::{DISPLAY_MAX, VIEWER_RGB, channel_intensity, composite, rgb_png};
 
 /// The tensor functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,8 +7,8 @@ use datafusion::common::{DataFusionError, Result, exec_err};
 
 use super::tensor::{Dtype, TensorSpec};
 
-/// RxRx1 viewer colours (rxrx1-utils) per channel, and display maxima on a 0..255 scale.
-const RGB: [[f64; 3]; 6] = [
+/// RxRx1 viewer colours (rxrx1-utils) of channels 1..6, as RGB on a 0..255 scale.
+pub const VIEWER_RGB: [[f64; 3]; 6] = [
     [19.0, 0.0, 249.0],
     [42.0, 255.0, 31.0],
     [255.0, 0.0, 25.0],
@@ -16,7 +16,9 @@ const RGB: [[f64; 3]; 6] = [
     [250.0, 0.0, 253.0],
     [254.0, 255.0, 40.0],
 ];
-const DISPLAY_MAX: [f64; 6] = [51.0, 107.0, 64.0, 191.0, 89.0, 191.0];
+/// Display maxima of channels 1..6 on the 0..255 display scale: a value at or above its
+/// channel's maximum shows at full colour.
+pub const DISPLAY_MAX: [f64; 6] = [51.0, 107.0, 64.0, 191.0, 89.0, 191.0];
 
 /// Values on the 0..255 display scale: uint8 as is, uint16 / 257, floats (z-scores) mapped
 /// from -3..3 onto 0..255.
@@ -28,51 +30,81 @@ fn display_scale(v: f64, dtype: Dtype) -> f64 {
     }
 }
 
-/// A `size` x `size` RGB PNG: box-averaged channels, x = min(1, v / max), rgb = clip(sum x * colour).
+/// Channel `c`'s (1-based) intensity in 0..1 of each of `size` x `size` boxes: the box mean
+/// on the display scale over the channel's display maximum, capped at 1.
+pub fn channel_intensity(spec: &TensorSpec, t: &[u8], c: usize, size: usize) -> Result<Vec<f64>> {
+    let limit = spec.height.min(spec.width);
+    if size < 1 || size > limit {
+        return exec_err!("image size {size} is outside 1..={limit}");
+    }
+    if c < 1 || c > spec.channels.min(6) {
+        return exec_err!(
+            "channel {c} has no viewer colour (channels 1..={})",
+            spec.channels.min(6)
+        );
+    }
+    let v = spec.channel_values(t, c as i64)?;
+    let mut out = Vec::with_capacity(size * size);
+    for oy in 0..size {
+        let (y0, y1) = (oy * spec.height / size, (oy + 1) * spec.height / size);
+        for ox in 0..size {
+            let (x0, x1) = (ox * spec.width / size, (ox + 1) * spec.width / size);
+            let mut sum = 0.0;
+            for y in y0..y1 {
+                sum += v[y * spec.width + x0..y * spec.width + x1]
+                    .iter()
+                    .sum::<f64>();
+            }
+            let mean = sum / ((y1 - y0) * (x1 - x0)) as f64;
+            out.push((display_scale(mean, spec.dtype) / DISPLAY_MAX[c - 1]).min(1.0));
+        }
+    }
+    Ok(out)
+}
+
+/// A `size` x `size` RGB composite (row-major, 3 bytes a pixel) of `channels` (1-based) in
+/// the viewer colours: x = min(1, box mean / display max) per channel, rgb = clip(sum x * colour).
+pub fn composite(spec: &TensorSpec, t: &[u8], size: usize, channels: &[usize]) -> Result<Vec<u8>> {
+    let mut rgb = vec![0f64; size * size * 3];
+    for &c in channels {
+        let x = channel_intensity(spec, t, c, size)?;
+        for (px, x) in rgb.chunks_exact_mut(3).zip(x) {
+            for k in 0..3 {
+                px[k] += x * VIEWER_RGB[c - 1][k];
+            }
+        }
+    }
+    Ok(rgb
+        .iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect())
+}
+
+/// Encode `w` x `h` RGB bytes as PNG.
+pub fn rgb_png(w: usize, h: usize, rgb: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut wr = enc
+        .write_header()
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    wr.write_image_data(rgb)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    wr.finish()
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok(out)
+}
+
+/// A `size` x `size` RGB PNG of all channels (up to six).
 fn thumbnail(spec: &TensorSpec, t: &[u8], size: i64) -> Result<Vec<u8>> {
     let limit = spec.height.min(spec.width) as i64;
     if size < 1 || size > limit {
         return exec_err!("thumbnail size {size} is outside 1..={limit}");
     }
     let size = size as usize;
-    let mut rgb = vec![0f64; size * size * 3];
-    for c in 0..spec.channels.min(6) {
-        let v = spec.channel_values(t, c as i64 + 1)?;
-        for oy in 0..size {
-            let (y0, y1) = (oy * spec.height / size, (oy + 1) * spec.height / size);
-            for ox in 0..size {
-                let (x0, x1) = (ox * spec.width / size, (ox + 1) * spec.width / size);
-                let mut sum = 0.0;
-                for y in y0..y1 {
-                    sum += v[y * spec.width + x0..y * spec.width + x1]
-                        .iter()
-                        .sum::<f64>();
-                }
-                let mean = sum / ((y1 - y0) * (x1 - x0)) as f64;
-                let x = (display_scale(mean, spec.dtype) / DISPLAY_MAX[c]).min(1.0);
-                let px = &mut rgb[(oy * size + ox) * 3..][..3];
-                for k in 0..3 {
-                    px[k] += x * RGB[c][k];
-                }
-            }
-        }
-    }
-    let bytes: Vec<u8> = rgb
-        .iter()
-        .map(|v| v.round().clamp(0.0, 255.0) as u8)
-        .collect();
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, size as u32, size as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc
-            .write_header()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        w.write_image_data(&bytes)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    }
-    Ok(out)
+    let channels: Vec<usize> = (1..=spec.channels.min(6)).collect();
+    rgb_png(size, size, &composite(spec, t, size, &channels)?)
 }
 
 /// `tensor_thumbnail` of each tensor: `size` px where `sized` (the second argument was

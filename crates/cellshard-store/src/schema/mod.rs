@@ -23,6 +23,10 @@ pub const SITES_PARTITIONS: [&str; 2] = ["cell_type", "experiment"];
 /// Name of the tensor column.
 pub const TENSOR: &str = "tensor";
 
+/// Per-site raw (pre-normalization) channel means: added to `sites` after its first
+/// release, so a store written without it gains it (NULL for older rows) on the next run.
+pub const RAW_CHANNEL_MEAN: &str = "raw_channel_mean";
+
 /// Columns of `sites` that get Delta file statistics (data skipping); the tensor never does.
 pub const SITES_STATS_COLUMNS: &str =
     "plate,well,site,site_id,well_id,dataset,well_type,sirna_id,build_id";
@@ -77,6 +81,8 @@ pub struct SiteRow {
     pub channel_mean: Vec<f64>,
     /// Per-channel standard deviation of the stored values.
     pub channel_std: Vec<f64>,
+    /// Per-channel mean of the input samples before normalization (raw crop).
+    pub raw_channel_mean: Vec<f64>,
     /// Source objects, one per channel, in channel order.
     pub source_paths: Vec<String>,
     /// Their ETags, where the store gives them.
@@ -114,6 +120,7 @@ impl SitesContext {
             Field::new("dtype", DataType::Utf8, false),
             Field::new("channel_mean", list(DataType::Float64, true), true),
             Field::new("channel_std", list(DataType::Float64, true), true),
+            Field::new(RAW_CHANNEL_MEAN, list(DataType::Float64, true), true),
             Field::new("source_paths", list(DataType::Utf8, true), true),
             Field::new("source_etags", list(DataType::Utf8, true), true),
             Field::new("source_sizes", list(DataType::Int64, true), true),
@@ -194,6 +201,7 @@ impl SitesContext {
         cols.push(konst_s(&self.dtype));
         cols.push(f64_list(&|r| &r.channel_mean));
         cols.push(f64_list(&|r| &r.channel_std));
+        cols.push(f64_list(&|r| &r.raw_channel_mean));
         let mut paths = ListBuilder::new(StringBuilder::new());
         let mut etags = ListBuilder::new(StringBuilder::new());
         let mut sizes = ListBuilder::new(Int64Builder::new());

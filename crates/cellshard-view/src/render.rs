@@ -1,0 +1,331 @@
+//! Pictures: a site's composite and channel tiles, contact sheets of many sites, and
+//! 16x24 plate heatmaps with a colour bar.
+
+use std::collections::BTreeMap;
+
+use datafusion::prelude::SessionContext;
+
+use crate::canvas::{Canvas, EMPTY, INK, WHITE, fit, text_width};
+use crate::colormap::viridis;
+use crate::data::{self, COLS, ROWS, SiteImage, Stat, channel_label, well_name, well_position};
+use crate::{Error, Result};
+
+/// Sites in one contact sheet unless `--max-sites` says otherwise.
+pub const DEFAULT_MAX_SITES: usize = 64;
+/// The most sites one contact sheet shows.
+pub const MAX_SITES: usize = 1024;
+
+/// Channels to draw: 1-based, each within the tensor and the six viewer colours.
+pub fn check_channels(channels: &[usize], available: usize) -> Result<()> {
+    let top = available.min(6);
+    if channels.is_empty() {
+        return Err(Error::Usage("no channels to draw".into()));
+    }
+    if let Some(c) = channels.iter().find(|&&c| c < 1 || c > top) {
+        return Err(Error::Usage(format!(
+            "channel {c} is outside 1..={top} (the tensor has {available} channels; colours exist for six)"
+        )));
+    }
+    Ok(())
+}
+
+/// Every channel with a viewer colour.
+pub fn all_channels(site: &SiteImage) -> Vec<usize> {
+    (1..=site.spec.channels.min(6)).collect()
+}
+
+/// The composite of `channels` at `size` x `size` px.
+pub fn composite(site: &SiteImage, channels: &[usize], size: usize) -> Result<Canvas> {
+    check_channels(channels, site.spec.channels)?;
+    check_size(site, size)?;
+    let rgb = cellshard_sql::udf::composite(&site.spec, &site.tensor, size, channels)?;
+    Ok(Canvas {
+        width: size,
+        height: size,
+        rgb,
+    })
+}
+
+/// Channel `c` alone in grayscale (the same intensity as its share of the composite).
+pub fn channel_tile(site: &SiteImage, c: usize, size: usize) -> Result<Canvas> {
+    check_channels(&[c], site.spec.channels)?;
+    check_size(site, size)?;
+    let x = cellshard_sql::udf::channel_intensity(&site.spec, &site.tensor, c, size)?;
+    let mut rgb = Vec::with_capacity(size * size * 3);
+    for v in x {
+        let g = (v * 255.0).round().clamp(0.0, 255.0) as u8;
+        rgb.extend_from_slice(&[g, g, g]);
+    }
+    Ok(Canvas {
+        width: size,
+        height: size,
+        rgb,
+    })
+}
+
+fn check_size(site: &SiteImage, size: usize) -> Result<()> {
+    let limit = site.spec.height.min(site.spec.width);
+    if size < 16 || size > limit {
+        return Err(Error::Usage(format!(
+            "size {size} px is outside 16..={limit} (the tensor is {}x{})",
+            site.spec.height, site.spec.width
+        )));
+    }
+    Ok(())
+}
+
+const PAD: usize = 8;
+const LINE: usize = 12;
+
+/// Each channel as a labelled grayscale tile, then the composite, four tiles a row.
+pub fn site_grid(site: &SiteImage, channels: &[usize], size: usize) -> Result<Canvas> {
+    let mut tiles: Vec<(String, Canvas)> = Vec::new();
+    for &c in channels {
+        tiles.push((channel_label(c), channel_tile(site, c, size)?));
+    }
+    let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+    tiles.push((
+        format!("composite w{}", names.join(",")),
+        composite(site, channels, size)?,
+    ));
+    let per_row = tiles.len().min(4);
+    let rows = tiles.len().div_ceil(per_row);
+    let header = 2 * LINE + PAD;
+    let cell_w = size + PAD;
+    let cell_h = size + LINE + PAD;
+    let mut c = Canvas::new(PAD + per_row * cell_w, header + rows * cell_h + PAD, WHITE);
+    c.text(PAD, PAD, &site.site_id, 1, INK);
+    c.text(PAD, PAD + LINE, &site.caption(), 1, INK);
+    for (i, (label, tile)) in tiles.iter().enumerate() {
+        let x = PAD + (i % per_row) * cell_w;
+        let y = header + (i / per_row) * cell_h;
+        c.text(x, y, &fit(label, size / 8), 1, INK);
+        c.blit(tile, x, y + LINE);
+    }
+    Ok(c)
+}
+
+/// A labelled composite per site (site id, then well and siRNA), up to eight a row.
+pub fn contact_sheet(sites: &[SiteImage], channels: &[usize], size: usize) -> Result<Canvas> {
+    if sites.is_empty() {
+        return Err(Error::Usage("the query returned no sites to draw".into()));
+    }
+    let per_row = (sites.len() as f64).sqrt().ceil().clamp(1.0, 8.0) as usize;
+    let rows = sites.len().div_ceil(per_row);
+    let cell_w = size + PAD;
+    let cell_h = size + 2 * LINE + PAD;
+    let mut c = Canvas::new(PAD + per_row * cell_w, PAD + rows * cell_h, WHITE);
+    let chars = size / 8;
+    for (i, s) in sites.iter().enumerate() {
+        let x = PAD + (i % per_row) * cell_w;
+        let y = PAD + (i / per_row) * cell_h;
+        c.blit(&composite(s, channels, size)?, x, y);
+        c.text(x, y + size + 2, &fit(&s.site_id, chars), 1, INK);
+        c.text(x, y + size + 2 + LINE, &fit(&s.caption(), chars), 1, INK);
+    }
+    Ok(c)
+}
+
+/// Geometry of a heatmap panel.
+pub const CELL: usize = 22;
+const LEFT: usize = 24;
+const TOP: usize = 44;
+const BAR_W: usize = 16;
+
+/// One plate's heatmap: 16 rows x 24 columns of wells coloured by `values` on `range`
+/// (viridis; grey where a well has no value), a title, and a colour bar with its ends and
+/// middle labelled.
+pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -> Canvas {
+    let grid_w = COLS * CELL;
+    let grid_h = ROWS * CELL;
+    let label_w = text_width(&format_value(range.1), 1).max(text_width(&format_value(range.0), 1));
+    let width =
+        (LEFT + grid_w + 2 * PAD + BAR_W + PAD + label_w + PAD).max(text_width(title, 1) + 2 * PAD);
+    let mut c = Canvas::new(width, TOP + grid_h + 2 * PAD, WHITE);
+    c.text(PAD, PAD, title, 1, INK);
+    for col in 0..COLS {
+        let label = format!("{}", col + 1);
+        let x = LEFT + col * CELL + (CELL - text_width(&label, 1)) / 2;
+        c.text(x, TOP - LINE, &label, 1, INK);
+    }
+    for row in 0..ROWS {
+        let label = ((b'A' + row as u8) as char).to_string();
+        c.text(PAD, TOP + row * CELL + (CELL - 8) / 2, &label, 1, INK);
+        for col in 0..COLS {
+            let colour = values
+                .get(&well_name(row, col))
+                .map_or(EMPTY, |&v| viridis(scaled(v, range)));
+            c.fill(
+                LEFT + col * CELL + 1,
+                TOP + row * CELL + 1,
+                CELL - 2,
+                CELL - 2,
+                colour,
+            );
+        }
+    }
+    // Values for wells outside a 384-well plate are not drawn; their count is in the title's
+    // data, not silently merged into another well.
+    debug_assert!(values.keys().all(|w| well_position(w).is_some()));
+    let bx = LEFT + grid_w + 2 * PAD;
+    for y in 0..grid_h {
+        let t = 1.0 - y as f64 / (grid_h - 1) as f64;
+        c.fill(bx, TOP + y, BAR_W, 1, viridis(t));
+    }
+    c.outline(bx, TOP, BAR_W, grid_h, INK);
+    let lx = bx + BAR_W + 4;
+    c.text(lx, TOP, &format_value(range.1), 1, INK);
+    c.text(
+        lx,
+        TOP + grid_h / 2 - 4,
+        &format_value((range.0 + range.1) / 2.0),
+        1,
+        INK,
+    );
+    c.text(lx, TOP + grid_h - 8, &format_value(range.0), 1, INK);
+    c
+}
+
+/// Two panels side by side (raw, then normalized), each with its own title and bar.
+pub fn side_by_side(left: &Canvas, right: &Canvas) -> Canvas {
+    let mut c = Canvas::new(
+        left.width + right.width,
+        left.height.max(right.height),
+        WHITE,
+    );
+    c.blit(left, 0, 0);
+    c.blit(right, left.width, 0);
+    c
+}
+
+/// `v` on 0..1 of `range` (0.5 when the range is a single value).
+pub fn scaled(v: f64, (lo, hi): (f64, f64)) -> f64 {
+    if hi > lo { (v - lo) / (hi - lo) } else { 0.5 }
+}
+
+/// A short number for labels.
+pub fn format_value(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && (a >= 1e5 || a < 1e-2) {
+        format!("{v:.2e}")
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The range of `values` (0..1 when empty).
+pub fn range_of(values: &BTreeMap<String, f64>) -> (f64, f64) {
+    let mut it = values.values().copied().filter(|v| v.is_finite());
+    match it.next() {
+        Some(f) => it.fold((f, f), |(lo, hi), v| (lo.min(v), hi.max(v))),
+        None => (0.0, 1.0),
+    }
+}
+
+/// The (x, y, w, h) of a well's cell in a heatmap from [`heatmap`].
+pub fn well_cell(row: usize, col: usize) -> (usize, usize, usize, usize) {
+    (LEFT + col * CELL, TOP + row * CELL, CELL, CELL)
+}
+
+/// `1,2,5` -> [1, 2, 5].
+pub fn parse_channels(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .map_err(|_| Error::Usage(format!("channels {s:?}: {c:?} is not a channel number")))
+        })
+        .collect()
+}
+
+/// One plate's heatmap of `stat` (on the plate's own range).
+pub async fn plate(
+    ctx: &SessionContext,
+    experiment: &str,
+    plate: i32,
+    stat: Stat,
+    channel: usize,
+) -> Result<Canvas> {
+    let values = data::plate_values(ctx, experiment, Some(plate), stat, channel)
+        .await?
+        .plate(plate);
+    if values.is_empty() && stat != Stat::Rejected {
+        return Err(Error::Usage(format!(
+            "no sites of plate {plate} of {experiment} in the store (`SELECT DISTINCT experiment, plate FROM sites` lists them)"
+        )));
+    }
+    let title = format!("{experiment} plate {plate}: {}", stat.title(channel));
+    Ok(heatmap(&title, &values, range_of(&values)))
+}
+
+/// The raw crop means of `channel` beside the stored (normalized) means, each on the range
+/// of its statistic over every plate of the experiment, so a plate effect shows as a
+/// shifted plate on the left and is gone on the right.
+pub async fn before_after(
+    ctx: &SessionContext,
+    experiment: &str,
+    plate: i32,
+    channel: usize,
+) -> Result<Canvas> {
+    let raw = data::plate_values(ctx, experiment, None, Stat::RawMean, channel).await?;
+    let norm = data::plate_values(ctx, experiment, None, Stat::Qc("mean"), channel).await?;
+    let (rv, nv) = (raw.plate(plate), norm.plate(plate));
+    if nv.is_empty() {
+        return Err(Error::Usage(format!(
+            "no sites of plate {plate} of {experiment} in the store"
+        )));
+    }
+    let plates = data::plates(ctx, experiment).await?.len();
+    let mean = |v: &BTreeMap<String, f64>| v.values().sum::<f64>() / v.len().max(1) as f64;
+    let left = heatmap(
+        &format!(
+            "before: raw crop mean, {} (plate mean {}; range of {plates} plates)",
+            channel_label(channel),
+            format_value(mean(&rv))
+        ),
+        &rv,
+        raw.range().unwrap_or((0.0, 1.0)),
+    );
+    let right = heatmap(
+        &format!(
+            "after: normalized mean, {} (plate mean {}; range of {plates} plates)",
+            channel_label(channel),
+            format_value(mean(&nv))
+        ),
+        &nv,
+        norm.range().unwrap_or((0.0, 1.0)),
+    );
+    let mut c = Canvas::new(left.width + right.width, left.height + 2 * LINE, WHITE);
+    c.text(
+        PAD,
+        PAD,
+        &format!("{experiment} plate {plate}: per-plate normalization"),
+        1,
+        INK,
+    );
+    c.blit(&side_by_side(&left, &right), 0, 2 * LINE);
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heatmap_colours_wells_by_value_and_leaves_the_rest_grey() {
+        let values = BTreeMap::from([("A01".to_string(), 0.0), ("P24".to_string(), 10.0)]);
+        let c = heatmap("t", &values, (0.0, 10.0));
+        let centre = |r, col| {
+            let (x, y, w, h) = well_cell(r, col);
+            c.get(x + w / 2, y + h / 2)
+        };
+        assert_eq!(centre(0, 0), viridis(0.0));
+        assert_eq!(centre(15, 23), viridis(1.0));
+        assert_eq!(centre(1, 1), EMPTY);
+        assert_eq!(format_value(1823.2), "1823");
+        assert_eq!(format_value(0.5), "0.50");
+        assert_eq!(scaled(5.0, (0.0, 10.0)), 0.5);
+    }
+}
