@@ -31,6 +31,21 @@ if ! "$py" -c "import deltalake" >/dev/null 2>&1; then
 fi
 export CELLSHARD_PYTHON="$PWD/$py"
 
+# Headless Chromium (Debian's package) for the viewer's browser tests; where it cannot be
+# installed, those tests print why and skip.
+if ! command -v chromium >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { $sudo apt-get update -qq >/dev/null 2>&1 \
+           && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null 2>&1; } \
+      || echo "note: Debian's chromium did not install; the browser tests will be skipped" >&2
+  else
+    echo "note: no apt-get to install chromium; the browser tests will be skipped" >&2
+  fi
+fi
+
 # The Python package of the training feed (crates/cellshard-python), built by maturin in
 # the dev profile so it shares target/ with the tests; users install a release build.
 MATURIN_PEP517_ARGS="--profile dev --strip" "$py" -m pip install --quiet \

@@ -100,10 +100,11 @@ async fn a_rendered_composite_equals_an_independent_computation_from_the_stored_
         (all.clone(), 2),
     ] {
         let size = w / f;
-        let png_bytes = cellshard_view::render::composite(&site, &channels, size)
-            .unwrap()
-            .png()
-            .unwrap();
+        let png_bytes =
+            cellshard_view::render::composite(&site, &channels, size, Default::default())
+                .unwrap()
+                .png()
+                .unwrap();
         let (pw, ph, rgb) = decode(&png_bytes);
         assert_eq!((pw, ph), (size, size));
         for &(x, y) in &points {

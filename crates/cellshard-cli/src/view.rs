@@ -37,6 +37,10 @@ pub struct RenderArgs {
     /// contact sheet, 256 for a --grid tile).
     #[arg(long)]
     size: Option<usize>,
+    /// Colour scale: rxrx1 (the RxRx1 viewer's fixed display maxima, as tensor_thumbnail)
+    /// or auto (each channel's 99.5th percentile of the site at full colour).
+    #[arg(long, default_value = "rxrx1")]
+    contrast: String,
     /// Most sites in a contact sheet (a query returning more is refused).
     #[arg(long, default_value_t = render::DEFAULT_MAX_SITES)]
     max_sites: usize,
@@ -92,14 +96,15 @@ pub async fn render_cmd(a: RenderArgs) -> Result<()> {
         .as_deref()
         .map(render::parse_channels)
         .transpose()?;
+    let contrast = render::Contrast::parse(&a.contrast)?;
     let canvas = if let Some(id) = &a.site {
         let site = data::site(&session, id).await?;
         let channels = channels.unwrap_or_else(|| render::all_channels(&site));
         let side = site.spec.height.min(site.spec.width);
         if a.grid {
-            render::site_grid(&site, &channels, a.size.unwrap_or(side.min(256)))?
+            render::site_grid(&site, &channels, a.size.unwrap_or(side.min(256)), contrast)?
         } else {
-            render::composite(&site, &channels, a.size.unwrap_or(side))?
+            render::composite(&site, &channels, a.size.unwrap_or(side), contrast)?
         }
     } else if let Some(q) = &a.query {
         if a.max_sites > render::MAX_SITES {
@@ -111,7 +116,7 @@ pub async fn render_cmd(a: RenderArgs) -> Result<()> {
         };
         let channels = channels.unwrap_or_else(|| render::all_channels(first));
         let side = first.spec.height.min(first.spec.width);
-        render::contact_sheet(&sites, &channels, a.size.unwrap_or(side.min(128)))?
+        render::contact_sheet(&sites, &channels, a.size.unwrap_or(side.min(128)), contrast)?
     } else if let Some(p) = &a.plate {
         let (experiment, plate) = data::parse_plate(p)?;
         if a.before_after {
@@ -136,7 +141,7 @@ pub async fn render_cmd(a: RenderArgs) -> Result<()> {
 }
 
 pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
-    if !(a.query_timeout > 0.0) {
+    if !a.query_timeout.is_finite() || a.query_timeout <= 0.0 {
         bail!("--query-timeout must be positive");
     }
     let session = open(&a.store, &a.travel).await?;

@@ -914,7 +914,15 @@ fn render_draws_sites_contact_sheets_and_plate_heatmaps() {
     let real_store = real_store(real.path());
     let first = sql_one(&real_store, "SELECT min(site_id) AS s FROM sites");
     keep(
-        &["--site", first.trim(), "--grid"],
+        &[
+            "--site",
+            first.trim(),
+            "--grid",
+            "--size",
+            "192",
+            "--contrast",
+            "auto",
+        ],
         "render-site.png",
         &real_store,
     );
@@ -924,6 +932,8 @@ fn render_draws_sites_contact_sheets_and_plate_heatmaps() {
             "SELECT site_id, well, sirna_id, tensor FROM sites ORDER BY site_id",
             "--size",
             "192",
+            "--contrast",
+            "auto",
         ],
         "render-sheet.png",
         &real_store,

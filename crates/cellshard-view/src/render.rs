@@ -29,16 +29,58 @@ pub fn check_channels(channels: &[usize], available: usize) -> Result<()> {
     Ok(())
 }
 
+/// How channel values map to colour intensity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Contrast {
+    /// The RxRx1 viewer's fixed display maxima (as `tensor_thumbnail`).
+    #[default]
+    Rxrx1,
+    /// Each channel's 99.5th percentile of the site at full colour (in a composite of n > 2
+    /// channels, at 2/n of full colour).
+    Auto,
+}
+
+impl Contrast {
+    /// Parse `rxrx1` or `auto`.
+    pub fn parse(s: &str) -> Result<Contrast> {
+        match s {
+            "rxrx1" => Ok(Contrast::Rxrx1),
+            "auto" => Ok(Contrast::Auto),
+            _ => Err(Error::Usage(format!("contrast {s:?}: rxrx1 or auto"))),
+        }
+    }
+
+    fn maxima(self, site: &SiteImage) -> Result<[f64; 6]> {
+        Ok(match self {
+            Contrast::Rxrx1 => cellshard_sql::udf::DISPLAY_MAX,
+            Contrast::Auto => cellshard_sql::udf::auto_maxima(&site.spec, &site.tensor, 0.995)?,
+        })
+    }
+}
+
 /// Every channel with a viewer colour.
 pub fn all_channels(site: &SiteImage) -> Vec<usize> {
     (1..=site.spec.channels.min(6)).collect()
 }
 
 /// The composite of `channels` at `size` x `size` px.
-pub fn composite(site: &SiteImage, channels: &[usize], size: usize) -> Result<Canvas> {
+pub fn composite(
+    site: &SiteImage,
+    channels: &[usize],
+    size: usize,
+    contrast: Contrast,
+) -> Result<Canvas> {
     check_channels(channels, site.spec.channels)?;
     check_size(site, size)?;
-    let rgb = cellshard_sql::udf::composite(&site.spec, &site.tensor, size, channels)?;
+    let mut maxima = contrast.maxima(site)?;
+    if contrast == Contrast::Auto {
+        // Six colours add up: at 2/n of full colour each, overlapping channels of a dense
+        // field do not all clip to white.
+        let k = (channels.len() as f64 / 2.0).max(1.0);
+        maxima.iter_mut().for_each(|m| *m *= k);
+    }
+    let rgb =
+        cellshard_sql::udf::composite_with(&site.spec, &site.tensor, size, channels, &maxima)?;
     Ok(Canvas {
         width: size,
         height: size,
@@ -47,10 +89,11 @@ pub fn composite(site: &SiteImage, channels: &[usize], size: usize) -> Result<Ca
 }
 
 /// Channel `c` alone in grayscale (the same intensity as its share of the composite).
-pub fn channel_tile(site: &SiteImage, c: usize, size: usize) -> Result<Canvas> {
+pub fn channel_tile(site: &SiteImage, c: usize, size: usize, contrast: Contrast) -> Result<Canvas> {
     check_channels(&[c], site.spec.channels)?;
     check_size(site, size)?;
-    let x = cellshard_sql::udf::channel_intensity(&site.spec, &site.tensor, c, size)?;
+    let maxima = contrast.maxima(site)?;
+    let x = cellshard_sql::udf::channel_intensity_with(&site.spec, &site.tensor, c, size, &maxima)?;
     let mut rgb = Vec::with_capacity(size * size * 3);
     for v in x {
         let g = (v * 255.0).round().clamp(0.0, 255.0) as u8;
@@ -78,15 +121,20 @@ const PAD: usize = 8;
 const LINE: usize = 12;
 
 /// Each channel as a labelled grayscale tile, then the composite, four tiles a row.
-pub fn site_grid(site: &SiteImage, channels: &[usize], size: usize) -> Result<Canvas> {
+pub fn site_grid(
+    site: &SiteImage,
+    channels: &[usize],
+    size: usize,
+    contrast: Contrast,
+) -> Result<Canvas> {
     let mut tiles: Vec<(String, Canvas)> = Vec::new();
     for &c in channels {
-        tiles.push((channel_label(c), channel_tile(site, c, size)?));
+        tiles.push((channel_label(c), channel_tile(site, c, size, contrast)?));
     }
     let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
     tiles.push((
         format!("composite w{}", names.join(",")),
-        composite(site, channels, size)?,
+        composite(site, channels, size, contrast)?,
     ));
     let per_row = tiles.len().min(4);
     let rows = tiles.len().div_ceil(per_row);
@@ -106,7 +154,12 @@ pub fn site_grid(site: &SiteImage, channels: &[usize], size: usize) -> Result<Ca
 }
 
 /// A labelled composite per site (site id, then well and siRNA), up to eight a row.
-pub fn contact_sheet(sites: &[SiteImage], channels: &[usize], size: usize) -> Result<Canvas> {
+pub fn contact_sheet(
+    sites: &[SiteImage],
+    channels: &[usize],
+    size: usize,
+    contrast: Contrast,
+) -> Result<Canvas> {
     if sites.is_empty() {
         return Err(Error::Usage("the query returned no sites to draw".into()));
     }
@@ -119,7 +172,7 @@ pub fn contact_sheet(sites: &[SiteImage], channels: &[usize], size: usize) -> Re
     for (i, s) in sites.iter().enumerate() {
         let x = PAD + (i % per_row) * cell_w;
         let y = PAD + (i / per_row) * cell_h;
-        c.blit(&composite(s, channels, size)?, x, y);
+        c.blit(&composite(s, channels, size, contrast)?, x, y);
         c.text(x, y + size + 2, &fit(&s.site_id, chars), 1, INK);
         c.text(x, y + size + 2 + LINE, &fit(&s.caption(), chars), 1, INK);
     }
@@ -206,7 +259,7 @@ pub fn scaled(v: f64, (lo, hi): (f64, f64)) -> f64 {
 /// A short number for labels.
 pub fn format_value(v: f64) -> String {
     let a = v.abs();
-    if a != 0.0 && (a >= 1e5 || a < 1e-2) {
+    if a != 0.0 && !(1e-2..1e5).contains(&a) {
         format!("{v:.2e}")
     } else if a >= 100.0 {
         format!("{v:.0}")

@@ -31,7 +31,10 @@ use datafusion::prelude::SessionContext;
 
 use args::{binaries, ints, is_binary};
 pub use tensor::{Dtype, TensorSpec};
-pub use thumbnail::{DISPLAY_MAX, VIEWER_RGB, channel_intensity, composite, rgb_png};
+pub use thumbnail::{
+    DISPLAY_MAX, VIEWER_RGB, auto_maxima, channel_intensity, channel_intensity_with, composite,
+    composite_with, rgb_png,
+};
 
 /// The tensor functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

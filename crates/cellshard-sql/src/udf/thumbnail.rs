@@ -33,6 +33,17 @@ fn display_scale(v: f64, dtype: Dtype) -> f64 {
 /// Channel `c`'s (1-based) intensity in 0..1 of each of `size` x `size` boxes: the box mean
 /// on the display scale over the channel's display maximum, capped at 1.
 pub fn channel_intensity(spec: &TensorSpec, t: &[u8], c: usize, size: usize) -> Result<Vec<f64>> {
+    channel_intensity_with(spec, t, c, size, &DISPLAY_MAX)
+}
+
+/// [`channel_intensity`] with other display maxima (0..255 display scale).
+pub fn channel_intensity_with(
+    spec: &TensorSpec,
+    t: &[u8],
+    c: usize,
+    size: usize,
+    maxima: &[f64; 6],
+) -> Result<Vec<f64>> {
     let limit = spec.height.min(spec.width);
     if size < 1 || size > limit {
         return exec_err!("image size {size} is outside 1..={limit}");
@@ -56,7 +67,7 @@ pub fn channel_intensity(spec: &TensorSpec, t: &[u8], c: usize, size: usize) -> 
                     .sum::<f64>();
             }
             let mean = sum / ((y1 - y0) * (x1 - x0)) as f64;
-            out.push((display_scale(mean, spec.dtype) / DISPLAY_MAX[c - 1]).min(1.0));
+            out.push((display_scale(mean, spec.dtype) / maxima[c - 1].max(1e-9)).min(1.0));
         }
     }
     Ok(out)
@@ -65,9 +76,20 @@ pub fn channel_intensity(spec: &TensorSpec, t: &[u8], c: usize, size: usize) -> 
 /// A `size` x `size` RGB composite (row-major, 3 bytes a pixel) of `channels` (1-based) in
 /// the viewer colours: x = min(1, box mean / display max) per channel, rgb = clip(sum x * colour).
 pub fn composite(spec: &TensorSpec, t: &[u8], size: usize, channels: &[usize]) -> Result<Vec<u8>> {
+    composite_with(spec, t, size, channels, &DISPLAY_MAX)
+}
+
+/// [`composite`] with other display maxima (0..255 display scale).
+pub fn composite_with(
+    spec: &TensorSpec,
+    t: &[u8],
+    size: usize,
+    channels: &[usize],
+    maxima: &[f64; 6],
+) -> Result<Vec<u8>> {
     let mut rgb = vec![0f64; size * size * 3];
     for &c in channels {
-        let x = channel_intensity(spec, t, c, size)?;
+        let x = channel_intensity_with(spec, t, c, size, maxima)?;
         for (px, x) in rgb.chunks_exact_mut(3).zip(x) {
             for k in 0..3 {
                 px[k] += x * VIEWER_RGB[c - 1][k];
@@ -78,6 +100,23 @@ pub fn composite(spec: &TensorSpec, t: &[u8], size: usize, channels: &[usize]) -
         .iter()
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
         .collect())
+}
+
+/// Display maxima that put each channel's `q` quantile (0..1) of `t` at full colour: for
+/// stores whose normalization spreads values over the whole output range.
+pub fn auto_maxima(spec: &TensorSpec, t: &[u8], q: f64) -> Result<[f64; 6]> {
+    let mut out = DISPLAY_MAX;
+    for (c, m) in out.iter_mut().enumerate().take(spec.channels.min(6)) {
+        let mut v: Vec<f64> = spec
+            .channel_values(t, c as i64 + 1)?
+            .into_iter()
+            .map(|v| display_scale(v, spec.dtype))
+            .collect();
+        let k = ((v.len() as f64 - 1.0) * q.clamp(0.0, 1.0)).round() as usize;
+        let (_, x, _) = v.select_nth_unstable_by(k, f64::total_cmp);
+        *m = x.max(1.0);
+    }
+    Ok(out)
 }
 
 /// Encode `w` x `h` RGB bytes as PNG.

@@ -210,7 +210,10 @@ fn thumb_cell(bytes: &[u8], spec: Option<TensorSpec>) -> String {
         };
         let size = 64.min(spec.height.min(spec.width));
         let channels = crate::render::all_channels(&site);
-        if let Ok(png) = crate::render::composite(&site, &channels, size).and_then(|c| c.png()) {
+        if let Ok(png) =
+            crate::render::composite(&site, &channels, size, crate::render::Contrast::Rxrx1)
+                .and_then(|c| c.png())
+        {
             return format!(
                 r#"<img class="thumb" alt="tensor" src="{}">"#,
                 png_uri(&png)

@@ -256,7 +256,7 @@ async fn store_page(State(v): State<Shared>) -> Response {
         ),
         (
             "Runs",
-            "SELECT run_id, pipeline, worker, started_at, finished_at, summary FROM runs ORDER BY started_at DESC LIMIT 20",
+            "SELECT run_id, pipeline, worker, started_at, finished_at, plates, sites_stored, sites_rejected, objects_rejected, round(CAST(finished_at - started_at AS BIGINT) / 1e6, 1) AS seconds FROM runs ORDER BY started_at DESC LIMIT 20",
         ),
     ];
     let mut body = String::new();
@@ -308,7 +308,8 @@ async fn sql_page(State(v): State<Shared>, Query(p): Query<SqlParams>) -> Respon
                 started.elapsed().as_secs_f64()
             ));
             body.push_str(&pager(&q, page_no, pages));
-            match html::table(&b, skip, v.opts.page_rows, v.session.tensor) {
+            let take = v.opts.page_rows.min(total.saturating_sub(skip));
+            match html::table(&b, skip, take, v.session.tensor) {
                 Ok(t) => body.push_str(&t),
                 Err(e) => body.push_str(&html::error(&e.to_string())),
             }
@@ -521,6 +522,7 @@ struct SiteImageParams {
     channels: Option<String>,
     size: Option<usize>,
     gray: Option<String>,
+    contrast: Option<String>,
 }
 
 /// A site's composite, or one channel in grayscale (`gray=1`, one channel).
@@ -538,13 +540,14 @@ async fn site_image(
                 None => render::all_channels(&site),
             };
             let size = p.size.unwrap_or(site.spec.height.min(site.spec.width));
+            let contrast = render::Contrast::parse(p.contrast.as_deref().unwrap_or("rxrx1"))?;
             let c = if p.gray.is_some_and(|g| g != "0") {
                 let [c] = channels[..] else {
                     return Err(Error::Usage("gray=1 draws exactly one channel".into()));
                 };
-                render::channel_tile(&site, c, size)?
+                render::channel_tile(&site, c, size, contrast)?
             } else {
-                render::composite(&site, &channels, size)?
+                render::composite(&site, &channels, size, contrast)?
             };
             c.png()
         })
@@ -553,7 +556,18 @@ async fn site_image(
 }
 
 /// A site: composite, channel tiles, metadata, the normalization applied, source objects.
-async fn site_page(State(v): State<Shared>, Path(site_id): Path<String>) -> Response {
+#[derive(Deserialize)]
+struct SitePageParams {
+    contrast: Option<String>,
+}
+
+async fn site_page(
+    State(v): State<Shared>,
+    Path(site_id): Path<String>,
+    Query(p): Query<SitePageParams>,
+) -> Response {
+    let auto = p.contrast.as_deref() == Some("auto");
+    let contrast = if auto { "&amp;contrast=auto" } else { "" };
     let title = format!("Site {site_id}");
     let id = literal(&site_id);
     let meta = v
@@ -580,11 +594,22 @@ async fn site_page(State(v): State<Shared>, Path(site_id): Path<String>) -> Resp
     let (shown, tile_shown) = (size.max(384), tile.max(160));
     let sid = enc(&site_id);
     let mut body = format!(
-        r#"<div class="tiles"><figure><img id="composite" alt="composite" width="{shown}" height="{shown}" src="/img/site/{sid}?size={size}"><figcaption>composite of w1..w{channels} (RxRx1 viewer colours)</figcaption></figure></div><h2>Channels</h2><div class="tiles">"#
+        r#"<div class="tiles"><figure><img id="composite" alt="composite" width="{shown}" height="{shown}" src="/img/site/{sid}?size={size}{contrast}"><figcaption>composite of w1..w{channels} in the RxRx1 viewer colours, {} (<a id="contrast" href="/site/{sid}{}">{}</a>)</figcaption></figure></div><h2>Channels</h2><div class="tiles">"#,
+        if auto {
+            "each channel's 99.5th percentile at full colour"
+        } else {
+            "RxRx1 display maxima"
+        },
+        if auto { "" } else { "?contrast=auto" },
+        if auto {
+            "RxRx1 maxima"
+        } else {
+            "auto contrast"
+        },
     );
     for c in 1..=channels {
         body.push_str(&format!(
-            r#"<figure><img class="tile" alt="channel {c}" width="{tile_shown}" height="{tile_shown}" src="/img/site/{sid}?channels={c}&amp;gray=1&amp;size={tile}"><figcaption>{}</figcaption></figure>"#,
+            r#"<figure><img class="tile" alt="channel {c}" width="{tile_shown}" height="{tile_shown}" src="/img/site/{sid}?channels={c}&amp;gray=1&amp;size={tile}{contrast}"><figcaption>{}</figcaption></figure>"#,
             esc(&data::channel_label(c))
         ));
     }
