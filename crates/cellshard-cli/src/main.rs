@@ -423,7 +423,8 @@ async fn demo(a: DemoArgs) -> Result<()> {
         println!("{}", cellshard_sql::format(&batches, OutputFormat::Table)?);
     }
     eprintln!(
-        "demo: done. Try: cargo run -p cellshard-cli -- sql --store {store} -c \"SELECT site_id, well_type, sirna_id FROM sites LIMIT 5\""
+        "demo: done. Try: cargo run -p cellshard-cli -- sql --store {store} -c \"SELECT site_id, well_type, sirna_id FROM sites LIMIT 5\"\n\
+         or look at it: cargo run -p cellshard-cli -- serve --store {store}  (then open http://127.0.0.1:8080/)"
     );
     Ok(())
 }
