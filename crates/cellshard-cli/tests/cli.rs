@@ -1061,6 +1061,13 @@ fn the_viewer_is_read_only_capped_and_timed() {
         );
     }
     assert!(!target.exists(), "COPY wrote a file");
+    // EXPLAIN ANALYZE runs (the row cap does not wrap it).
+    let (status, _, body) = srv.get(
+        &format!("/sql?q={}", q("EXPLAIN ANALYZE SELECT count(*) FROM sites")),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Plan with Metrics"), "{body}");
     let (_, _, body) = srv.get(
         &format!("/sql?q={}", q("SELECT count(*) AS n FROM sites")),
         "",

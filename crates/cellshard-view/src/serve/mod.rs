@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use cellshard_sql::Session;
+use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::data::{self, COLS, ROWS, Stat, literal, well_name};
@@ -196,8 +197,19 @@ impl Viewer {
         check_read_only(&sql).map_err(Error::Usage)?;
         let s = self.session.clone();
         self.run(async move {
+            // Rows are taken from the stream up to the cap and the rest is never computed
+            // (a LIMIT node would not do for EXPLAIN ANALYZE, which must be the plan's root).
             let df = s.ctx.sql_with_options(&sql, guard::options()).await?;
-            Ok(df.limit(0, Some(limit))?.collect().await?)
+            let mut stream = df.execute_stream().await?;
+            let (mut out, mut rows) = (Vec::new(), 0);
+            while rows < limit {
+                let Some(b) = stream.next().await else { break };
+                let b = b?;
+                let keep = b.num_rows().min(limit - rows);
+                rows += keep;
+                out.push(b.slice(0, keep));
+            }
+            Ok(out)
         })
         .await
     }
