@@ -149,7 +149,8 @@ pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
         bind: a.bind,
         token: a.token,
         max_rows: a.max_rows.max(1),
-        timeout: Duration::from_secs_f64(a.query_timeout),
+        timeout: Duration::try_from_secs_f64(a.query_timeout)
+            .context("--query-timeout is out of range")?,
         ..ServeOptions::default()
     };
     if let Some(n) = a.query_threads {

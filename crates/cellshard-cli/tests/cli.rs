@@ -1101,6 +1101,17 @@ fn the_viewer_is_read_only_capped_and_timed() {
     );
     // Not found, and pictures.
     assert_eq!(srv.get("/site/HEPG2-01_1_Z99_1", "").0, 404);
+    // Without a token, only requests for localhost (no DNS rebinding).
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: evil.example:8080\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
     assert_eq!(srv.get("/plate/HEPG2-01/9", "").0, 404);
     let (status, head, body) = srv.get("/img/site/HEPG2-01_1_B02_1?size=32", "");
     assert_eq!(status, 200);
@@ -1113,21 +1124,43 @@ fn the_viewer_is_read_only_capped_and_timed() {
         "{}",
         text(&out.stderr)
     );
+    let out = cellshard([
+        "serve",
+        "--store",
+        store,
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        "",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("at least 8 characters"),
+        "{}",
+        text(&out.stderr)
+    );
     let tok = Server::start(&[
         "--store",
         store,
         "--bind",
         "127.0.0.1:0",
         "--token",
-        "s3cret",
+        "s3cret-token",
     ]);
     assert_eq!(tok.get("/", "").0, 401);
     assert_eq!(tok.get("/?token=wrong", "").0, 401);
-    let (status, head, _) = tok.get("/?token=s3cret", "");
+    let (status, head, _) = tok.get("/?token=s3cret-token", "");
     assert_eq!(status, 200);
-    assert!(head.contains("cellshard_token=s3cret"), "{head}");
-    assert_eq!(tok.get("/sql", "Cookie: cellshard_token=s3cret\r\n").0, 200);
-    assert_eq!(tok.get("/sql", "Authorization: Bearer s3cret\r\n").0, 200);
+    assert!(head.contains("cellshard_token=s3cret-token"), "{head}");
+    assert_eq!(
+        tok.get("/sql", "Cookie: cellshard_token=s3cret-token\r\n")
+            .0,
+        200
+    );
+    assert_eq!(
+        tok.get("/sql", "Authorization: Bearer s3cret-token\r\n").0,
+        200
+    );
 }
 
 /// Debian's Chromium, where installed.

@@ -21,6 +21,14 @@ pub fn check_channels(channels: &[usize], available: usize) -> Result<()> {
     if channels.is_empty() {
         return Err(Error::Usage("no channels to draw".into()));
     }
+    let mut seen = channels.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != channels.len() || channels.len() > 6 {
+        return Err(Error::Usage(format!(
+            "channels {channels:?}: each at most once, at most six"
+        )));
+    }
     if let Some(c) = channels.iter().find(|&&c| c < 1 || c > top) {
         return Err(Error::Usage(format!(
             "channel {c} is outside 1..={top} (the tensor has {available} channels; colours exist for six)"
@@ -163,6 +171,9 @@ pub fn contact_sheet(
     if sites.is_empty() {
         return Err(Error::Usage("the query returned no sites to draw".into()));
     }
+    for s in sites {
+        check_size(s, size)?;
+    }
     let per_row = (sites.len() as f64).sqrt().ceil().clamp(1.0, 8.0) as usize;
     let rows = sites.len().div_ceil(per_row);
     let cell_w = size + PAD;
@@ -192,10 +203,11 @@ pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -
     let grid_w = COLS * CELL;
     let grid_h = ROWS * CELL;
     let label_w = text_width(&format_value(range.1), 1).max(text_width(&format_value(range.0), 1));
-    let width =
-        (LEFT + grid_w + 2 * PAD + BAR_W + PAD + label_w + PAD).max(text_width(title, 1) + 2 * PAD);
+    // A long title widens the panel up to 1024 px and is cut past that.
+    let width = (LEFT + grid_w + 2 * PAD + BAR_W + PAD + label_w.min(12 * 8) + PAD)
+        .max((text_width(title, 1) + 2 * PAD).min(1024));
     let mut c = Canvas::new(width, TOP + grid_h + 2 * PAD, WHITE);
-    c.text(PAD, PAD, title, 1, INK);
+    c.text(PAD, PAD, &fit(title, (width - 2 * PAD) / 8), 1, INK);
     for col in 0..COLS {
         let label = format!("{}", col + 1);
         let x = LEFT + col * CELL + (CELL - text_width(&label, 1)) / 2;
@@ -217,9 +229,7 @@ pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -
             );
         }
     }
-    // Values for wells outside a 384-well plate are not drawn; their count is in the title's
-    // data, not silently merged into another well.
-    debug_assert!(values.keys().all(|w| well_position(w).is_some()));
+    // Wells outside a 384-well plate have no cell and are not drawn (see `outside`).
     let bx = LEFT + grid_w + 2 * PAD;
     for y in 0..grid_h {
         let t = 1.0 - y as f64 / (grid_h - 1) as f64;
@@ -237,6 +247,11 @@ pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -
     );
     c.text(lx, TOP + grid_h - 8, &format_value(range.0), 1, INK);
     c
+}
+
+/// Wells in `values` that a 16x24 heatmap cannot place (other plate formats).
+pub fn outside(values: &BTreeMap<String, f64>) -> usize {
+    values.keys().filter(|w| well_position(w).is_none()).count()
 }
 
 /// Two panels side by side (raw, then normalized), each with its own title and bar.
@@ -301,15 +316,22 @@ pub async fn plate(
     stat: Stat,
     channel: usize,
 ) -> Result<Canvas> {
+    if !(1..=6).contains(&channel) {
+        return Err(Error::Usage(format!("channel {channel} is outside 1..=6")));
+    }
     let values = data::plate_values(ctx, experiment, Some(plate), stat, channel)
         .await?
         .plate(plate);
-    if values.is_empty() && stat != Stat::Rejected {
+    if !data::plates(ctx, experiment).await?.contains(&plate) {
         return Err(Error::Usage(format!(
             "no sites of plate {plate} of {experiment} in the store (`SELECT DISTINCT experiment, plate FROM sites` lists them)"
         )));
     }
-    let title = format!("{experiment} plate {plate}: {}", stat.title(channel));
+    let mut title = format!("{experiment} plate {plate}: {}", stat.title(channel));
+    let n = outside(&values);
+    if n > 0 {
+        title.push_str(&format!(" ({n} wells outside A01..P24 not drawn)"));
+    }
     Ok(heatmap(&title, &values, range_of(&values)))
 }
 
@@ -322,6 +344,9 @@ pub async fn before_after(
     plate: i32,
     channel: usize,
 ) -> Result<Canvas> {
+    if !(1..=6).contains(&channel) {
+        return Err(Error::Usage(format!("channel {channel} is outside 1..=6")));
+    }
     let raw = data::plate_values(ctx, experiment, None, Stat::RawMean, channel).await?;
     let norm = data::plate_values(ctx, experiment, None, Stat::Qc("mean"), channel).await?;
     let (rv, nv) = (raw.plate(plate), norm.plate(plate));
@@ -380,5 +405,12 @@ mod tests {
         assert_eq!(format_value(1823.2), "1823");
         assert_eq!(format_value(0.5), "0.50");
         assert_eq!(scaled(5.0, (0.0, 10.0)), 0.5);
+        assert!(check_channels(&[1, 2, 5], 6).is_ok());
+        assert!(check_channels(&[1, 1], 6).is_err());
+        assert!(check_channels(&[1, 2, 3, 4, 5, 6, 1], 6).is_err());
+        assert!(check_channels(&[7], 8).is_err());
+        // A long title is cut, not allowed to widen the picture without bound.
+        let long = "x".repeat(100_000);
+        assert!(heatmap(&long, &values, (0.0, 1.0)).width <= 1024);
     }
 }

@@ -77,6 +77,11 @@ pub async fn serve(
     opts: ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    if opts.token.as_deref().is_some_and(|t| t.len() < 8) {
+        return Err(Error::Usage(
+            "--token must be at least 8 characters (an empty one would let anyone in)".into(),
+        ));
+    }
     if opts.token.is_none() && !opts.bind.ip().is_loopback() {
         return Err(Error::Usage(format!(
             "refusing to serve a store on {} without --token: anyone who can reach it could read the store (give --token, or bind to 127.0.0.1)",
@@ -131,8 +136,28 @@ const COOKIE: &str = "cellshard_token";
 
 async fn auth(State(v): State<Shared>, req: Request, next: Next) -> Response {
     let Some(token) = v.opts.token.as_deref() else {
+        // Loopback without a token: only requests addressed to this machine by name, so a
+        // web page cannot reach the viewer by rebinding its own host name to 127.0.0.1.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = match host.rsplit_once(':') {
+            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        };
+        if !matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
+            let msg = "this viewer answers only requests for localhost; give --token to serve other hosts";
+            return (
+                StatusCode::FORBIDDEN,
+                Html(page("Forbidden", "", &html::error(msg))),
+            )
+                .into_response();
+        }
         return next.run(req).await;
     };
+    let token_enc = enc(token);
     let h = req.headers();
     let bearer = h
         .get(header::AUTHORIZATION)
@@ -152,14 +177,13 @@ async fn auth(State(v): State<Shared>, req: Request, next: Next) -> Response {
             .find(|(k, _)| *k == "token")
             .map(|(_, v)| v.to_string())
     });
-    if bearer == Some(token) || cookie.as_deref() == Some(token) {
+    if bearer == Some(token) || cookie.as_deref() == Some(token_enc.as_str()) {
         return next.run(req).await;
     }
-    if query.as_deref() == Some(token) {
+    if query.is_some_and(|q| decode(&q) == token) {
         let mut res = next.run(req).await;
-        if let Ok(c) = HeaderValue::from_str(&format!(
-            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-        )) {
+        let cookie = format!("{COOKIE}={token_enc}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(c) = HeaderValue::from_str(&cookie) {
             res.headers_mut().insert(header::SET_COOKIE, c);
         }
         return res;
@@ -169,6 +193,29 @@ async fn auth(State(v): State<Shared>, req: Request, next: Next) -> Response {
         Html(page("Token required", "", &html::error("this viewer needs its token: open it with ?token=... or send Authorization: Bearer ..."))),
     )
         .into_response()
+}
+
+/// Percent-decode a query string value (`+` is a space).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Viewer {
@@ -194,22 +241,38 @@ impl Viewer {
 
     /// A guarded query, at most `limit` rows.
     async fn query(&self, sql: String, limit: usize) -> Result<Vec<RecordBatch>> {
+        Ok(self.query_page(sql, limit, 0, limit).await?.0)
+    }
+
+    /// A guarded query: rows `skip..skip+take` of its first `limit` rows, and how many rows
+    /// it has up to `limit`. Rows come off the result stream, only the page's are kept (a
+    /// tensor column can be large), and the rest is never computed. A LIMIT node would not
+    /// do: EXPLAIN ANALYZE must be the plan's root.
+    async fn query_page(
+        &self,
+        sql: String,
+        limit: usize,
+        skip: usize,
+        take: usize,
+    ) -> Result<(Vec<RecordBatch>, usize)> {
         check_read_only(&sql).map_err(Error::Usage)?;
         let s = self.session.clone();
         self.run(async move {
-            // Rows are taken from the stream up to the cap and the rest is never computed
-            // (a LIMIT node would not do for EXPLAIN ANALYZE, which must be the plan's root).
             let df = s.ctx.sql_with_options(&sql, guard::options()).await?;
             let mut stream = df.execute_stream().await?;
-            let (mut out, mut rows) = (Vec::new(), 0);
+            let (mut out, mut rows) = (Vec::new(), 0usize);
             while rows < limit {
                 let Some(b) = stream.next().await else { break };
                 let b = b?;
-                let keep = b.num_rows().min(limit - rows);
-                rows += keep;
-                out.push(b.slice(0, keep));
+                let n = b.num_rows().min(limit - rows);
+                let lo = skip.max(rows);
+                let hi = skip.saturating_add(take).min(rows + n);
+                if lo < hi {
+                    out.push(b.slice(lo - rows, hi - lo));
+                }
+                rows += n;
             }
-            Ok(out)
+            Ok((out, rows))
         })
         .await
     }
@@ -306,22 +369,25 @@ async fn sql_page(State(v): State<Shared>, Query(p): Query<SqlParams>) -> Respon
         return v.html("SQL", &body);
     }
     let started = std::time::Instant::now();
-    match v.query(q.clone(), v.opts.max_rows + 1).await {
-        Ok(b) => {
-            let total: usize = b.iter().map(|b| b.num_rows()).sum();
+    let rows = v.opts.page_rows.max(1);
+    let skip = (page_no - 1).saturating_mul(rows);
+    let limit = v.opts.max_rows.saturating_add(1);
+    match v.query_page(q.clone(), limit, skip, rows).await {
+        Ok((b, total)) => {
             let capped = total > v.opts.max_rows;
             let total = total.min(v.opts.max_rows);
-            let pages = total.div_ceil(v.opts.page_rows).max(1);
-            let page_no = page_no.min(pages);
-            let skip = (page_no - 1) * v.opts.page_rows;
+            let pages = total.div_ceil(rows).max(1);
             body.push_str(&format!(
-                r#"<p class="note" id="summary">{total} rows{} in {:.2} s; page {page_no} of {pages}.</p>"#,
+                r#"<p class="note" id="summary">{total} rows{} in {:.2} s; page {} of {pages}.</p>"#,
                 if capped { format!(" (cut at the row cap of {})", v.opts.max_rows) } else { String::new() },
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                page_no.min(pages)
             ));
-            body.push_str(&pager(&q, page_no, pages));
-            let take = v.opts.page_rows.min(total.saturating_sub(skip));
-            match html::table(&b, skip, take, v.session.tensor) {
+            body.push_str(&pager(&q, page_no.min(pages), pages));
+            // Thumbnails are drawn on the query runtime, under the timeout too.
+            let take = rows.min(total.saturating_sub(skip));
+            let spec = v.session.tensor;
+            match v.run(async move { html::table(&b, 0, take, spec) }).await {
                 Ok(t) => body.push_str(&t),
                 Err(e) => body.push_str(&html::error(&e.to_string())),
             }
