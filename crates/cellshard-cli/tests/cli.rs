@@ -948,10 +948,15 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(repo())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -1208,4 +1213,51 @@ fn the_viewer_works_in_a_real_browser() {
         "{report}browser test: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn the_viewer_manifest_starts_the_viewer_it_describes() {
+    // The Deployment's args and token variable, and the Service's target port, as JSON.
+    let parse = r#"
+import json, sys, yaml
+docs = list(yaml.safe_load_all(open(sys.argv[1])))
+dep = next(d for d in docs if d["kind"] == "Deployment")
+svc = next(d for d in docs if d["kind"] == "Service")
+c = dep["spec"]["template"]["spec"]["containers"][0]
+print(json.dumps({"args": c["args"], "env": [e["name"] for e in c.get("env", [])],
+                  "ports": c["ports"], "target": svc["spec"]["ports"][0]["targetPort"],
+                  "selector": svc["spec"]["selector"],
+                  "labels": dep["spec"]["template"]["metadata"]["labels"]}))
+"#;
+    let out = Command::new(python())
+        .args(["-c", parse])
+        .arg(repo().join("deploy/k8s/viewer.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["selector"], m["labels"]);
+    assert_eq!(m["target"], m["ports"][0]["name"]);
+    assert_eq!(m["env"], serde_json::json!(["CELLSHARD_VIEWER_TOKEN"]));
+    let mut args: Vec<String> = m["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args[0], "serve");
+    let bind = args.iter().position(|a| a == "--bind").unwrap() + 1;
+    assert_eq!(
+        args[bind].rsplit(':').next().unwrap(),
+        m["ports"][0]["containerPort"].to_string()
+    );
+    // The same command on this machine: our store, a free loopback port, the token from
+    // the environment as the Secret would set it.
+    let store = args.iter().position(|a| a == "--store").unwrap() + 1;
+    args[store] = view_store().to_string();
+    args[bind] = "127.0.0.1:0".into();
+    let refs: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let srv = Server::start_with_env(&refs, &[("CELLSHARD_VIEWER_TOKEN", "manifest-token")]);
+    assert_eq!(srv.get("/", "").0, 401);
+    assert_eq!(srv.get("/?token=manifest-token", "").0, 200);
 }
