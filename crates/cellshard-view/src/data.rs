@@ -223,7 +223,18 @@ impl Stat {
             "raw_mean" => Stat::RawMean,
             "sites" => Stat::Sites,
             "rejected" => Stat::Rejected,
-            n => match STATS.iter().take(7).find(|s| **s == n) {
+            n => match [
+                "mean",
+                "std",
+                "z_mean",
+                "blank",
+                "low_contrast",
+                "outlier",
+                "saturated",
+            ]
+            .into_iter()
+            .find(|s| *s == n)
+            {
                 Some(s) => Stat::Qc(s),
                 None => {
                     return Err(Error::Usage(format!(
@@ -326,6 +337,12 @@ pub async fn plate_values(
         let plates = plates.as_primitive::<Int32Type>();
         let second = cast(b.column(1), &DataType::Utf8)?;
         let second = second.as_string::<i32>();
+        // The value column, cast once per batch (the rejects query has none).
+        let v = match stat {
+            Stat::Rejected => None,
+            _ => Some(cast(b.column(2), &DataType::Float64)?),
+        };
+        let v = v.as_ref().map(|v| v.as_primitive::<Float64Type>());
         for i in 0..b.num_rows() {
             if plates.is_null(i) || second.is_null(i) {
                 continue;
@@ -344,9 +361,7 @@ pub async fn plate_values(
                 }
                 continue;
             }
-            let v = cast(b.column(2), &DataType::Float64)?;
-            let v = v.as_primitive::<Float64Type>();
-            if v.is_valid(i) {
+            if let Some(v) = v.filter(|v| v.is_valid(i)) {
                 values.insert((p, second.value(i).to_string()), v.value(i));
             }
         }
