@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod bad_input;
+mod cluster;
 mod crash;
 mod discovery;
 mod e2e;

@@ -184,6 +184,20 @@ impl sqllogictest::AsyncDB for Db {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_logic_tests() {
+    run_suite(None).await;
+}
+
+/// The same files, every query run on a Ballista cluster (a scheduler and two executors in
+/// this process, over real gRPC, so every plan is serialized). Records marked
+/// `onlyif cluster` / `skipif cluster` are the cluster's and the local session's variants
+/// of a plan-text assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_logic_tests_on_a_cluster() {
+    let cluster = cellshard_cluster::LocalCluster::start(2, 2).await.unwrap();
+    run_suite(Some(&cluster.url)).await;
+}
+
+async fn run_suite(cluster: Option<&cellshard_cluster::ClusterUrl>) {
     let dir = repo().join("sql/tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -198,7 +212,7 @@ async fn sql_logic_tests() {
     );
     let mut failures = Vec::new();
     for file in &files {
-        if let Err(e) = run_file(file).await {
+        if let Err(e) = run_file(file, cluster).await {
             failures.push(format!("{}:\n{e}", file.display()));
         }
     }
@@ -211,16 +225,30 @@ async fn sql_logic_tests() {
     );
 }
 
-async fn run_file(file: &Path) -> Result<(), String> {
+async fn run_file(
+    file: &Path,
+    cluster: Option<&cellshard_cluster::ClusterUrl>,
+) -> Result<(), String> {
     let (dir, store) = fixture_store().await;
     let raw = raw().await.display().to_string();
     let store_dir = std::fs::canonicalize(dir.path())
         .unwrap()
         .display()
         .to_string();
-    let mut session = cellshard_sql::open_session(&store, &BTreeMap::new(), AsOf::Latest)
+    let mut session = match cluster {
+        None => cellshard_sql::open_session(&store, &BTreeMap::new(), AsOf::Latest)
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(url) => cellshard_cluster::connect(
+            url,
+            cellshard_cluster::DEFAULT_CONNECT_TIMEOUT,
+            &store,
+            &BTreeMap::new(),
+            AsOf::Latest,
+        )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?,
+    };
     // The experiment design beside the images, for joins with metadata.
     session
         .run(&format!(
@@ -233,6 +261,9 @@ async fn run_file(file: &Path) -> Result<(), String> {
         let db = db.clone();
         async move { Ok(db.lock().await.take().expect("one connection per file")) }
     });
+    if cluster.is_some() {
+        runner.add_label("cluster");
+    }
     runner
         .run_file_async(file)
         .await

@@ -6,6 +6,8 @@
 //! `--max-reject-fraction` allows.
 
 mod bench;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod deploy;
 mod feed;
 mod ingest;
@@ -85,6 +87,12 @@ enum Command {
     Render(view::RenderArgs),
     /// A read-only web viewer of a store: SQL, plate and site pages (127.0.0.1 by default).
     Serve(view::ServeArgs),
+    /// Run a Ballista scheduler for `cellshard sql --cluster` (with `cellshard executor`s).
+    #[cfg(feature = "cluster")]
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a Ballista executor: it registers with the scheduler and runs query tasks.
+    #[cfg(feature = "cluster")]
+    Executor(cluster::ExecutorArgs),
     /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
     Demo(DemoArgs),
     /// Measure the decode ceiling and the full pipeline on one core and on all cores.
@@ -244,6 +252,16 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),
             Command::Serve(a) => view::serve_cmd(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            #[cfg(feature = "cluster")]
+            Command::Scheduler(a) => cluster::scheduler(a)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| (EXIT_FAILED, e)),
+            #[cfg(feature = "cluster")]
+            Command::Executor(a) => cluster::executor(a)
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(|e| (EXIT_FAILED, e)),

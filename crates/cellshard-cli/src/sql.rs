@@ -90,6 +90,15 @@ pub struct SqlArgs {
     /// Start the shell even when standard input is not a terminal (scripts, tests).
     #[arg(long)]
     interactive: bool,
+    /// Run every query on the Ballista cluster whose scheduler is at df://HOST[:PORT]
+    /// (`cellshard scheduler`); the tables are pinned here, at the same versions.
+    #[cfg(feature = "cluster")]
+    #[arg(long, env = "CELLSHARD_CLUSTER")]
+    cluster: Option<String>,
+    /// Seconds to wait for the cluster's scheduler to accept a connection.
+    #[cfg(feature = "cluster")]
+    #[arg(long, default_value_t = 10.0)]
+    cluster_timeout: f64,
     #[command(flatten)]
     travel: TimeTravel,
 }
@@ -135,6 +144,23 @@ pub(crate) async fn open(store: &str, travel: &TimeTravel) -> Result<Session> {
     Ok(cellshard_sql::open_session(store, &travel.options(), travel.as_of()?).await?)
 }
 
+#[cfg(feature = "cluster")]
+async fn open_sql(a: &SqlArgs) -> Result<Session> {
+    let Some(cluster) = &a.cluster else {
+        return open(&a.store, &a.travel).await;
+    };
+    let url = cellshard_cluster::ClusterUrl::parse(cluster)?;
+    let timeout = std::time::Duration::try_from_secs_f64(a.cluster_timeout)
+        .context("--cluster-timeout must be a number of seconds")?;
+    let options = a.travel.options();
+    Ok(cellshard_cluster::connect(&url, timeout, &a.store, &options, a.travel.as_of()?).await?)
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn open_sql(a: &SqlArgs) -> Result<Session> {
+    open(&a.store, &a.travel).await
+}
+
 /// Run `cellshard sql`.
 pub async fn sql(a: SqlArgs) -> Result<()> {
     let fmt = a.format.output();
@@ -153,7 +179,7 @@ pub async fn sql(a: SqlArgs) -> Result<()> {
         }
         (None, None, None) => None,
     };
-    let mut session = open(&a.store, &a.travel).await?;
+    let mut session = open_sql(&a).await?;
     let mut out: Box<dyn Write + Send> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,

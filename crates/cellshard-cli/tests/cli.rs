@@ -1261,3 +1261,236 @@ print(json.dumps({"args": c["args"], "env": [e["name"] for e in c.get("env", [])
     assert_eq!(srv.get("/", "").0, 401);
     assert_eq!(srv.get("/?token=manifest-token", "").0, 200);
 }
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills its process when dropped (a failed assertion leaves no cluster behind).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn spawn(args: &[String]) -> Child {
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_cellshard"))
+            .args(args)
+            .current_dir(repo())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Replace the value after `flag` in `args`.
+fn set_arg(args: &mut [String], flag: &str, value: &str) {
+    let i = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} missing from {args:?}"))
+        + 1;
+    args[i] = value.to_string();
+}
+
+fn sql_csv(store: &str, cluster: Option<&str>, query: &str) -> Output {
+    let mut args = vec!["sql", "--store", store, "--format", "csv", "-c", query];
+    if let Some(c) = cluster {
+        args.extend(["--cluster", c]);
+    }
+    cellshard(args)
+}
+
+#[test]
+fn the_cluster_manifest_runs_sql_from_the_same_binary_and_survives_a_lost_executor() {
+    // The scheduler's and executors' args, ports and Service, as JSON.
+    let parse = r#"
+import json, sys, yaml
+docs = list(yaml.safe_load_all(open(sys.argv[1])))
+deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+svc = next(d for d in docs if d["kind"] == "Service")
+c = lambda n: deps[n]["spec"]["template"]["spec"]["containers"][0]
+print(json.dumps({
+    "scheduler": c("cellshard-scheduler")["args"],
+    "executor": c("cellshard-executor")["args"],
+    "replicas": deps["cellshard-executor"]["spec"]["replicas"],
+    "secrets": [e["secretRef"]["name"] for n in deps for e in c(n)["envFrom"]],
+    "executor_env": [e["name"] for e in c("cellshard-executor").get("env", [])],
+    "scheduler_ports": c("cellshard-scheduler")["ports"],
+    "service": svc["spec"], "service_name": svc["metadata"]["name"],
+    "labels": deps["cellshard-scheduler"]["spec"]["template"]["metadata"]["labels"]}))
+"#;
+    let out = Command::new(python())
+        .args(["-c", parse])
+        .arg(repo().join("deploy/k8s/sql-cluster.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["service"]["selector"], m["labels"]);
+    assert_eq!(
+        m["service"]["ports"][0]["targetPort"],
+        m["scheduler_ports"][0]["name"]
+    );
+    assert!(m["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        m["secrets"],
+        serde_json::json!(["cellshard-credentials", "cellshard-credentials"])
+    );
+    assert_eq!(
+        m["executor_env"],
+        serde_json::json!(["CELLSHARD_EXTERNAL_HOST"])
+    );
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut scheduler = strings(&m["scheduler"]);
+    let executor = strings(&m["executor"]);
+    assert_eq!(
+        (scheduler[0].as_str(), executor[0].as_str()),
+        ("scheduler", "executor")
+    );
+    let service_port = m["service"]["ports"][0]["port"].to_string();
+    assert_eq!(
+        executor[executor.iter().position(|a| a == "--scheduler").unwrap() + 1],
+        format!(
+            "df://{}:{service_port}",
+            m["service_name"].as_str().unwrap()
+        )
+    );
+
+    // The same commands on loopback: one scheduler, two executors of one task each (so a
+    // query's tasks are spread), a short executor timeout so a lost one is noticed soon.
+    let port = free_port().to_string();
+    for (flag, value) in [
+        ("--bind", "127.0.0.1"),
+        ("--port", &port),
+        ("--external-host", "127.0.0.1"),
+        ("--executor-timeout", "6"),
+    ] {
+        set_arg(&mut scheduler, flag, value);
+    }
+    let url = format!("df://127.0.0.1:{port}");
+    let _scheduler = spawn(&scheduler);
+    let work = tempfile::tempdir().unwrap();
+    let mut executors: Vec<Child> = (0..2)
+        .map(|i| {
+            let mut a = executor.clone();
+            let dir = work.path().join(i.to_string()).display().to_string();
+            std::fs::create_dir_all(&dir).unwrap();
+            for (flag, value) in [
+                ("--scheduler", url.clone()),
+                ("--bind", "127.0.0.1".into()),
+                ("--port", free_port().to_string()),
+                ("--grpc-port", free_port().to_string()),
+                ("--concurrency", "1".into()),
+                ("--work-dir", dir),
+                ("--heartbeat-interval", "2".into()),
+            ] {
+                set_arg(&mut a, flag, &value);
+            }
+            a.extend(["--external-host".into(), "127.0.0.1".into()]);
+            spawn(&a)
+        })
+        .collect();
+
+    // Local and cluster answers are the same, tensor functions included.
+    let store = view_store();
+    let q = "SELECT plate, count(*), round(sum(tensor_mean(tensor, 1)), 6), min(tensor_percentile(tensor, 5, 99)) FROM sites GROUP BY plate ORDER BY plate";
+    let local = sql_csv(store, None, q);
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let remote = sql_csv(store, Some(&url), q);
+    assert!(remote.status.success(), "{}", text(&remote.stderr));
+    assert_eq!(text(&remote.stdout), text(&local.stdout));
+
+    // An executor killed mid-query: the scheduler reruns its tasks on the other one, or
+    // the query fails saying so; either way within the executor timeout and retries.
+    let values: Vec<String> = (0..150).map(|i| format!("({i})")).collect();
+    let slow = format!(
+        "SELECT count(*), round(sum(tensor_percentile(tensor, c % 6 + 1, 50)), 3) FROM sites CROSS JOIN (VALUES {}) v(c)",
+        values.join(",")
+    );
+    let expected = sql_csv(store, None, &slow);
+    assert!(expected.status.success(), "{}", text(&expected.stderr));
+    let started = std::time::Instant::now();
+    let query = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .args([
+            "sql",
+            "--store",
+            store,
+            "--format",
+            "csv",
+            "--cluster",
+            &url,
+            "-c",
+            &slow,
+        ])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    executors[0].0.kill().unwrap();
+    let out = query.wait_with_output().unwrap();
+    let took = started.elapsed();
+    eprintln!("query with a lost executor: {:?} in {took:?}", out.status);
+    if out.status.success() {
+        assert_eq!(text(&out.stdout), text(&expected.stdout));
+    } else {
+        let e = text(&out.stderr);
+        assert!(e.to_lowercase().contains("executor"), "{e}");
+    }
+    assert!(took < std::time::Duration::from_secs(240), "{took:?}");
+    drop(executors);
+
+    // No scheduler there: the address and the reason, within the timeout.
+    let nobody = format!("df://127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let out = cellshard([
+        "sql",
+        "--store",
+        store,
+        "--cluster",
+        &nobody,
+        "--cluster-timeout",
+        "3",
+        "-c",
+        "SELECT 1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("cannot reach the Ballista scheduler") && e.contains(&nobody),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let out = cellshard([
+        "sql",
+        "--store",
+        store,
+        "--cluster",
+        "localhost:50050",
+        "-c",
+        "SELECT 1",
+    ]);
+    assert!(
+        text(&out.stderr).contains("expected df://HOST[:PORT]"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,12 +1,16 @@
 //! SQL over a cellshard store: a DataFusion session with the store's Delta tables
 //! (`sites`, `plate_stats`, `rejects`, `runs`) registered, and result formatting.
 //!
-//! Reading only: nothing here writes to the store. Tables are registered through
-//! delta-rs' table provider, so projection and partition pruning reach the Parquet scan.
+//! Reading only: nothing here writes to the store. Each table is a [`StoreTable`]: one Delta
+//! version pinned, read by DataFusion's Parquet scan with partition pruning and projection,
+//! in a plan that also runs on a Ballista cluster (`cellshard-cluster`).
 
 pub mod export;
 mod output;
+mod provider;
 pub mod udf;
+
+pub use provider::StoreTable;
 
 pub use output::{OutputFormat, format, row_count, write_output};
 
@@ -20,6 +24,7 @@ use cellshard_store::Location;
 use cellshard_store::schema::TENSOR;
 use cellshard_store::table::TABLES;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use datafusion::catalog::TableProvider;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// Result with the SQL [`Error`].
@@ -173,13 +178,28 @@ pub async fn open_session(
 }
 
 impl Session {
-    /// Open a session over `root`.
-    pub async fn open(root: Location, as_of: AsOf) -> Result<Session> {
-        let config = SessionConfig::new()
+    /// The configuration of a local session (also the base of a cluster session's).
+    pub fn config() -> SessionConfig {
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        // DataFusion fetches a 512 KiB suffix of every file to find the footer in one
+        // request; in a tensor store that is one or two tensors per file that a metadata
+        // query never uses. Read the footer's length, then the footer, instead.
+        config.options_mut().execution.parquet.metadata_size_hint = None;
+        config
+    }
+
+    /// Open a session over `root`.
+    pub async fn open(root: Location, as_of: AsOf) -> Result<Session> {
+        Self::open_in(SessionContext::new_with_config(Self::config()), root, as_of).await
+    }
+
+    /// Open a session over `root` in a prepared context (one whose queries run on a
+    /// cluster, say): the tables, tensor functions and views are registered in it.
+    pub async fn open_in(ctx: SessionContext, root: Location, as_of: AsOf) -> Result<Session> {
         let mut s = Session {
-            ctx: SessionContext::new_with_config(config),
+            ctx,
             root,
             as_of,
             versions: BTreeMap::new(),
@@ -219,34 +239,35 @@ impl Session {
         self.ctx
             .runtime_env()
             .register_object_store(&base, self.root.store.clone());
+        let mut sites = None;
         for (name, table) in tables {
-            let reg = |message: String| Error::Register {
-                table: name.to_string(),
-                message,
-            };
-            if let Some(v) = table.version() {
-                self.versions.insert(name.to_string(), v as i64);
-            }
-            table
-                .update_datafusion_session(&self.ctx.state())
-                .map_err(|e| reg(e.to_string()))?;
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|e| reg(e.to_string()))?;
+            let provider = StoreTable::from_delta(name, &table, &self.root.child(name))?;
+            self.versions.insert(name.to_string(), provider.version());
             if name == "sites" {
                 self.tensor = provider
                     .schema()
                     .field_with_name(TENSOR)
                     .ok()
                     .and_then(udf::TensorSpec::from_field);
+                sites = Some(provider.clone());
             }
             self.ctx
-                .register_table(name, provider)
-                .map_err(|e| reg(e.to_string()))?;
+                .register_table(name, Arc::new(provider))
+                .map_err(|e| Error::Register {
+                    table: name.to_string(),
+                    message: e.to_string(),
+                })?;
         }
-        if self.tensor.is_none() && self.versions.contains_key("sites") {
+        if let Some(sites) = sites
+            && self.tensor.is_none()
+        {
+            // Put the shape in the field metadata, where every node's functions find it.
             self.tensor = self.spec_from_rows().await?;
+            if let Some(spec) = self.tensor {
+                self.ctx.deregister_table("sites")?;
+                self.ctx
+                    .register_table("sites", Arc::new(sites.with_tensor_spec(TENSOR, spec)))?;
+            }
         }
         udf::register(&self.ctx, self.tensor);
         self.create_views().await

@@ -185,14 +185,61 @@ pub fn usage() -> Vec<&'static str> {
     Kind::ALL.iter().map(|k| k.usage()).collect()
 }
 
+fn tensor_udf(kind: Kind, fallback: Option<TensorSpec>) -> ScalarUDF {
+    // Any arity here: `return_type` checks it and answers with the usage line.
+    ScalarUDF::from(TensorUdf {
+        kind,
+        signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
+        fallback,
+    })
+}
+
+/// The tensor functions, with `fallback` as the shape and dtype of `sites.tensor`.
+pub fn functions(fallback: Option<TensorSpec>) -> Vec<ScalarUDF> {
+    Kind::ALL.iter().map(|k| tensor_udf(*k, fallback)).collect()
+}
+
 /// Register the tensor functions; `fallback` is the shape and dtype of `sites.tensor`.
 pub fn register(ctx: &SessionContext, fallback: Option<TensorSpec>) {
-    for kind in Kind::ALL {
-        // Any arity here: `return_type` checks it and answers with the usage line.
-        ctx.register_udf(ScalarUDF::from(TensorUdf {
-            kind,
-            signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
-            fallback,
-        }));
+    for f in functions(fallback) {
+        ctx.register_udf(f);
     }
+}
+
+/// A tensor function as bytes for a plan sent to another node (its fallback shape goes
+/// with it); `None` for other functions.
+pub fn encode(udf: &ScalarUDF) -> Option<Vec<u8>> {
+    let t = udf.inner().downcast_ref::<TensorUdf>()?;
+    Some(
+        match t.fallback {
+            Some(s) => format!("{},{},{},{}", s.channels, s.height, s.width, s.dtype.name()),
+            None => String::new(),
+        }
+        .into_bytes(),
+    )
+}
+
+/// The tensor function `name` from [`encode`]'s bytes; `None` when `name` is not one.
+pub fn decode(name: &str, buf: &[u8]) -> Option<Result<ScalarUDF>> {
+    let kind = *Kind::ALL.iter().find(|k| k.name() == name)?;
+    let text = String::from_utf8_lossy(buf);
+    if text.is_empty() {
+        return Some(Ok(tensor_udf(kind, None)));
+    }
+    let parts: Vec<&str> = text.split(',').collect();
+    let spec = match parts[..] {
+        [c, h, w, d] => (|| {
+            Some(TensorSpec {
+                channels: c.parse().ok()?,
+                height: h.parse().ok()?,
+                width: w.parse().ok()?,
+                dtype: Dtype::parse(d)?,
+            })
+        })(),
+        _ => None,
+    };
+    Some(match spec {
+        Some(spec) => Ok(tensor_udf(kind, Some(spec))),
+        None => plan_err!("{name}: bad tensor shape {text:?} in a serialized plan"),
+    })
 }
