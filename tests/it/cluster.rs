@@ -304,3 +304,84 @@ async fn tables_with_deletion_vectors_or_column_mapping_are_refused() {
         }
     }
 }
+
+/// Best of `n` wall times of `q` (all rows collected), in milliseconds.
+async fn best_ms(s: &datafusion::prelude::SessionContext, q: &str, n: usize) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..n {
+        let t = Instant::now();
+        cellshard_sql::query(s, q).await.unwrap();
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    best
+}
+
+/// Figures for the README: this provider against delta-rs' on the same session, and the
+/// cluster (1 and 2 executors) against the local session, over 2,464 sites.
+/// `cargo test -p cellshard-tests --test it -- --ignored measure_cluster --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: synthesizes and ingests 2,464 sites (~3 min)"]
+async fn measure_cluster_and_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    let store = dir.path().join("store").display().to_string();
+    let cfg = cellshard_synth::SynthConfig {
+        experiments: Some(vec!["HUVEC-01".into()]),
+        plates: 4,
+        wells: None,
+        ..crate::tiny_synth(5)
+    };
+    let out = cellshard_store::Location::parse(raw.to_str().unwrap(), &BTreeMap::new()).unwrap();
+    cellshard_synth::write_dataset(out.store.clone(), &out.prefix, &crate::design(), &cfg, None)
+        .await
+        .unwrap();
+    let src = raw.display().to_string();
+    let s = crate::run(pipeline("tiny.toml"), &src, &[format!("{src}/metadata.csv")], &store, 0).await;
+    eprintln!("store: {} sites", s.sites.stored);
+
+    let heavy = "SELECT plate, avg(tensor_percentile(tensor, 1, 99)), avg(tensor_std(tensor, 3)) FROM T GROUP BY plate ORDER BY plate";
+    let meta = "SELECT experiment, plate, well_type, count(*) FROM T GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let point = "SELECT site_id, channel_mean FROM T WHERE plate = 3 AND well = 'B02'";
+
+    // Both providers over the same files in one session.
+    let local = cellshard_sql::open_session(&store, &BTreeMap::new(), AsOf::Latest)
+        .await
+        .unwrap();
+    let tables = cellshard_store::table::open_at(&local.root, cellshard_store::table::TablesAsOf::Latest)
+        .await
+        .unwrap();
+    let delta = &tables["sites"];
+    delta.update_datafusion_session(&local.ctx.state()).unwrap();
+    local
+        .ctx
+        .register_table("sites_delta", delta.table_provider().await.unwrap())
+        .unwrap();
+    for (name, q) in [("tensor stats", heavy), ("metadata group-by", meta), ("point lookup", point)] {
+        let ours = best_ms(&local, &q.replace(" T ", " sites "), 5).await;
+        let theirs = best_ms(&local, &q.replace(" T ", " sites_delta "), 5).await;
+        assert_eq!(
+            table(&rows(&local, &q.replace(" T ", " sites ")).await),
+            table(&rows(&local, &q.replace(" T ", " sites_delta ")).await)
+        );
+        eprintln!("provider, {name}: StoreTable {ours:.1} ms, delta-rs {theirs:.1} ms");
+    }
+
+    // The cluster: overhead on a small query, then the tensor query on 1 and 2 executors.
+    let heavy = heavy.replace(" T ", " sites ");
+    let small = "SELECT count(*) FROM sites WHERE plate = 2";
+    let local_small = best_ms(&local, small, 10).await;
+    let local_heavy = best_ms(&local, &heavy, 3).await;
+    eprintln!("local: small {local_small:.1} ms, tensor stats {local_heavy:.1} ms");
+    for (executors, slots) in [(1, 1), (1, 2), (2, 1)] {
+        let cluster = LocalCluster::start(executors, slots).await.unwrap();
+        let remote = on_cluster(&cluster.url, &store).await;
+        // Warm: executors registered, footers cached.
+        rows(&remote, small).await;
+        let small_ms = best_ms(&remote, small, 10).await;
+        let heavy_ms = best_ms(&remote, &heavy, 3).await;
+        assert_eq!(table(&rows(&remote, &heavy).await), table(&rows(&local, &heavy).await));
+        eprintln!(
+            "cluster, {executors} executor(s) x {slots} task(s): small {small_ms:.1} ms, tensor stats {heavy_ms:.1} ms"
+        );
+    }
+}

@@ -1281,13 +1281,15 @@ impl Drop for Child {
     }
 }
 
-fn spawn(args: &[String]) -> Child {
+/// Start `cellshard ARGS`, its standard error to `log`.
+fn spawn(args: &[String], log: &std::path::Path) -> Child {
     Child(
         Command::new(env!("CARGO_BIN_EXE_cellshard"))
             .args(args)
             .current_dir(repo())
+            .env("CELLSHARD_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap(),
     )
@@ -1385,8 +1387,8 @@ print(json.dumps({
         set_arg(&mut scheduler, flag, value);
     }
     let url = format!("df://127.0.0.1:{port}");
-    let _scheduler = spawn(&scheduler);
     let work = tempfile::tempdir().unwrap();
+    let _scheduler = spawn(&scheduler, &work.path().join("scheduler.log"));
     let mut executors: Vec<Child> = (0..2)
         .map(|i| {
             let mut a = executor.clone();
@@ -1404,7 +1406,7 @@ print(json.dumps({
                 set_arg(&mut a, flag, &value);
             }
             a.extend(["--external-host".into(), "127.0.0.1".into()]);
-            spawn(&a)
+            spawn(&a, &work.path().join(format!("executor-{i}.log")))
         })
         .collect();
 
@@ -1423,6 +1425,10 @@ print(json.dumps({
     let slow = format!(
         "SELECT count(*), round(sum(tensor_percentile(tensor, c % 6 + 1, 50)), 3) FROM sites CROSS JOIN (VALUES {}) v(c)",
         values.join(",")
+    );
+    eprintln!(
+        "cluster answers like the local session; logs in {}",
+        work.path().display()
     );
     let expected = sql_csv(store, None, &slow);
     assert!(expected.status.success(), "{}", text(&expected.stderr));

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::utils::default_session_builder;
@@ -151,8 +152,11 @@ async fn reachable(url: &ClusterUrl, timeout: Duration) -> Result<()> {
 /// A client context whose queries run on the scheduler at `url`, with cellshard's codecs.
 pub async fn context(url: &ClusterUrl, timeout: Duration) -> Result<SessionContext> {
     reachable(url, timeout).await?;
+    // Ballista's adaptive planner does not rerun the stages of a lost executor to the
+    // end (the job stalls); the static planner does.
     let config = Session::config()
         .upgrade_for_ballista()
+        .with_ballista_adaptive_query_planner(false)
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
     let state = SessionStateBuilder::new()
@@ -240,6 +244,10 @@ fn scheduler_config(o: &SchedulerOptions, port: u16) -> SchedulerConfig {
         executor_timeout_seconds: timeout,
         expire_dead_executor_interval_seconds: (timeout / 4).clamp(1, 15),
         no_executors_grace_period_seconds: timeout,
+        // Executors ask for work when they have a free slot: with tasks pushed instead, a
+        // task reset after a lost executor could wait for a slot the scheduler still
+        // counted as busy, and the query never finished.
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
         override_session_builder: Some(Arc::new(move |config| server_state(config, &stores))),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
@@ -323,6 +331,7 @@ fn executor_config(o: &ExecutorOptions) -> Result<ExecutorProcessConfig> {
         scheduler_port: o.scheduler.port,
         scheduler_connect_timeout_seconds: 30,
         vcores: concurrency,
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         work_dir: o.work_dir.clone(),
         print_thread_info: false,
         executor_heartbeat_interval_seconds: o.heartbeat_s.max(1),
