@@ -336,27 +336,40 @@ async fn measure_cluster_and_provider() {
         .await
         .unwrap();
     let src = raw.display().to_string();
-    let s = crate::run(pipeline("tiny.toml"), &src, &[format!("{src}/metadata.csv")], &store, 0).await;
+    let s = crate::run(
+        pipeline("tiny.toml"),
+        &src,
+        &[format!("{src}/metadata.csv")],
+        &store,
+        0,
+    )
+    .await;
     eprintln!("store: {} sites", s.sites.stored);
 
     let heavy = "SELECT plate, avg(tensor_percentile(tensor, 1, 99)), avg(tensor_std(tensor, 3)) FROM T GROUP BY plate ORDER BY plate";
-    let meta = "SELECT experiment, plate, well_type, count(*) FROM T GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let meta =
+        "SELECT experiment, plate, well_type, count(*) FROM T GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
     let point = "SELECT site_id, channel_mean FROM T WHERE plate = 3 AND well = 'B02'";
 
     // Both providers over the same files in one session.
     let local = cellshard_sql::open_session(&store, &BTreeMap::new(), AsOf::Latest)
         .await
         .unwrap();
-    let tables = cellshard_store::table::open_at(&local.root, cellshard_store::table::TablesAsOf::Latest)
-        .await
-        .unwrap();
+    let tables =
+        cellshard_store::table::open_at(&local.root, cellshard_store::table::TablesAsOf::Latest)
+            .await
+            .unwrap();
     let delta = &tables["sites"];
     delta.update_datafusion_session(&local.ctx.state()).unwrap();
     local
         .ctx
         .register_table("sites_delta", delta.table_provider().await.unwrap())
         .unwrap();
-    for (name, q) in [("tensor stats", heavy), ("metadata group-by", meta), ("point lookup", point)] {
+    for (name, q) in [
+        ("tensor stats", heavy),
+        ("metadata group-by", meta),
+        ("point lookup", point),
+    ] {
         let ours = best_ms(&local, &q.replace(" T ", " sites "), 5).await;
         let theirs = best_ms(&local, &q.replace(" T ", " sites_delta "), 5).await;
         assert_eq!(
@@ -379,7 +392,10 @@ async fn measure_cluster_and_provider() {
         rows(&remote, small).await;
         let small_ms = best_ms(&remote, small, 10).await;
         let heavy_ms = best_ms(&remote, &heavy, 3).await;
-        assert_eq!(table(&rows(&remote, &heavy).await), table(&rows(&local, &heavy).await));
+        assert_eq!(
+            table(&rows(&remote, &heavy).await),
+            table(&rows(&local, &heavy).await)
+        );
         eprintln!(
             "cluster, {executors} executor(s) x {slots} task(s): small {small_ms:.1} ms, tensor stats {heavy_ms:.1} ms"
         );
