@@ -232,6 +232,13 @@ impl StoreTable {
         self.schema.fields()[n..].to_vec()
     }
 
+    /// A filter decided by partition values alone: it names columns, all of them
+    /// partition columns (one naming none is left to the scan, never to file pruning).
+    fn is_partition_filter(&self, f: &Expr) -> bool {
+        let cols: Vec<&str> = self.partition_columns.iter().map(String::as_str).collect();
+        !f.column_refs().is_empty() && expr_applicable_for_cols(&cols, f)
+    }
+
     fn partitioned_file(&self, f: &DataFile) -> PartitionedFile {
         PartitionedFile::new(f.path.clone(), f.size).with_partition_values(
             f.partitions
@@ -266,11 +273,10 @@ impl TableProvider for StoreTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
-        let cols: Vec<&str> = self.partition_columns.iter().map(String::as_str).collect();
         Ok(filters
             .iter()
             .map(|f| {
-                if expr_applicable_for_cols(&cols, f) {
+                if self.is_partition_filter(f) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -286,10 +292,9 @@ impl TableProvider for StoreTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        let cols: Vec<&str> = self.partition_columns.iter().map(String::as_str).collect();
         let partition_filters: Vec<Expr> = filters
             .iter()
-            .filter(|f| expr_applicable_for_cols(&cols, f))
+            .filter(|f| self.is_partition_filter(f))
             .cloned()
             .collect();
         let part_schema = DFSchema::try_from(Arc::new(Schema::new(self.partition_fields())))?;
