@@ -21,13 +21,30 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 /// Marks a serialized [`StoreTable`] among the table providers Ballista's codec knows.
 const STORE_TABLE: &[u8] = b"cellshard.store_table.v1:";
 
-fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
+/// A tensor function's bytes, or what `otherwise` (Ballista's codec) writes for others.
+fn encode_udf(
+    node: &ScalarUDF,
+    buf: &mut Vec<u8>,
+    otherwise: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
     match udf::encode(node) {
         Some(bytes) => {
             buf.extend_from_slice(&bytes);
-            true
+            Ok(())
         }
-        None => false,
+        None => otherwise(buf),
+    }
+}
+
+/// A tensor function from its bytes, or what `otherwise` (Ballista's codec) decodes.
+fn decode_udf(
+    name: &str,
+    buf: &[u8],
+    otherwise: impl FnOnce() -> Result<Arc<ScalarUDF>>,
+) -> Result<Arc<ScalarUDF>> {
+    match udf::decode(name, buf) {
+        Some(f) => Ok(Arc::new(f?)),
+        None => otherwise(),
     }
 }
 
@@ -99,17 +116,11 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match udf::decode(name, buf) {
-            Some(f) => Ok(Arc::new(f?)),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf(name, buf, || self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if encode_udf(node, buf) {
-            return Ok(());
-        }
-        self.inner.try_encode_udf(node, buf)
+        encode_udf(node, buf, |buf| self.inner.try_encode_udf(node, buf))
     }
 }
 
@@ -141,16 +152,10 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match udf::decode(name, buf) {
-            Some(f) => Ok(Arc::new(f?)),
-            None => self.inner.try_decode_udf(name, buf),
-        }
+        decode_udf(name, buf, || self.inner.try_decode_udf(name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if encode_udf(node, buf) {
-            return Ok(());
-        }
-        self.inner.try_encode_udf(node, buf)
+        encode_udf(node, buf, |buf| self.inner.try_encode_udf(node, buf))
     }
 }
