@@ -8,9 +8,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (https://rustup.rs)" >&2
   exit 1
 fi
-if [ ! -f ../shared/data/rxrx1/metadata.csv ]; then
-  echo "warning: ../shared/data/rxrx1 is missing; the real-data tests need it beside the repository" >&2
-fi
 
 # Other readers of the store for tests/it/interop.rs: pyarrow, DuckDB and numpy from PyPI,
 # pytest for the Python package, PyYAML and hadolint for the deploy/ checks (pinned in tests/python/requirements.txt),

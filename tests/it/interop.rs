@@ -25,8 +25,8 @@ async fn pyarrow_duckdb_and_deltalake_read_the_store() {
     // The real RxRx1 PNGs: 4 complete sites of 6 x 512 x 512 uint8.
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store").display().to_string();
-    let md = shared_data().join("metadata.csv").display().to_string();
-    let images = shared_data().join("images").display().to_string();
+    let md = design_file();
+    let images = test_data().join("images").display().to_string();
     let s = run(pipeline("rxrx1-release.toml"), &images, &[md], &store, 2).await;
     assert_eq!(s.sites.stored, 4);
 

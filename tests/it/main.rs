@@ -29,18 +29,22 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The shared real-data folder beside the repository.
-pub fn shared_data() -> PathBuf {
-    repo().join("../shared/data/rxrx1")
+/// The real RxRx1 test data in the repository: 40 PNGs and the Kaggle-dialect CSVs.
+pub fn test_data() -> PathBuf {
+    repo().join("tests/data/rxrx1")
 }
 
-/// The real RxRx1 design.
+/// The real RxRx1 design, as the repository carries it (zstd-compressed CSV).
+pub fn design_file() -> String {
+    repo()
+        .join("data/rxrx1/metadata.csv.zst")
+        .display()
+        .to_string()
+}
+
+/// The real RxRx1 design (built into the binary).
 pub fn design() -> MetadataTable {
-    let path = shared_data().join("metadata.csv");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut t = MetadataTable::new();
-    t.add_csv("metadata.csv", &bytes).unwrap();
-    t
+    cellshard_synth::rxrx1_design().unwrap()
 }
 
 /// The test-sized synthetic set: HUVEC-01, 2 plates x 3 wells x 2 sites, 256x256 16-bit

@@ -3,7 +3,7 @@
 use crate::*;
 
 fn images() -> String {
-    shared_data().join("images").display().to_string()
+    test_data().join("images").display().to_string()
 }
 
 fn decode8(path: &str) -> Vec<u16> {
@@ -27,7 +27,7 @@ fn decode8(path: &str) -> Vec<u16> {
 async fn real_pngs_store_complete_sites_and_reject_incomplete_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store").display().to_string();
-    let md = shared_data().join("metadata.csv").display().to_string();
+    let md = design_file();
     let s = run(pipeline("rxrx1-release.toml"), &images(), &[md], &store, 2).await;
 
     assert_eq!(s.objects.discovered, 40);
@@ -111,7 +111,7 @@ async fn real_pngs_store_complete_sites_and_reject_incomplete_ones() {
 async fn kaggle_metadata_dialect_gives_the_same_sites() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store").display().to_string();
-    let k = shared_data().join("kaggle");
+    let k = test_data().join("kaggle");
     let md: Vec<String> = ["train.csv", "train_controls.csv"]
         .iter()
         .map(|f| k.join(f).display().to_string())

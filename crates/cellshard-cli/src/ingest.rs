@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context;
 use cellshard_runtime::discover::{PlateSelection, WorkerShare};
@@ -135,7 +134,7 @@ pub(crate) fn parse_worker(s: &str) -> Result<WorkerShare, String> {
     Ok(WorkerShare { index, count })
 }
 
-pub(crate) async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
+pub(crate) async fn run(a: RunArgs) -> Result<u8, (u8, anyhow::Error)> {
     if !(0.0..=1.0).contains(&a.max_reject_fraction) {
         return Err((
             EXIT_USAGE,
@@ -175,13 +174,13 @@ pub(crate) async fn run(a: RunArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
             summary.reject_fraction * 100.0,
             a.max_reject_fraction
         );
-        return Ok(ExitCode::from(code));
+        return Ok(code);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// Print what a run with the same arguments would build, and why.
-pub(crate) async fn plan(a: PlanArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
+pub(crate) async fn plan(a: PlanArgs) -> Result<u8, (u8, anyhow::Error)> {
     let opts = a.input.options(&a.plates)?;
     let plan = match cellshard_runtime::plan(&opts).await {
         Ok(p) => p,
@@ -193,7 +192,7 @@ pub(crate) async fn plan(a: PlanArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
     if a.json {
         let json = serde_json::to_string_pretty(&plan).map_err(|e| (EXIT_FAILED, e.into()))?;
         println!("{json}");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     println!(
         "{:<20} {:>6} {:>8} {:>14}  {:<9} fingerprint",
@@ -217,5 +216,5 @@ pub(crate) async fn plan(a: PlanArgs) -> Result<ExitCode, (u8, anyhow::Error)> {
         plan.plates.len(),
         plan.bytes_to_read
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }

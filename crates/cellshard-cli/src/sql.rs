@@ -290,7 +290,7 @@ async fn repl(
                         started.elapsed().as_secs_f64()
                     );
                 }
-                Err(e) => eprintln!("error: {e}"),
+                Err(e) => eprintln!("error: {}", cellshard_core::error_line(&e)),
             }
         }
         out.flush()?;

@@ -177,6 +177,73 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The one line a failed command prints: `error: ...`, and nothing else on stderr.
+fn error_line(out: &Output) -> String {
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn errors_are_one_line_with_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A missing design file: object_store's error repeats its source twice over.
+    let missing = dir.path().join("nowhere/metadata.csv");
+    let out = cellshard([
+        "synth",
+        "--out",
+        &dir.path().join("raw").display().to_string(),
+        "--design",
+        &missing.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = error_line(&out);
+    assert!(line.contains("cannot read the design"), "{line}");
+    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+    assert_eq!(line.matches("not found").count(), 1, "{line}");
+
+    // SQL that does not parse: DataFusion's error, the parser's message said once.
+    let s = real_store(dir.path());
+    let out = cellshard(["sql", "--store", &s, "-c", "SELEC 1"]);
+    assert!(!out.status.success());
+    let line = error_line(&out);
+    assert!(line.contains("SELEC"), "{line}");
+    assert_eq!(line.matches("Expected").count(), 1, "{line}");
+
+    // A feed predicate over an unknown column lists the store's columns, never the feed's
+    // internal ones.
+    let out = cellshard(["feed", "plan", "--store", &s, "--where", "foo = 1"]);
+    assert!(!out.status.success());
+    let line = error_line(&out);
+    assert!(line.contains("foo"), "{line}");
+    assert!(line.contains("well_type"), "{line}");
+    for internal in ["_file", "_row", "_site", "cellshard_positions"] {
+        assert!(!line.contains(internal), "{internal} in {line}");
+    }
+}
+
+#[test]
+fn the_demo_needs_nothing_beside_the_binary() {
+    // An empty working directory: no pipelines/, no design file, nothing beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .args(["demo", "--out", "demo", "--plates", "1", "--wells", "2"])
+        .env_remove("CELLSHARD_DESIGN")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    // Two wells of HUVEC-01 plate 1, two sites each, drawn from the built-in real design.
+    assert!(summary.contains("\"stored\": 4"), "{summary}");
+    assert!(summary.contains("HUVEC"), "{summary}");
+    let md = std::fs::read_to_string(dir.path().join("demo/raw/metadata.csv")).unwrap();
+    assert_eq!(md.lines().count(), 5, "{md}");
+    assert!(md.lines().skip(1).all(|l| l.starts_with("HUVEC-01_1_")), "{md}");
+}
+
 /// A store of the 4 complete real sites (6 x 512 x 512 uint8).
 fn real_store(dir: &std::path::Path) -> String {
     let store = dir.join("store").display().to_string();
@@ -593,6 +660,50 @@ fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+#[test]
+fn the_python_package_installs_the_same_command_line() {
+    // `pip install ./crates/cellshard-python` puts a `cellshard` console command beside the
+    // interpreter: the clap CLI, run inside the extension module.
+    let console = python().with_file_name("cellshard");
+    assert!(console.exists(), "{} is missing", console.display());
+    let run = |args: &[&str]| {
+        Command::new(&console)
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let version = run(&["--version"]);
+    assert!(version.status.success(), "{}", text(&version.stderr));
+    assert_eq!(text(&version.stdout), text(&cellshard(["--version"]).stdout));
+    // Every subcommand of the binary.
+    let help = text(&run(&["--help"]).stdout);
+    assert_eq!(help, text(&cellshard(["--help"]).stdout));
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = real_store(dir.path());
+    let out = run(&[
+        "sql",
+        "--store",
+        &s,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT cell_type, count(*) AS n FROM sites GROUP BY 1 ORDER BY 1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "cell_type,n\nHEPG2,1\nHUVEC,1\nRPE,1\nU2OS,1"
+    );
+    // Errors and exit codes are the binary's.
+    let bad = run(&["sql", "--store", &s, "-c", "SELEC 1"]);
+    assert_eq!(bad.status.code(), cellshard(["sql", "--store", &s, "-c", "SELEC 1"]).status.code());
+    error_line(&bad);
+    let usage = run(&["run", "pipelines/tiny.toml", "--worker", "3/2"]);
+    assert_eq!(usage.status.code(), Some(2));
 }
 
 #[test]

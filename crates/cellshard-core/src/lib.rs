@@ -11,6 +11,7 @@ pub mod layout;
 pub mod metadata;
 pub mod pipeline;
 pub mod reject;
+pub mod report;
 pub mod site;
 pub mod size;
 
@@ -20,5 +21,6 @@ pub use layout::{KeyFields, LayoutTemplate};
 pub use metadata::{MetadataTable, SiteMetadata};
 pub use pipeline::{NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
 pub use reject::RejectReason;
+pub use report::error_line;
 pub use site::{PlateKey, SiteKey};
 pub use size::ByteSize;

@@ -263,8 +263,20 @@ pub(crate) async fn select(
         });
     };
     let ctx = SessionContext::new();
-    let table = MemTable::try_new(first.schema(), vec![batches.clone()])?;
-    ctx.register_table("sites", Arc::new(table))?;
+    // The predicate and the columns are checked against the table as users see it, so an
+    // error never names the internal position columns (`_file`, `_row`).
+    let visible: Vec<usize> = (2..first.num_columns()).collect();
+    let user_batches = batches
+        .iter()
+        .map(|b| b.project(&visible))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let user_schema = Arc::new(first.schema().project(&visible)?);
+    ctx.register_table(
+        "sites",
+        Arc::new(MemTable::try_new(user_schema, vec![user_batches])?),
+    )?;
+    let positions = MemTable::try_new(first.schema(), vec![batches.clone()])?;
+    ctx.register_table(POSITIONS, Arc::new(positions))?;
     let mut quoted: Vec<String> = [
         "\"_file\"",
         "\"_row\"",
@@ -276,15 +288,26 @@ pub(crate) async fn select(
     .map(String::from)
     .to_vec();
     quoted.extend(columns.iter().map(|c| format!("\"{c}\"")));
-    let sql = format!(
-        "SELECT {} FROM sites WHERE {} ORDER BY site_id",
-        quoted.join(", "),
-        predicate.unwrap_or("true")
-    );
     let bad = |e: datafusion::error::DataFusionError| Error::Predicate {
         predicate: predicate.unwrap_or("").to_string(),
         message: e.to_string(),
     };
+    let user_columns: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+    let check = format!(
+        "SELECT {} FROM sites WHERE {}",
+        if user_columns.is_empty() {
+            "1".to_string()
+        } else {
+            user_columns.join(", ")
+        },
+        predicate.unwrap_or("true")
+    );
+    ctx.sql(&check).await.map_err(bad)?;
+    let sql = format!(
+        "SELECT {} FROM {POSITIONS} AS sites WHERE {} ORDER BY site_id",
+        quoted.join(", "),
+        predicate.unwrap_or("true")
+    );
     let rows: Vec<RecordBatch> = ctx
         .sql(&sql)
         .await
@@ -330,6 +353,9 @@ pub(crate) async fn select(
         shape,
     })
 }
+
+/// The selection's table with its internal position columns, never named to users.
+const POSITIONS: &str = "cellshard_positions";
 
 /// `batch` with every column nullable: a padded slot of a batch has a null row.
 fn nullable(batch: &RecordBatch) -> Result<RecordBatch> {

@@ -367,6 +367,13 @@ fn read_state<'py>(py: Python<'py>, state: &[u8]) -> PyResult<Bound<'py, PyDict>
     Ok(d)
 }
 
+/// Run the `cellshard` command line (`argv`, the program name first) and return its exit
+/// status: the console command of the package. The GIL is released while it runs.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| cellshard_cli::main(argv))
+}
+
 #[pymodule]
 fn _cellshard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFeed>()?;
@@ -375,5 +382,6 @@ fn _cellshard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ArrowData>()?;
     m.add_function(wrap_pyfunction!(read_state, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::sql, m)?)?;
+    m.add_function(wrap_pyfunction!(main, m)?)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod discover;
 pub mod error;
 mod fetch;
 pub mod fingerprint;
+pub mod metadata;
 pub mod phase1;
 pub mod phase2;
 pub mod plan;

@@ -39,7 +39,7 @@ pub(crate) async fn discover(opts: &RunOptions) -> Result<Discovered> {
     let mut metadata = MetadataTable::new();
     for url in &metadata_urls {
         let bytes = read_object(url, &p.source.options).await?;
-        metadata.add_csv(url, &bytes)?;
+        crate::metadata::add_metadata_file(&mut metadata, url, &bytes)?;
     }
     let t_list = Instant::now();
     let listing = list_source(&source, &layout, opts.worker, &opts.selection).await?;

@@ -27,6 +27,21 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Query(e)
+    }
+}
+
+/// DataFusion's message for `e`, with a parser error in its own words (DataFusion shows
+/// it as a Rust `Debug` value).
+fn query_message(e: &datafusion::error::DataFusionError) -> String {
+    match e {
+        datafusion::error::DataFusionError::SQL(parse, _) => parse.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Result with the SQL [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -44,9 +59,10 @@ pub enum Error {
         /// Cause.
         message: String,
     },
-    /// The query failed (bad SQL, unknown column, ...).
-    #[error("{0}")]
-    Query(#[from] datafusion::error::DataFusionError),
+    /// The query failed (bad SQL, unknown column, ...). DataFusion's text already holds
+    /// its causes, so it is not given as a source (that would say them twice).
+    #[error("{}", query_message(.0))]
+    Query(datafusion::error::DataFusionError),
     /// Output formatting failed.
     #[error("formatting results: {0}")]
     Format(#[from] arrow::error::ArrowError),

@@ -194,20 +194,14 @@ pub(crate) fn metadata_csv(design: &MetadataTable, sites: &[SynthSite]) -> Resul
 mod tests {
     use super::*;
 
-    const DESIGN: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/rxrx1/metadata.csv"
-    );
-
     fn real_design() -> MetadataTable {
-        let bytes = std::fs::read(DESIGN).unwrap();
-        let mut t = MetadataTable::new();
-        t.add_csv("metadata.csv", &bytes).unwrap();
+        let t = crate::rxrx1_design().unwrap();
         assert!(
             t.row_errors.is_empty(),
             "{:?}",
             &t.row_errors[..t.row_errors.len().min(5)]
         );
+        assert_eq!(t.len(), 125_510);
         t
     }
 

@@ -43,6 +43,23 @@ pub fn select_sites(design: &MetadataTable, cfg: &SynthConfig) -> Result<Vec<Syn
     design::select_sites(design, cfg)
 }
 
+/// The real RxRx1 experiment design, 125,510 sites (`data/rxrx1/metadata.csv.zst` in the
+/// repository, zstd-compressed; see `data/README.md` for its source and license). It is the
+/// default design of `cellshard synth` and `cellshard demo`.
+pub const RXRX1_DESIGN_ZST: &[u8] = include_bytes!("../../../data/rxrx1/metadata.csv.zst");
+
+/// The name the built-in design goes by in messages.
+pub const RXRX1_DESIGN_NAME: &str = "built-in RxRx1 design (data/rxrx1/metadata.csv.zst)";
+
+/// The built-in RxRx1 design ([`RXRX1_DESIGN_ZST`]), parsed.
+pub fn rxrx1_design() -> Result<MetadataTable> {
+    let text = zstd::decode_all(RXRX1_DESIGN_ZST)
+        .map_err(|e| Error::Config(format!("{RXRX1_DESIGN_NAME}: {e}")))?;
+    let mut design = MetadataTable::new();
+    design.add_csv("metadata.csv", &text)?;
+    Ok(design)
+}
+
 /// `metadata.csv` content for `sites` in the RxRx1 dialect (what [`write_dataset`] writes),
 /// for callers that lay the images out themselves.
 pub fn metadata_csv(design: &MetadataTable, sites: &[SynthSite]) -> Result<Vec<u8>> {

@@ -278,14 +278,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_a_slice_of_the_real_design() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/data/rxrx1/metadata.csv"
-        );
-        let mut design = MetadataTable::new();
-        design
-            .add_csv("metadata.csv", &std::fs::read(path).unwrap())
-            .unwrap();
+        let design = crate::rxrx1_design().unwrap();
         let cfg = SynthConfig {
             experiments: Some(vec!["HUVEC-01".into()]),
             wells: Some(2),

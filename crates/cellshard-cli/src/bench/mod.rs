@@ -45,13 +45,10 @@ pub struct BenchArgs {
     /// (reused between runs).
     #[arg(long, default_value = "target/bench-cache")]
     pub cache: PathBuf,
-    /// The experiment design (RxRx1 metadata.csv).
-    #[arg(
-        long,
-        env = "CELLSHARD_DESIGN",
-        default_value = "../shared/data/rxrx1/metadata.csv"
-    )]
-    pub design: String,
+    /// The experiment design, an RxRx1 metadata.csv (plain or .zst) at a path or URL
+    /// (default: the built-in real RxRx1 design).
+    #[arg(long, env = "CELLSHARD_DESIGN")]
+    pub design: Option<String>,
     /// Image side in pixels (raw RxRx1: 2048). The pipeline downsamples 2x and crops a
     /// quarter of the side (512 for 2048), as `pipelines/rxrx1.toml` does.
     #[arg(long, default_value_t = 2048)]
@@ -90,7 +87,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
     if a.pool == 0 || a.plates == 0 {
         bail!("--pool and --plates must be at least 1");
     }
-    let design = crate::load_design(&a.design).await?;
+    let design = crate::load_design(a.design.as_deref()).await?;
     tokio::task::spawn_blocking(move || run_bench(&a, &design))
         .await
         .context("the bench task failed")?
