@@ -225,6 +225,36 @@ fn errors_are_one_line_with_each_cause_once() {
 }
 
 #[test]
+fn nothing_in_the_repository_reads_beside_it() {
+    // A user has the repository alone: no code, test, pipeline, script or default may
+    // reach for a folder next to it.
+    let beside = format!("{}/shared", "..");
+    let mut dirs: Vec<PathBuf> = ["crates", "tests", "pipelines", ".ci", "deploy", "sql"]
+        .iter()
+        .map(|d| repo().join(d))
+        .collect();
+    let mut checked = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("target") && !path.ends_with("data") {
+                    dirs.push(path);
+                }
+            } else if let Ok(body) = std::fs::read_to_string(&path) {
+                checked += 1;
+                assert!(!body.contains(&beside), "{} mentions {beside}", path.display());
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} files read");
+    for file in ["README.md", "Cargo.toml"] {
+        let body = std::fs::read_to_string(repo().join(file)).unwrap();
+        assert!(!body.contains(&beside), "{file} mentions {beside}");
+    }
+}
+
+#[test]
 fn the_demo_needs_nothing_beside_the_binary() {
     // An empty working directory: no pipelines/, no design file, nothing beside it.
     let dir = tempfile::tempdir().unwrap();

@@ -86,7 +86,11 @@ pub(super) fn run_pipeline(
     let pipeline = cache.join("bench.toml");
     write_pipeline(&bench_pipeline(a, layout, &store)?, &pipeline)?;
     let summary_path = cache.join("summary.json");
-    let exe = std::env::current_exe().context("cannot find the cellshard executable")?;
+    // The Python console command runs inside the interpreter, so it names its own script.
+    let exe = match std::env::var_os("CELLSHARD_EXE") {
+        Some(exe) => std::path::PathBuf::from(exe),
+        None => std::env::current_exe().context("cannot find the cellshard executable")?,
+    };
     let pinned = pin && which_taskset();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
