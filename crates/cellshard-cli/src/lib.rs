@@ -219,69 +219,25 @@ where
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Synth(a) => synth(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Synth(a) => status(synth(a).await, EXIT_FAILED),
             Command::Run(a) => ingest::run(a).await,
             Command::Plan(a) => ingest::plan(a).await,
-            Command::Deploy(DeployTarget::K8s(a)) => deploy::k8s(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_USAGE, e)),
-            Command::Feed(c) => feed::feed(c)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Vacuum(a) => maintain::vacuum(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::History(a) => maintain::history(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Restore(a) => maintain::restore(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Validate { pipeline } => validate(&pipeline)
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_USAGE, e)),
-            Command::Sql(a) => sql::sql(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Export(a) => sql::export(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Render(a) => view::render_cmd(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Serve(a) => view::serve_cmd(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Deploy(DeployTarget::K8s(a)) => status(deploy::k8s(a).await, EXIT_USAGE),
+            Command::Feed(c) => status(feed::feed(c).await, EXIT_FAILED),
+            Command::Vacuum(a) => status(maintain::vacuum(a).await, EXIT_FAILED),
+            Command::History(a) => status(maintain::history(a).await, EXIT_FAILED),
+            Command::Restore(a) => status(maintain::restore(a).await, EXIT_FAILED),
+            Command::Validate { pipeline } => status(validate(&pipeline), EXIT_USAGE),
+            Command::Sql(a) => status(sql::sql(a).await, EXIT_FAILED),
+            Command::Export(a) => status(sql::export(a).await, EXIT_FAILED),
+            Command::Render(a) => status(view::render_cmd(a).await, EXIT_FAILED),
+            Command::Serve(a) => status(view::serve_cmd(a).await, EXIT_FAILED),
             #[cfg(feature = "cluster")]
-            Command::Scheduler(a) => cluster::scheduler(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Scheduler(a) => status(cluster::scheduler(a).await, EXIT_FAILED),
             #[cfg(feature = "cluster")]
-            Command::Executor(a) => cluster::executor(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Demo(a) => demo(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
-            Command::Bench(a) => bench::bench(a)
-                .await
-                .map(|_| EXIT_OK)
-                .map_err(|e| (EXIT_FAILED, e)),
+            Command::Executor(a) => status(cluster::executor(a).await, EXIT_FAILED),
+            Command::Demo(a) => status(demo(a).await, EXIT_FAILED),
+            Command::Bench(a) => status(bench::bench(a).await, EXIT_FAILED),
         }
     });
     match result {
@@ -293,6 +249,11 @@ where
     }
 }
 
+/// A command's result as an exit status: 0, or `code` with the error.
+fn status(r: Result<()>, code: u8) -> Result<u8, (u8, anyhow::Error)> {
+    r.map(|()| EXIT_OK).map_err(|e| (code, e))
+}
+
 /// The experiment design: an RxRx1 `metadata.csv` (plain or zstd-compressed) at a URL or
 /// path, or the built-in real RxRx1 design when none is given.
 async fn load_design(url: Option<&str>) -> Result<MetadataTable> {
@@ -301,9 +262,7 @@ async fn load_design(url: Option<&str>) -> Result<MetadataTable> {
     };
     let bytes = cellshard_runtime::run::read_object(url, &BTreeMap::new())
         .await
-        .with_context(|| {
-            format!("cannot read the design {url} (--design or CELLSHARD_DESIGN)")
-        })?;
+        .with_context(|| format!("cannot read the design {url} (--design or CELLSHARD_DESIGN)"))?;
     let mut design = MetadataTable::new();
     cellshard_runtime::metadata::add_metadata_file(&mut design, url, &bytes)?;
     if let Some(e) = design.row_errors.first().filter(|_| design.is_empty()) {

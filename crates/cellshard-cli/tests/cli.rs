@@ -201,7 +201,11 @@ fn errors_are_one_line_with_each_cause_once() {
     assert_eq!(out.status.code(), Some(1));
     let line = error_line(&out);
     assert!(line.contains("cannot read the design"), "{line}");
-    assert_eq!(line.matches("No such file or directory").count(), 1, "{line}");
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{line}"
+    );
     assert_eq!(line.matches("not found").count(), 1, "{line}");
 
     // SQL that does not parse: DataFusion's error, the parser's message said once.
@@ -243,7 +247,11 @@ fn nothing_in_the_repository_reads_beside_it() {
                 }
             } else if let Ok(body) = std::fs::read_to_string(&path) {
                 checked += 1;
-                assert!(!body.contains(&beside), "{} mentions {beside}", path.display());
+                assert!(
+                    !body.contains(&beside),
+                    "{} mentions {beside}",
+                    path.display()
+                );
             }
         }
     }
@@ -271,7 +279,10 @@ fn the_demo_needs_nothing_beside_the_binary() {
     assert!(summary.contains("HUVEC"), "{summary}");
     let md = std::fs::read_to_string(dir.path().join("demo/raw/metadata.csv")).unwrap();
     assert_eq!(md.lines().count(), 5, "{md}");
-    assert!(md.lines().skip(1).all(|l| l.starts_with("HUVEC-01_1_")), "{md}");
+    assert!(
+        md.lines().skip(1).all(|l| l.starts_with("HUVEC-01_1_")),
+        "{md}"
+    );
 }
 
 /// A store of the 4 complete real sites (6 x 512 x 512 uint8).
@@ -707,7 +718,10 @@ fn the_python_package_installs_the_same_command_line() {
     };
     let version = run(&["--version"]);
     assert!(version.status.success(), "{}", text(&version.stderr));
-    assert_eq!(text(&version.stdout), text(&cellshard(["--version"]).stdout));
+    assert_eq!(
+        text(&version.stdout),
+        text(&cellshard(["--version"]).stdout)
+    );
     // Every subcommand of the binary.
     let help = text(&run(&["--help"]).stdout);
     assert_eq!(help, text(&cellshard(["--help"]).stdout));
@@ -730,7 +744,12 @@ fn the_python_package_installs_the_same_command_line() {
     );
     // Errors and exit codes are the binary's.
     let bad = run(&["sql", "--store", &s, "-c", "SELEC 1"]);
-    assert_eq!(bad.status.code(), cellshard(["sql", "--store", &s, "-c", "SELEC 1"]).status.code());
+    assert_eq!(
+        bad.status.code(),
+        cellshard(["sql", "--store", &s, "-c", "SELEC 1"])
+            .status
+            .code()
+    );
     error_line(&bad);
     let usage = run(&["run", "pipelines/tiny.toml", "--worker", "3/2"]);
     assert_eq!(usage.status.code(), Some(2));

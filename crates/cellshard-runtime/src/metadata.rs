@@ -69,11 +69,17 @@ mod tests {
     #[test]
     fn compressed_and_plain_files_give_the_same_rows() {
         let mut plain = MetadataTable::new();
-        assert_eq!(add_metadata_file(&mut plain, "m.csv", CSV.as_bytes()).unwrap(), 1);
+        assert_eq!(
+            add_metadata_file(&mut plain, "m.csv", CSV.as_bytes()).unwrap(),
+            1
+        );
         let packed = zstd::encode_all(CSV.as_bytes(), 3).unwrap();
         assert!(is_zstd(&packed));
         let mut unpacked = MetadataTable::new();
-        assert_eq!(add_metadata_file(&mut unpacked, "m.csv.zst", &packed).unwrap(), 1);
+        assert_eq!(
+            add_metadata_file(&mut unpacked, "m.csv.zst", &packed).unwrap(),
+            1
+        );
         assert_eq!(plain.len(), unpacked.len());
         assert!(unpacked.row_errors.is_empty());
     }
@@ -87,6 +93,10 @@ mod tests {
         assert_eq!(add_metadata_file(&mut t, "m.csv.zst", &packed).unwrap(), 0);
         assert_eq!(t.row_errors.len(), 1);
         assert_eq!(t.row_errors[0].at, "m.csv.zst");
-        assert!(t.row_errors[0].message.contains("zstd"), "{}", t.row_errors[0]);
+        assert!(
+            t.row_errors[0].message.contains("zstd"),
+            "{}",
+            t.row_errors[0]
+        );
     }
 }
