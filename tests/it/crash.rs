@@ -12,8 +12,8 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::s3::S3Server;
 use crate::*;
+use cellshard_tests::s3::S3Server;
 
 /// Where to kill: the pause point and its occurrence (plate order).
 const POINTS: [&str; 12] = [

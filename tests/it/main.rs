@@ -24,10 +24,7 @@ use arrow::record_batch::RecordBatch;
 use cellshard_core::{MetadataTable, Pipeline};
 use cellshard_runtime::{RunOptions, RunSummary};
 
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use cellshard_tests::repo;
 
 /// The real RxRx1 test data in the repository: 40 PNGs and the Kaggle-dialect CSVs.
 pub fn test_data() -> PathBuf {

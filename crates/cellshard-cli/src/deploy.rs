@@ -67,7 +67,7 @@ pub(crate) struct K8sArgs {
 /// Memory bound of one worker: a fixed part (runtime, allocator, Delta log), the read
 /// budget (`source.max_inflight`), per thread one raw site's decode working set, and the
 /// row groups being encoded. Measured peaks: 266 MiB at 1 thread and 586 MiB at 2 threads
-/// on full RxRx1 plates (`cellshard bench`), under this bound for those settings.
+/// on full RxRx1 plates (`cellshard-bench ingest`), under this bound for those settings.
 pub(crate) fn worker_memory_bytes(p: &Pipeline, threads: usize) -> u64 {
     const FIXED: u64 = 256 << 20;
     const PER_THREAD: u64 = 160 << 20;

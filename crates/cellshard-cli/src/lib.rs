@@ -8,7 +8,6 @@
 //! invalid pipeline; 3 the run finished but rejected more inputs than
 //! `--max-reject-fraction` allows.
 
-mod bench;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
@@ -95,8 +94,6 @@ enum Command {
     Executor(cluster::ExecutorArgs),
     /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
     Demo(DemoArgs),
-    /// Measure the decode ceiling and the full pipeline on one core and on all cores.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -237,7 +234,6 @@ where
             #[cfg(feature = "cluster")]
             Command::Executor(a) => status(cluster::executor(a).await, EXIT_FAILED),
             Command::Demo(a) => status(demo(a).await, EXIT_FAILED),
-            Command::Bench(a) => status(bench::bench(a).await, EXIT_FAILED),
         }
     });
     match result {
@@ -256,7 +252,7 @@ fn status(r: Result<()>, code: u8) -> Result<u8, (u8, anyhow::Error)> {
 
 /// The experiment design: an RxRx1 `metadata.csv` (plain or zstd-compressed) at a URL or
 /// path, or the built-in real RxRx1 design when none is given.
-async fn load_design(url: Option<&str>) -> Result<MetadataTable> {
+pub async fn load_design(url: Option<&str>) -> Result<MetadataTable> {
     let Some(url) = url else {
         return Ok(cellshard_synth::rxrx1_design()?);
     };

@@ -1660,3 +1660,22 @@ print(json.dumps({
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_shipped_command_carries_no_benchmark_lab() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        !help.lines().any(|l| l.trim_start().starts_with("bench")),
+        "{help}"
+    );
+    let bench = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .arg("bench")
+        .output()
+        .unwrap();
+    assert_eq!(bench.status.code(), Some(2));
+}

@@ -2,7 +2,7 @@
 //! `cellshard-synth` and encoded zlib-level-6-like), in bytes of the stage's input.
 //!
 //! `cargo bench -p cellshard-stages` measures; `cargo test --all-targets` runs each
-//! benchmark once as a smoke test. The end-to-end figures come from `cellshard bench`.
+//! benchmark once as a smoke test. The end-to-end figures come from `cellshard-bench ingest`.
 #![allow(missing_docs, clippy::unwrap_used)] // A bench harness; panics are failures.
 
 use cellshard_core::{NormalizeMethod, OutputDtype};

@@ -335,42 +335,4 @@ mod tests {
             "experiment HUVEC-99 is not in the design (it has HUVEC-01, RPE-09)"
         );
     }
-
-    /// Time one 2048 x 2048 16-bit site, six channels, render + encode, single-threaded.
-    /// Run with `cargo test -p cellshard-synth --release -- --ignored --nocapture timing`.
-    #[test]
-    #[ignore]
-    fn timing_full_size_site() {
-        let cfg = SynthConfig::default();
-        let s = site("HUVEC-01", 1, "B03");
-        let t0 = Instant::now();
-        let scene = scene::Scene::new(cfg.size, cfg.bit_depth, cfg.seed, &s);
-        let _ = scene.owner();
-        let t_owner = t0.elapsed();
-        let mut total_png = 0;
-        for ch in 1..=6 {
-            let t = Instant::now();
-            let img = scene.render(ch);
-            let t_render = t.elapsed();
-            let png = encode_png(&cfg, &img).unwrap();
-            println!(
-                "channel {ch}: render {t_render:?}, encode {:?}, {} bytes",
-                t.elapsed() - t_render,
-                png.len()
-            );
-            total_png += png.len();
-        }
-        println!(
-            "scene + owner {t_owner:?}; site total {:?} ({} cells, {total_png} bytes)",
-            t0.elapsed(),
-            scene.cells.len()
-        );
-        let t = Instant::now();
-        let pngs = site_pngs(&cfg, &s).unwrap();
-        println!(
-            "site_pngs (rayon over channels): {:?}, {} objects",
-            t.elapsed(),
-            pngs.len()
-        );
-    }
 }

@@ -1,8 +1,6 @@
 """The ``cellshard`` console command: the same command line as the Rust binary, run inside
 the package's extension module."""
 
-import os
-import shutil
 import signal
 import sys
 
@@ -13,10 +11,6 @@ def main():
     # Ctrl-C stops the command at once, as it stops the binary; Python's handler would only
     # run after the Rust call returns.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    # A command that starts `cellshard` again (bench) starts this script, not the interpreter.
-    script = shutil.which(sys.argv[0]) or os.path.abspath(sys.argv[0])
-    if not script.endswith(".py") and os.access(script, os.X_OK):
-        os.environ.setdefault("CELLSHARD_EXE", script)
     sys.exit(_main(["cellshard", *sys.argv[1:]]))
 
 

@@ -1,11 +1,13 @@
 //! Test fixtures: PNG files written with the `png` crate's encoder, or by hand with a
 //! chosen filter per row and the zlib stream split into IDAT chunks of a chosen size.
+//! Built for this crate's tests and, with the `fixtures` feature, for other crates' tests.
+#![allow(clippy::unwrap_used)] // Fixtures fail loudly on purpose.
 
 use super::chunks::DecodeSpec;
 use super::chunks::SIGNATURE;
 
 /// Encode a grayscale PNG; `filter` varies per image so every unfilter path is exercised.
-pub(crate) fn encode(w: u32, h: u32, depth: u8, px: &[u16], filter: ::png::Filter) -> Vec<u8> {
+pub fn encode(w: u32, h: u32, depth: u8, px: &[u16], filter: ::png::Filter) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut e = ::png::Encoder::new(&mut out, w, h);
@@ -27,7 +29,8 @@ pub(crate) fn encode(w: u32, h: u32, depth: u8, px: &[u16], filter: ::png::Filte
     out
 }
 
-pub(crate) fn pixels(w: u32, h: u32, seed: u32, max: u16) -> Vec<u16> {
+/// `w` x `h` deterministic pseudo-random samples below `max`, with a gradient.
+pub fn pixels(w: u32, h: u32, seed: u32, max: u16) -> Vec<u16> {
     let mut s = seed.wrapping_mul(2654435761).max(1);
     (0..w * h)
         .map(|i| {
@@ -39,7 +42,8 @@ pub(crate) fn pixels(w: u32, h: u32, seed: u32, max: u16) -> Vec<u16> {
         .collect()
 }
 
-pub(crate) fn spec(depth: u8) -> DecodeSpec {
+/// A decode spec for `depth`-bit images of any size.
+pub fn spec(depth: u8) -> DecodeSpec {
     DecodeSpec {
         bit_depth: depth,
         width: None,
@@ -49,7 +53,7 @@ pub(crate) fn spec(depth: u8) -> DecodeSpec {
 }
 
 /// Apply PNG filter `f` to `row` given the previous (unfiltered) row.
-pub(crate) fn filter_row(f: u8, bpp: usize, row: &[u8], prev: &[u8]) -> Vec<u8> {
+pub fn filter_row(f: u8, bpp: usize, row: &[u8], prev: &[u8]) -> Vec<u8> {
     (0..row.len())
         .map(|i| {
             let a = if i >= bpp { row[i - bpp] } else { 0 };
@@ -79,7 +83,8 @@ pub(crate) fn filter_row(f: u8, bpp: usize, row: &[u8], prev: &[u8]) -> Vec<u8> 
         .collect()
 }
 
-pub(crate) fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]) {
+/// Append the PNG chunk `kind` with `body` and its CRC to `out`.
+pub fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]) {
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     let mut crc = kind.to_vec();
     crc.extend_from_slice(body);
@@ -89,7 +94,7 @@ pub(crate) fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]) {
 
 /// A PNG written by hand: the filter of row `y` is `filters[y % len]`, and the zlib
 /// stream is split into IDAT chunks of `idat_len` bytes.
-pub(crate) fn encode_rows(
+pub fn encode_rows(
     w: u32,
     h: u32,
     depth: u8,
@@ -109,10 +114,10 @@ pub(crate) fn encode_rows(
 }
 
 /// A zlib compressor.
-pub(crate) type Zlib = fn(&[u8]) -> Vec<u8>;
+pub type Zlib = fn(&[u8]) -> Vec<u8>;
 
 /// [`encode_rows`] with the zlib stream made by `zlib`.
-pub(crate) fn encode_rows_with(
+pub fn encode_rows_with(
     w: u32,
     h: u32,
     depth: u8,

@@ -18,8 +18,8 @@ mod full;
 mod inflate;
 mod unfilter;
 
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod tests;
 

@@ -27,7 +27,7 @@ pub(super) fn bench_pipeline(a: &BenchArgs, layout: &Path, store: &Path) -> Resu
     let src = layout.display().to_string();
     p.name = "bench".into();
     p.description = format!(
-        "cellshard bench: pipelines/rxrx1.toml on raw {size}x{size} 16-bit synthetic plates",
+        "cellshard-bench ingest: pipelines/rxrx1.toml on raw {size}x{size} 16-bit synthetic plates",
         size = a.size
     );
     p.metadata.urls = vec![format!("{src}/metadata.csv")];
@@ -86,10 +86,14 @@ pub(super) fn run_pipeline(
     let pipeline = cache.join("bench.toml");
     write_pipeline(&bench_pipeline(a, layout, &store)?, &pipeline)?;
     let summary_path = cache.join("summary.json");
-    // The Python console command runs inside the interpreter, so it names its own script.
-    let exe = match std::env::var_os("CELLSHARD_EXE") {
-        Some(exe) => std::path::PathBuf::from(exe),
-        None => std::env::current_exe().context("cannot find the cellshard executable")?,
+    // `CELLSHARD_EXE` measures another build of the command (an installed one); by default
+    // this binary runs as `cellshard`.
+    let (exe, prefix) = match std::env::var_os("CELLSHARD_EXE") {
+        Some(exe) => (std::path::PathBuf::from(exe), None),
+        None => (
+            std::env::current_exe().context("cannot find the bench executable")?,
+            Some(crate::AS_CELLSHARD),
+        ),
     };
     let pinned = pin && which_taskset();
     let mut cmd = if pinned {
@@ -99,7 +103,8 @@ pub(super) fn run_pipeline(
     } else {
         Command::new(&exe)
     };
-    cmd.arg("run")
+    cmd.args(prefix)
+        .arg("run")
         .arg(&pipeline)
         .arg("--threads")
         .arg(threads.to_string())

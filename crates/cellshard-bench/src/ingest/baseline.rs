@@ -116,49 +116,7 @@ pub fn inflate_only(
 mod tests {
     use super::*;
     use cellshard_stages::png::decode_transformed;
-
-    fn encode(w: u32, h: u32, depth: u8, px: &[u16], filter: png::Filter) -> Vec<u8> {
-        let mut out = Vec::new();
-        {
-            let mut e = png::Encoder::new(&mut out, w, h);
-            e.set_color(png::ColorType::Grayscale);
-            e.set_depth(if depth == 16 {
-                png::BitDepth::Sixteen
-            } else {
-                png::BitDepth::Eight
-            });
-            e.set_filter(filter);
-            let mut wr = e.write_header().unwrap();
-            let bytes: Vec<u8> = if depth == 16 {
-                px.iter().flat_map(|v| v.to_be_bytes()).collect()
-            } else {
-                px.iter().map(|&v| v as u8).collect()
-            };
-            wr.write_image_data(&bytes).unwrap();
-        }
-        out
-    }
-
-    fn pixels(w: u32, h: u32, seed: u32, max: u16) -> Vec<u16> {
-        let mut s = seed.wrapping_mul(2654435761).max(1);
-        (0..w * h)
-            .map(|i| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                ((s % 97) as u16).wrapping_add(((i % w) * 7 + (i / w) * 3) as u16) % max
-            })
-            .collect()
-    }
-
-    fn spec(depth: u8) -> DecodeSpec {
-        DecodeSpec {
-            bit_depth: depth,
-            width: None,
-            height: None,
-            max_pixels: 1 << 30,
-        }
-    }
+    use cellshard_stages::png::fixtures::{encode, pixels, spec};
 
     #[test]
     fn rows_baseline_equals_straightforward() {

@@ -1,4 +1,4 @@
-//! `cellshard bench`: the end-to-end ingest benchmark.
+//! `cellshard-bench ingest`: the end-to-end ingest benchmark.
 //!
 //! In one run, on the same synthetic raw PNGs, it measures
 //! 1. the decode ceiling ([`ceiling`]): the crop-aware decoder alone (every channel of a
@@ -38,7 +38,7 @@ use cellshard_synth::{SynthCompression, SynthConfig};
 use ceiling::Ceiling;
 use report::{AFTER, BenchReport, INFLATE};
 
-/// Options of `cellshard bench`.
+/// Options of `cellshard-bench ingest`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Cache directory for the synthetic pool, the plate layouts, scratch and stores
@@ -87,7 +87,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
     if a.pool == 0 || a.plates == 0 {
         bail!("--pool and --plates must be at least 1");
     }
-    let design = crate::load_design(a.design.as_deref()).await?;
+    let design = cellshard_cli::load_design(a.design.as_deref()).await?;
     tokio::task::spawn_blocking(move || run_bench(&a, &design))
         .await
         .context("the bench task failed")?

@@ -1,4 +1,4 @@
-//! `cellshard bench` end to end at a tiny size: pool, hard-linked plate layout, decode
+//! `cellshard-bench ingest` end to end at a tiny size: pool, hard-linked plate layout, decode
 //! ceilings, two pipeline runs in child processes, the report and its JSON.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -10,9 +10,9 @@ fn bench_measures_ceiling_and_pipeline() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+    let out = Command::new(env!("CARGO_BIN_EXE_cellshard-bench"))
         .args([
-            "bench", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3",
+            "ingest", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3",
         ])
         .args(["--ceiling-sites", "2", "--cache"])
         .arg(dir.path().join("cache"))
@@ -65,9 +65,9 @@ fn bench_measures_ceiling_and_pipeline() {
     assert!(stdout.contains("libdeflate alone"), "{stdout}");
     assert!(stdout.contains("again after the pipeline runs"), "{stdout}");
     // A second run reuses the cached pool and layout.
-    let again = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+    let again = Command::new(env!("CARGO_BIN_EXE_cellshard-bench"))
         .args([
-            "bench", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3",
+            "ingest", "--size", "64", "--pool", "2", "--plates", "1", "--wells", "3",
         ])
         .args(["--ceiling-sites", "2", "--one-core-plates", "0", "--cache"])
         .arg(dir.path().join("cache"))

@@ -1,4 +1,4 @@
-//! What `cellshard bench` measured: the decode ceilings, the pipeline runs, and the text
+//! What `cellshard-bench ingest` measured: the decode ceilings, the pipeline runs, and the text
 //! it prints from them.
 
 /// The decoder name of the ceiling measured again after the pipeline runs.
@@ -70,7 +70,7 @@ pub struct BenchReport {
     pub pipeline: Vec<PipelineRun>,
 }
 
-/// The report as the text `cellshard bench` prints.
+/// The report as the text `cellshard-bench ingest` prints.
 pub fn render(r: &BenchReport) -> String {
     let mut out = String::new();
     let measured = |decoder: &str, threads: usize| {
@@ -87,7 +87,7 @@ pub fn render(r: &BenchReport) -> String {
         };
     let one = measured("crop-aware", 1).unwrap_or(0.0);
     out.push_str(&format!(
-        "cellshard bench: {}x{} 16-bit PNG sites ({:.1} MB per 6-channel site, {:.2}x compressed), {} core(s)\n",
+        "cellshard-bench ingest: {}x{} 16-bit PNG sites ({:.1} MB per 6-channel site, {:.2}x compressed), {} core(s)\n",
         r.size,
         r.size,
         r.png_bytes_per_site as f64 / 1e6,
