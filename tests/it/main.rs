@@ -9,6 +9,7 @@ mod e2e;
 mod export;
 mod feed;
 mod interop;
+mod layout;
 mod pushdown;
 mod real_data;
 mod rebuild;

@@ -174,26 +174,54 @@ def test_sql_returns_arrow_from_the_same_session_as_the_cli():
     assert qc.num_rows == 4
     empty = pa.table(cellshard.sql(STORE, "SELECT site_id FROM sites WHERE false"))
     assert empty.num_rows == 0 and empty.column_names == ["site_id"]
-    with pytest.raises(ValueError, match="no_such_table"):
+    with pytest.raises(cellshard.InvalidInput, match="no_such_table"):
         cellshard.sql(STORE, "SELECT * FROM no_such_table")
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(where="no_such_column = 1"), "no_such_column"),
     (dict(where="well = "), "predicate"),
-    (dict(version=999), "999"),
     (dict(tail="sometimes"), "tail"),
     (dict(batch_size=0), "batch size"),
     (dict(rank=2, world_size=2), "rank"),
 ])
 def test_bad_input_is_a_clear_error_at_construction(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(cellshard.InvalidInput, match=message) as e:
         cellshard.Dataset(STORE, **kwargs)
+    assert isinstance(e.value, ValueError) and isinstance(e.value, cellshard.Error)
 
 
-def test_a_store_that_does_not_exist_is_named(tmp_path):
+def test_a_store_or_version_that_does_not_exist_is_not_found(tmp_path):
     missing = str(tmp_path / "no-store")
-    with pytest.raises(ValueError, match="no-store"):
+    with pytest.raises(cellshard.NotFound, match="no-store") as e:
         cellshard.Dataset(missing)
-    with pytest.raises(ValueError):
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, cellshard.Error)
+    with pytest.raises(cellshard.NotFound, match="999"):
+        cellshard.Dataset(STORE, version=999)
+    with pytest.raises(cellshard.NotFound, match="no-store"):
+        cellshard.sql(missing, "SELECT 1")
+    with pytest.raises(cellshard.InvalidInput):
         cellshard.Dataset.from_state(b"not a cursor", STORE)
+
+
+def test_an_unreachable_store_is_a_store_error():
+    # Nothing listens on port 9 (discard) of loopback: the connection is refused at once,
+    # and no retries are allowed, so the outage is final.
+    opts = {"endpoint": "http://127.0.0.1:9", "allow_http": "true", "region": "us-east-1",
+            "access_key_id": "k", "secret_access_key": "s", "max_retries": "0",
+            "retry_timeout": "1"}
+    with pytest.raises(cellshard.StoreError) as e:
+        cellshard.Dataset("s3://bucket/store", store_options=opts)
+    assert isinstance(e.value, OSError) and isinstance(e.value, cellshard.Error)
+    assert "\n" not in str(e.value)
+    with pytest.raises(cellshard.StoreError):
+        cellshard.sql("s3://bucket/store", "SELECT 1", store_options=opts)
+
+
+def test_every_error_class_is_a_cellshard_error_and_its_builtin():
+    for cls, builtin in [(cellshard.InvalidInput, ValueError),
+                         (cellshard.NotFound, FileNotFoundError),
+                         (cellshard.StoreError, OSError),
+                         (cellshard.InternalError, RuntimeError)]:
+        assert issubclass(cls, cellshard.Error) and issubclass(cls, builtin)
+        assert cls.__module__ == "cellshard.errors"

@@ -6,14 +6,14 @@
 //! failed plate alone; the pod failure policy fails the whole Job at once on exit 2 (a bad
 //! pipeline fails every plate alike) and fails only the index on exit 3 (too many rejects
 //! in that plate). The pipeline comes from a ConfigMap, credentials from a Secret, and the
-//! memory limit and scratch size from [`worker_memory_bytes`] and [`scratch_bytes`].
+//! memory limit and scratch size from `cellshard_runtime::resources`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cellshard_core::Pipeline;
 use cellshard_runtime::RunOptions;
 use cellshard_runtime::discover::PlateSelection;
+use cellshard_runtime::resources::{scratch_bytes, worker_memory_bytes};
 
 use crate::load_pipeline;
 
@@ -64,28 +64,6 @@ pub(crate) struct K8sArgs {
     out: PathBuf,
 }
 
-/// Memory bound of one worker: a fixed part (runtime, allocator, Delta log), the read
-/// budget (`source.max_inflight`), per thread one raw site's decode working set, and the
-/// row groups being encoded. Measured peaks: 266 MiB at 1 thread and 586 MiB at 2 threads
-/// on full RxRx1 plates (`cellshard-bench ingest`), under this bound for those settings.
-pub(crate) fn worker_memory_bytes(p: &Pipeline, threads: usize) -> u64 {
-    const FIXED: u64 = 256 << 20;
-    const PER_THREAD: u64 = 160 << 20;
-    let writers = threads.min(cellshard_runtime::plate::MAX_FILE_WRITERS) as u64;
-    FIXED
-        + p.source.max_inflight.bytes()
-        + threads as u64 * PER_THREAD
-        + writers * 2 * p.sink.row_group_size.bytes()
-}
-
-/// Scratch bound of one worker: two plates' spills (one decoded, one being written), each
-/// site's cropped planes as u16.
-pub(crate) fn scratch_bytes(p: &Pipeline, max_sites: u64) -> Result<u64> {
-    let t = p.transform().map_err(anyhow::Error::msg)?;
-    let (h, w) = t.output_shape();
-    Ok(2 * max_sites * u64::from(p.source.channels) * u64::from(h) * u64::from(w) * 2)
-}
-
 /// The location and selection flags, as more container args.
 fn extra_args(a: &K8sArgs) -> String {
     let mut out = String::new();
@@ -117,7 +95,8 @@ pub(crate) async fn k8s(a: K8sArgs) -> Result<()> {
     let pipeline = load_pipeline(&a.pipeline)?;
     let text = std::fs::read_to_string(&a.pipeline)
         .with_context(|| format!("cannot read {}", a.pipeline.display()))?;
-    let selection = PlateSelection::parse(&a.plates, &a.experiments).map_err(anyhow::Error::msg)?;
+    let selection =
+        PlateSelection::parse(&a.plates, &a.experiments).map_err(crate::exit::invalid)?;
     let (plates, listed_sites) = match a.plate_count {
         Some(n) => (n, None),
         None => {
@@ -132,10 +111,14 @@ pub(crate) async fn k8s(a: K8sArgs) -> Result<()> {
             (plan.plates.len(), most)
         }
     };
-    anyhow::ensure!(plates > 0, "no plates to build: nothing to deploy");
+    if plates == 0 {
+        return Err(crate::exit::invalid(
+            "no plates to build: nothing to deploy",
+        ));
+    }
     let max_sites = a.max_sites.or(listed_sites).unwrap_or(616);
     let memory = mib(worker_memory_bytes(&pipeline, a.threads));
-    let scratch = mib(scratch_bytes(&pipeline, max_sites)?);
+    let scratch = mib(scratch_bytes(&pipeline, max_sites));
     let file = a
         .pipeline
         .file_name()

@@ -7,7 +7,8 @@ use anyhow::Context;
 use cellshard_runtime::discover::{PlateSelection, WorkerShare};
 use cellshard_runtime::{PlanAction, RunOptions, RunSummary};
 
-use crate::{EXIT_FAILED, EXIT_USAGE, load_pipeline};
+use crate::exit::{self, with_code};
+use crate::load_pipeline;
 
 /// Which plates a run or plan takes.
 #[derive(clap::Args)]
@@ -34,7 +35,7 @@ pub(crate) struct PlateArgs {
 impl PlateArgs {
     fn selection(&self) -> anyhow::Result<PlateSelection> {
         let mut s =
-            PlateSelection::parse(&self.plates, &self.experiments).map_err(anyhow::Error::msg)?;
+            PlateSelection::parse(&self.plates, &self.experiments).map_err(exit::invalid)?;
         s.index = self.plate_index;
         Ok(s)
     }
@@ -59,8 +60,8 @@ pub(crate) struct PipelineArgs {
 impl PipelineArgs {
     /// Run options for this pipeline and these plates (usage errors exit 2).
     fn options(self, plates: &PlateArgs) -> Result<RunOptions, (u8, anyhow::Error)> {
-        let pipeline = load_pipeline(&self.pipeline).map_err(|e| (EXIT_USAGE, e))?;
-        let selection = plates.selection().map_err(|e| (EXIT_USAGE, e))?;
+        let pipeline = load_pipeline(&self.pipeline).map_err(with_code)?;
+        let selection = plates.selection().map_err(with_code)?;
         Ok(RunOptions {
             source: self.source,
             metadata: self.metadata,
@@ -136,10 +137,9 @@ pub(crate) fn parse_worker(s: &str) -> Result<WorkerShare, String> {
 
 pub(crate) async fn run(a: RunArgs) -> Result<u8, (u8, anyhow::Error)> {
     if !(0.0..=1.0).contains(&a.max_reject_fraction) {
-        return Err((
-            EXIT_USAGE,
-            anyhow::anyhow!("--max-reject-fraction must be within 0..=1"),
-        ));
+        return Err(with_code(exit::invalid(
+            "--max-reject-fraction must be within 0..=1",
+        )));
     }
     let base = a.input.options(&a.plates)?;
     let opts = RunOptions {
@@ -151,19 +151,13 @@ pub(crate) async fn run(a: RunArgs) -> Result<u8, (u8, anyhow::Error)> {
         progress: !a.no_progress && std::io::stderr().is_terminal(),
         ..base
     };
-    let summary: RunSummary = match cellshard_runtime::run(opts).await {
-        Ok(s) => s,
-        Err(e @ (cellshard_runtime::Error::Config(_) | cellshard_runtime::Error::Selection(_))) => {
-            return Err((EXIT_USAGE, e.into()));
-        }
-        Err(e) => return Err((EXIT_FAILED, e.into())),
-    };
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| (EXIT_FAILED, e.into()))?;
+    let summary: RunSummary = cellshard_runtime::run(opts).await.map_err(with_code)?;
+    let json = serde_json::to_string_pretty(&summary).map_err(with_code)?;
     println!("{json}");
     if let Some(path) = &a.summary {
         std::fs::write(path, &json)
             .with_context(|| format!("cannot write the summary to {}", path.display()))
-            .map_err(|e| (EXIT_FAILED, e))?;
+            .map_err(with_code)?;
     }
     let code = summary.exit_code(a.max_reject_fraction);
     if code != 0 {
@@ -182,15 +176,9 @@ pub(crate) async fn run(a: RunArgs) -> Result<u8, (u8, anyhow::Error)> {
 /// Print what a run with the same arguments would build, and why.
 pub(crate) async fn plan(a: PlanArgs) -> Result<u8, (u8, anyhow::Error)> {
     let opts = a.input.options(&a.plates)?;
-    let plan = match cellshard_runtime::plan(&opts).await {
-        Ok(p) => p,
-        Err(e @ (cellshard_runtime::Error::Config(_) | cellshard_runtime::Error::Selection(_))) => {
-            return Err((EXIT_USAGE, e.into()));
-        }
-        Err(e) => return Err((EXIT_FAILED, e.into())),
-    };
+    let plan = cellshard_runtime::plan(&opts).await.map_err(with_code)?;
     if a.json {
-        let json = serde_json::to_string_pretty(&plan).map_err(|e| (EXIT_FAILED, e.into()))?;
+        let json = serde_json::to_string_pretty(&plan).map_err(with_code)?;
         println!("{json}");
         return Ok(0);
     }

@@ -11,6 +11,7 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
+mod exit;
 mod feed;
 mod ingest;
 mod maintain;
@@ -28,16 +29,10 @@ use cellshard_runtime::RunOptions;
 use cellshard_sql::OutputFormat;
 use cellshard_store::Location;
 use clap::{Parser, Subcommand, ValueEnum};
+use exit::status;
 
 /// The pipeline `demo` runs when `--pipeline` is not given (`pipelines/rxrx1.toml`).
 const DEMO_PIPELINE: &str = include_str!("../../../pipelines/rxrx1.toml");
-
-/// Exit status for invalid pipelines and usage errors.
-pub(crate) const EXIT_USAGE: u8 = 2;
-/// Exit status when the run itself fails.
-pub(crate) const EXIT_FAILED: u8 = 1;
-/// Exit status for success.
-const EXIT_OK: u8 = 0;
 
 #[derive(Parser)]
 #[command(
@@ -190,7 +185,11 @@ where
         Err(e) => {
             // --help and --version print to stdout and exit 0; usage errors exit 2.
             let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            return if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
         }
     };
     // A second call in one process (the Python console command) keeps the first subscriber.
@@ -211,29 +210,29 @@ where
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
+            return exit::FAILED;
         }
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Synth(a) => status(synth(a).await, EXIT_FAILED),
+            Command::Synth(a) => status(synth(a).await),
             Command::Run(a) => ingest::run(a).await,
             Command::Plan(a) => ingest::plan(a).await,
-            Command::Deploy(DeployTarget::K8s(a)) => status(deploy::k8s(a).await, EXIT_USAGE),
-            Command::Feed(c) => status(feed::feed(c).await, EXIT_FAILED),
-            Command::Vacuum(a) => status(maintain::vacuum(a).await, EXIT_FAILED),
-            Command::History(a) => status(maintain::history(a).await, EXIT_FAILED),
-            Command::Restore(a) => status(maintain::restore(a).await, EXIT_FAILED),
-            Command::Validate { pipeline } => status(validate(&pipeline), EXIT_USAGE),
-            Command::Sql(a) => status(sql::sql(a).await, EXIT_FAILED),
-            Command::Export(a) => status(sql::export(a).await, EXIT_FAILED),
-            Command::Render(a) => status(view::render_cmd(a).await, EXIT_FAILED),
-            Command::Serve(a) => status(view::serve_cmd(a).await, EXIT_FAILED),
+            Command::Deploy(DeployTarget::K8s(a)) => status(deploy::k8s(a).await),
+            Command::Feed(c) => status(feed::feed(c).await),
+            Command::Vacuum(a) => status(maintain::vacuum(a).await),
+            Command::History(a) => status(maintain::history(a).await),
+            Command::Restore(a) => status(maintain::restore(a).await),
+            Command::Validate { pipeline } => status(validate(&pipeline)),
+            Command::Sql(a) => status(sql::sql(a).await),
+            Command::Export(a) => status(sql::export(a).await),
+            Command::Render(a) => status(view::render_cmd(a).await),
+            Command::Serve(a) => status(view::serve_cmd(a).await),
             #[cfg(feature = "cluster")]
-            Command::Scheduler(a) => status(cluster::scheduler(a).await, EXIT_FAILED),
+            Command::Scheduler(a) => status(cluster::scheduler(a).await),
             #[cfg(feature = "cluster")]
-            Command::Executor(a) => status(cluster::executor(a).await, EXIT_FAILED),
-            Command::Demo(a) => status(demo(a).await, EXIT_FAILED),
+            Command::Executor(a) => status(cluster::executor(a).await),
+            Command::Demo(a) => status(demo(a).await),
         }
     });
     match result {
@@ -243,11 +242,6 @@ where
             code
         }
     }
-}
-
-/// A command's result as an exit status: 0, or `code` with the error.
-fn status(r: Result<()>, code: u8) -> Result<u8, (u8, anyhow::Error)> {
-    r.map(|()| EXIT_OK).map_err(|e| (code, e))
 }
 
 /// The experiment design: an RxRx1 `metadata.csv` (plain or zstd-compressed) at a URL or
@@ -326,7 +320,7 @@ async fn synth(a: SynthArgs) -> Result<()> {
 
 fn validate(path: &PathBuf) -> Result<()> {
     let p = load_pipeline(path)?;
-    let t = p.transform().map_err(anyhow::Error::msg)?;
+    let t = p.transform();
     let (h, w) = t.output_shape();
     let mut steps = vec![format!(
         "decode {}-bit{}",
@@ -376,7 +370,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
             "pipelines/rxrx1.toml".to_string(),
         ),
     };
-    let t = pipeline.transform().map_err(anyhow::Error::msg)?;
+    let t = pipeline.transform();
     eprintln!(
         "demo: 1/3 synthesizing {} plate(s) x {} wells x 2 sites of raw {}x{} {}-bit PNGs into {raw}",
         a.plates,

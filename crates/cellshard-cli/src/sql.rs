@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cellshard_sql::export::{ExportFormat, ExportOptions};
 use cellshard_sql::{AsOf, OutputFormat, Session};
 use clap::ValueEnum;
@@ -165,7 +165,7 @@ async fn open_sql(a: &SqlArgs) -> Result<Session> {
 pub async fn sql(a: SqlArgs) -> Result<()> {
     let fmt = a.format.output();
     if fmt == OutputFormat::Parquet && a.output.is_none() {
-        bail!("--format parquet needs --output FILE");
+        return Err(crate::exit::invalid("--format parquet needs --output FILE"));
     }
     let text = match (&a.command, &a.query, &a.file) {
         (Some(q), _, _) | (None, Some(q), _) => Some(q.clone()),
@@ -188,16 +188,22 @@ pub async fn sql(a: SqlArgs) -> Result<()> {
     };
     let Some(text) = text else {
         if fmt == OutputFormat::Parquet {
-            bail!("--format parquet writes one result: pass the query with -c or -f");
+            return Err(crate::exit::invalid(
+                "--format parquet writes one result: pass the query with -c or -f",
+            ));
         }
         return repl(&mut session, fmt, &mut out).await;
     };
     let statements = cellshard_sql::split_statements(&text);
     if statements.is_empty() {
-        bail!("no SQL given: pass a query, -c SQL, -f FILE, or pipe statements on standard input");
+        return Err(crate::exit::invalid(
+            "no SQL given: pass a query, -c SQL, -f FILE, or pipe statements on standard input",
+        ));
     }
     if fmt == OutputFormat::Parquet && statements.len() > 1 {
-        bail!("--format parquet writes one result: give one statement");
+        return Err(crate::exit::invalid(
+            "--format parquet writes one result: give one statement",
+        ));
     }
     for q in statements {
         let batches = session

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cellshard_view::data::{self, Stat};
 use cellshard_view::render;
 use cellshard_view::serve::{ServeOptions, serve};
@@ -42,7 +42,7 @@ pub struct RenderArgs {
     #[arg(long, default_value = "rxrx1")]
     contrast: String,
     /// Most sites in a contact sheet (a query returning more is refused).
-    #[arg(long, default_value_t = render::DEFAULT_MAX_SITES)]
+    #[arg(long, default_value_t = data::DEFAULT_MAX_SITES)]
     max_sites: usize,
     /// Heatmap statistic per well: mean, std, z_mean (site_qc), blank, low_contrast,
     /// outlier, saturated (fraction of sites flagged), raw_mean (before normalization),
@@ -107,26 +107,35 @@ pub async fn render_cmd(a: RenderArgs) -> Result<()> {
             render::composite(&site, &channels, a.size.unwrap_or(side), contrast)?
         }
     } else if let Some(q) = &a.query {
-        if a.max_sites > render::MAX_SITES {
-            bail!("--max-sites {} is above {}", a.max_sites, render::MAX_SITES);
+        if a.max_sites > data::MAX_SITES {
+            return Err(crate::exit::invalid(format!(
+                "--max-sites {} is above {}",
+                a.max_sites,
+                data::MAX_SITES
+            )));
         }
         let sites = data::sites_from_query(&session, q, a.max_sites).await?;
         let Some(first) = sites.first() else {
-            bail!("the query returned no sites");
+            return Err(crate::exit::invalid("the query returned no sites"));
         };
         let channels = channels.unwrap_or_else(|| render::all_channels(first));
         let side = first.spec.height.min(first.spec.width);
         render::contact_sheet(&sites, &channels, a.size.unwrap_or(side.min(128)), contrast)?
     } else if let Some(p) = &a.plate {
         let (experiment, plate) = data::parse_plate(p)?;
+        data::check_channel(a.channel, session.tensor.map_or(6, |t| t.channels))?;
         if a.before_after {
-            render::before_after(&session.ctx, &experiment, plate, a.channel).await?
+            let d = data::before_after(&session.ctx, &experiment, plate, a.channel).await?;
+            render::before_after(&experiment, plate, a.channel, &d)
         } else {
             let stat = Stat::parse(&a.stat)?;
-            render::plate(&session.ctx, &experiment, plate, stat, a.channel).await?
+            let values = data::plate_map(&session.ctx, &experiment, plate, stat, a.channel).await?;
+            render::plate(&experiment, plate, stat, a.channel, &values)
         }
     } else {
-        bail!("say what to draw: --site ID, --query SQL or --plate EXPERIMENT/PLATE");
+        return Err(crate::exit::invalid(
+            "say what to draw: --site ID, --query SQL or --plate EXPERIMENT/PLATE",
+        ));
     };
     let png = canvas.png()?;
     std::fs::write(&a.output, &png)
@@ -142,7 +151,7 @@ pub async fn render_cmd(a: RenderArgs) -> Result<()> {
 
 pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
     if !a.query_timeout.is_finite() || a.query_timeout <= 0.0 {
-        bail!("--query-timeout must be positive");
+        return Err(crate::exit::invalid("--query-timeout must be positive"));
     }
     let session = open(&a.store, &a.travel).await?;
     let mut opts = ServeOptions {

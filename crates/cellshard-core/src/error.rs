@@ -36,3 +36,10 @@ pub enum Error {
     )]
     Size(String),
 }
+
+impl Error {
+    /// Every core error is about what the user gave: a pipeline, layout, metadata or size.
+    pub fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::BadInput
+    }
+}

@@ -5,6 +5,10 @@
 //! reject rows and the run goes on, an external failure (an outage that outlasted the
 //! object store client's retries) fails the run so a rerun can succeed, and a bug fails
 //! the run loudly. Nothing downstream parses error text to find the class.
+//!
+//! Every library error also answers `class()`, and each edge maps the class in one
+//! place: the command line's exit status, the viewer's HTTP status and the Python
+//! package's exception (table in `docs/architecture.md`).
 
 use std::fmt;
 
@@ -21,22 +25,9 @@ pub enum ErrorClass {
     External,
     /// A bug in cellshard (a panicked job, a broken invariant): fail the run.
     Internal,
-}
-
-impl ErrorClass {
-    /// Whether retrying the same work later may succeed.
-    pub fn retryable(self) -> bool {
-        matches!(self, ErrorClass::External)
-    }
-
-    /// Lower-case name for messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::BadInput => "bad input",
-            ErrorClass::External => "external",
-            ErrorClass::Internal => "internal",
-        }
-    }
+    /// What the request names does not exist: a store, table, version, site or plate.
+    /// Never a site's class (a listed key that is gone is bad input); only requests get it.
+    NotFound,
 }
 
 /// A failure of one site, tied to the object that caused it.
@@ -90,10 +81,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_external_failures_are_retryable_and_messages_name_site_and_object() {
-        assert!(ErrorClass::External.retryable());
-        assert!(!ErrorClass::BadInput.retryable());
-        assert!(!ErrorClass::Internal.retryable());
+    fn messages_name_site_and_object() {
         let e = SiteError::new(
             ErrorClass::External,
             RejectReason::ReadFailed,

@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod pipeline;
 pub mod reject;
 pub mod report;
+pub mod rxrx1;
 pub mod site;
 pub mod size;
 

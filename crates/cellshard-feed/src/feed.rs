@@ -1,19 +1,19 @@
 //! A feed: a store pinned at a version, a selection, an order per epoch, and this rank's
-//! batches of decoded tensors.
+//! batches of decoded tensors; a stream reads steps ahead within the memory budget.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use cellshard_store::Location;
 use cellshard_store::table::open_table;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
 use crate::cursor::Cursor;
 use crate::index::{Selection, prune_by_partitions, select};
 use crate::order::{Batching, EpochOrder, Tail};
-use crate::page::{TensorColumn, locate, tensor_column};
-use crate::read::Reader;
+use crate::read::{Batch, Reader};
 use crate::split::SplitSpec;
 use crate::{Error, Result};
 
@@ -81,23 +81,6 @@ impl FeedOptions {
     }
 }
 
-/// One rank's batch of one step.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// `B x C x H x W` elements, little-endian; invalid slots are zeros.
-    pub tensors: Vec<u8>,
-    /// Which slots hold a sample.
-    pub valid: Vec<bool>,
-    /// Per slot: the sample's index in the selection (`site_id` order), if any.
-    pub samples: Vec<Option<u64>>,
-    /// Per slot: the site id, if any.
-    pub site_ids: Vec<Option<String>>,
-    /// Per slot: the metadata columns asked for (null rows for invalid slots).
-    pub meta: RecordBatch,
-    /// The step's first global position.
-    pub start: u64,
-}
-
 /// Shuffle-quality figures of an epoch; see [`Feed::shuffle_quality`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShuffleQuality {
@@ -110,16 +93,12 @@ pub struct ShuffleQuality {
 /// A feed over a store; see the crate docs.
 #[derive(Debug)]
 pub struct Feed {
-    pub(crate) opts: FeedOptions,
-    pub(crate) sites: Location,
+    opts: FeedOptions,
+    sites: Location,
     version: i64,
-    pub(crate) selection: Arc<Selection>,
+    selection: Arc<Selection>,
     selection_hash: u64,
-    /// Per file: its tensor column.
-    pub(crate) columns: Vec<TensorColumn>,
-    /// Per selected row: the byte range of its tensor page.
-    pub(crate) pages: Vec<std::ops::Range<u64>>,
-    pub(crate) reader: Reader,
+    reader: Reader,
 }
 
 impl Feed {
@@ -135,14 +114,21 @@ impl Feed {
         let root = Location::parse(&opts.store, &opts.options)?;
         root.require_local_dir()?;
         let sites = root.child("sites");
+        let url = || sites.url.to_string();
         let table = open_table(&sites, opts.version)
             .await
-            .map_err(|e| Error::Store {
-                url: sites.url.to_string(),
-                message: e.to_string(),
+            .map_err(|e| match e.class() {
+                cellshard_core::ErrorClass::NotFound => Error::NotFound {
+                    url: url(),
+                    message: e.to_string(),
+                },
+                _ => Error::Store {
+                    url: url(),
+                    message: e.to_string(),
+                },
             })?
-            .ok_or_else(|| Error::Store {
-                url: sites.url.to_string(),
+            .ok_or_else(|| Error::NotFound {
+                url: url(),
                 message: "no sites table here".into(),
             })?;
         let version = table.version().unwrap_or(0) as i64;
@@ -172,32 +158,13 @@ impl Feed {
             &keep,
         )
         .await?;
-        let columns = selection
-            .files
-            .iter()
-            .map(|f| {
-                tensor_column(f.meta.metadata(), cellshard_store::schema::TENSOR).map_err(|m| {
-                    Error::Read {
-                        path: sites.display(&f.path),
-                        message: m,
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let pages = selection
-            .at
-            .iter()
-            .map(|&(file, row)| {
-                let f = &selection.files[file as usize];
-                locate(f.meta.metadata(), columns[file as usize].leaf, row).map_err(|m| {
-                    Error::Read {
-                        path: sites.display(&f.path),
-                        message: m,
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let reader = Reader::new(opts.threads, opts.read_budget)?;
+        let selection = Arc::new(selection);
+        let reader = Reader::new(
+            sites.clone(),
+            selection.clone(),
+            opts.threads,
+            opts.read_budget,
+        )?;
         let mut h = Sha256::new();
         h.update(opts.predicate.as_deref().unwrap_or("").as_bytes());
         h.update([0]);
@@ -209,10 +176,8 @@ impl Feed {
             opts,
             sites,
             version,
-            selection: Arc::new(selection),
+            selection,
             selection_hash: u64::from_le_bytes(first),
-            columns,
-            pages,
             reader,
         })
     }
@@ -251,7 +216,7 @@ impl Feed {
     /// Compressed tensor bytes an epoch reads (the selected rows' pages, from the page
     /// index), over all ranks.
     pub fn bytes_to_read(&self) -> u64 {
-        self.pages.iter().map(|p| p.end - p.start).sum()
+        self.reader.bytes_to_read()
     }
 
     /// Bytes of one tensor.
@@ -368,5 +333,80 @@ impl Feed {
             clump: self.opts.clump as u32,
             tail: self.opts.tail,
         }
+    }
+
+    /// Read this rank's batch of the step at global position `start` of `epoch`: only the
+    /// pages of the rows it needs.
+    pub async fn read(&self, epoch: u64, start: u64) -> Result<Batch> {
+        self.reader.read(self.samples(epoch, start), start).await
+    }
+
+    /// Batches read ahead by one runtime task: decoded batches in flight are bounded by
+    /// the memory budget (at least one ahead).
+    fn ahead(&self) -> usize {
+        let batch = (self.tensor_bytes() as u64)
+            .saturating_mul(self.rank_batch())
+            .max(1);
+        (self.opts.memory_budget / batch).clamp(1, 64) as usize
+    }
+
+    /// This rank's batches of `epoch` at the global positions `starts`, in that order, read
+    /// ahead within the budgets by a task on the current tokio runtime. Dropping the
+    /// stream stops the reads.
+    pub fn stream(self: &Arc<Self>, epoch: u64, starts: Vec<u64>) -> BatchStream {
+        let ahead = self.ahead();
+        let (tx, rx) = mpsc::channel(1);
+        let feed = self.clone();
+        let task = tokio::spawn(async move {
+            // The channel holds one batch; the rest of `ahead` are being read.
+            let mut reads = futures::stream::iter(starts)
+                .map(|s| feed.read(epoch, s))
+                .buffered(ahead.saturating_sub(1).max(1));
+            while let Some(b) = reads.next().await {
+                let failed = b.is_err();
+                if tx.send(b).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        BatchStream { rx, task }
+    }
+
+    /// The limit of reading: tensors per second that one thread decompresses with zstd
+    /// alone from the pages of the first `rows` selected rows, already in memory, into a
+    /// reused buffer (repeated for at least `seconds`).
+    pub async fn zstd_limit(&self, rows: usize, seconds: f64) -> Result<f64> {
+        self.reader.zstd_limit(rows, seconds).await
+    }
+
+    /// Hand a batch's tensor buffer back for a later batch to reuse (optional: a batch
+    /// that is dropped frees its memory).
+    pub fn recycle(&self, tensors: Vec<u8>) {
+        self.reader.recycle(tensors);
+    }
+
+    /// Decode threads of this feed.
+    pub fn threads(&self) -> usize {
+        self.reader.threads()
+    }
+}
+
+/// A rank's batches read ahead; see [`Feed::stream`].
+#[derive(Debug)]
+pub struct BatchStream {
+    rx: mpsc::Receiver<Result<Batch>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BatchStream {
+    /// The next batch, or `None` after the last.
+    pub async fn next(&mut self) -> Option<Result<Batch>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -22,9 +22,9 @@ mod read;
 pub mod split;
 
 pub use cursor::Cursor;
-pub use feed::{Batch, Feed, FeedOptions, MEMORY_BUDGET, READ_BUDGET, ShuffleQuality};
+pub use feed::{BatchStream, Feed, FeedOptions, MEMORY_BUDGET, READ_BUDGET, ShuffleQuality};
 pub use order::Tail;
-pub use read::BatchStream;
+pub use read::Batch;
 pub use split::SplitSpec;
 
 /// Result with the feed [`Error`].
@@ -33,6 +33,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What went wrong opening or reading a feed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// There is no store, table or version there.
+    #[error("store {url}: {message}")]
+    NotFound {
+        /// Where.
+        url: String,
+        /// What is missing.
+        message: String,
+    },
     /// The store or version cannot be read.
     #[error("store {url}: {message}")]
     Store {
@@ -52,6 +60,9 @@ pub enum Error {
     /// The options are inconsistent.
     #[error("{0}")]
     Usage(String),
+    /// A bug: a decode thread died, the feed was used after it closed.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A data file could not be read.
     #[error("reading {path}: {message}")]
     Read {
@@ -81,4 +92,20 @@ pub enum Error {
     /// DataFusion failed outside the predicate.
     #[error(transparent)]
     Query(#[from] datafusion::error::DataFusionError),
+}
+
+impl Error {
+    /// Whose fault the failure is (see [`cellshard_core::ErrorClass`]): a bad predicate,
+    /// option or cursor is the caller's, a missing store or version is not found, an
+    /// unreadable store or file is external.
+    pub fn class(&self) -> cellshard_core::ErrorClass {
+        use cellshard_core::ErrorClass as C;
+        match self {
+            Error::NotFound { .. } => C::NotFound,
+            Error::Store { .. } | Error::Read { .. } | Error::Shape { .. } => C::External,
+            Error::Predicate { .. } | Error::Usage(_) => C::BadInput,
+            Error::Location(e) => e.class(),
+            Error::Internal(_) | Error::Arrow(_) | Error::Query(_) => C::Internal,
+        }
+    }
 }

@@ -1,39 +1,58 @@
 //! Reading a rank's batches: the pages of the rows a step needs are fetched by byte range
 //! (a few files at once, within the read budget), then decompressed on the feed's own
-//! threads, never on the async runtime's; a stream reads steps ahead within the memory
-//! budget.
+//! threads, never on the async runtime's.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::UInt32Array;
+use arrow::array::{RecordBatch, UInt32Array};
 use bytes::Bytes;
+use cellshard_store::Location;
+use cellshard_store::io::ByteBudget;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use rayon::prelude::*;
-use tokio::sync::{Semaphore, mpsc};
 
-use crate::feed::{Batch, Feed};
-use crate::index::take_rows;
-use crate::page::{Codec, PageError, decode, payload};
+use crate::index::{Selection, take_rows};
+use crate::page::{Codec, PageError, TensorColumn, decode, locate, payload, tensor_column};
 use crate::{Error, Result};
 
 /// Files fetched at once for one step.
 const FILES_IN_FLIGHT: usize = 8;
 
-/// The budget's unit: permits are KiB, so that budgets up to 4 TiB fit a semaphore.
-const KIB: u64 = 1024;
+/// One rank's batch of one step.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `B x C x H x W` elements, little-endian; invalid slots are zeros.
+    pub tensors: Vec<u8>,
+    /// Which slots hold a sample.
+    pub valid: Vec<bool>,
+    /// Per slot: the sample's index in the selection (`site_id` order), if any.
+    pub samples: Vec<Option<u64>>,
+    /// Per slot: the site id, if any.
+    pub site_ids: Vec<Option<String>>,
+    /// Per slot: the metadata columns asked for (null rows for invalid slots).
+    pub meta: RecordBatch,
+    /// The step's first global position.
+    pub start: u64,
+}
 
-/// The threads that decompress and the budget of compressed bytes in flight.
+/// The reads of a feed: where the selected rows' tensor pages are, the threads that
+/// decompress them and the budget of compressed bytes in flight.
 #[derive(Debug)]
 pub(crate) struct Reader {
+    sites: Location,
+    selection: Arc<Selection>,
+    /// Per file: its tensor column.
+    columns: Vec<TensorColumn>,
+    /// Per selected row: the byte range of its tensor page.
+    pages: Vec<Range<u64>>,
     pool: Arc<rayon::ThreadPool>,
-    in_flight: Arc<Semaphore>,
-    budget_kib: u32,
-    /// Batch buffers handed back with [`Feed::recycle`]: a new batch reuses one instead of
-    /// fresh memory (whose page faults cost as much as a fifth of the decoding).
+    in_flight: ByteBudget,
+    /// Batch buffers handed back with [`Reader::recycle`]: a new batch reuses one instead
+    /// of fresh memory (whose page faults cost as much as a fifth of the decoding).
     spare: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -41,17 +60,51 @@ pub(crate) struct Reader {
 const SPARE: usize = 4;
 
 impl Reader {
-    pub(crate) fn new(threads: usize, read_budget: u64) -> Result<Reader> {
+    /// The reader of `selection`'s rows in `sites`: every file's tensor column must be
+    /// readable page by page, and every row's page is located here.
+    pub(crate) fn new(
+        sites: Location,
+        selection: Arc<Selection>,
+        threads: usize,
+        read_budget: u64,
+    ) -> Result<Reader> {
+        let columns = selection
+            .files
+            .iter()
+            .map(|f| {
+                tensor_column(f.meta.metadata(), cellshard_store::schema::TENSOR).map_err(|m| {
+                    Error::Read {
+                        path: sites.display(&f.path),
+                        message: m,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pages = selection
+            .at
+            .iter()
+            .map(|&(file, row)| {
+                let f = &selection.files[file as usize];
+                locate(f.meta.metadata(), columns[file as usize].leaf, row).map_err(|m| {
+                    Error::Read {
+                        path: sites.display(&f.path),
+                        message: m,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cellshard-decode-{i}"))
             .build()
             .map_err(|e| Error::Usage(format!("cannot start the decode threads: {e}")))?;
-        let budget_kib = u32::try_from((read_budget / KIB).max(1)).unwrap_or(u32::MAX);
         Ok(Reader {
+            sites,
+            selection,
+            columns,
+            pages,
             pool: Arc::new(pool),
-            in_flight: Arc::new(Semaphore::new(budget_kib as usize)),
-            budget_kib,
+            in_flight: ByteBudget::new(read_budget),
             spare: Arc::default(),
         })
     }
@@ -59,6 +112,11 @@ impl Reader {
     /// Decode threads.
     pub(crate) fn threads(&self) -> usize {
         self.pool.current_num_threads()
+    }
+
+    /// Compressed tensor bytes of the selected rows' pages.
+    pub(crate) fn bytes_to_read(&self) -> u64 {
+        self.pages.iter().map(|p| p.end - p.start).sum()
     }
 }
 
@@ -71,11 +129,10 @@ thread_local! {
 /// One slot's page: (file, row in file, bytes).
 type Fetched = (u32, u32, Bytes);
 
-impl Feed {
-    /// Read this rank's batch of the step at global position `start` of `epoch`: only the
-    /// pages of the rows it needs.
-    pub async fn read(&self, epoch: u64, start: u64) -> Result<Batch> {
-        let samples = self.samples(epoch, start);
+impl Reader {
+    /// The batch of `samples` (indices into the selection; `None` pads a slot) of the step
+    /// at global position `start`: only the pages of the rows it needs.
+    pub(crate) async fn read(&self, samples: Vec<Option<u64>>, start: u64) -> Result<Batch> {
         let mut by_file: BTreeMap<u32, Vec<(usize, u32, Range<u64>)>> = BTreeMap::new();
         for (slot, s) in samples.iter().enumerate() {
             if let Some(s) = *s {
@@ -91,16 +148,7 @@ impl Feed {
             .flatten()
             .map(|(_, _, r)| r.end - r.start)
             .sum();
-        let kib = u32::try_from(wanted.div_ceil(KIB))
-            .unwrap_or(u32::MAX)
-            .min(self.reader.budget_kib);
-        let permit = self
-            .reader
-            .in_flight
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(|_| Error::Usage("the feed was closed".into()))?;
+        let permit = self.in_flight.acquire(wanted).await;
         let mut slots: Vec<Option<Fetched>> = vec![None; samples.len()];
         let mut fetches = futures::stream::iter(by_file)
             .map(|(file, rows)| self.fetch(file, rows))
@@ -110,14 +158,14 @@ impl Feed {
                 slots[slot] = Some(page);
             }
         }
-        let len = self.tensor_bytes();
+        let len = self.selection.shape.bytes();
         let (pool, codecs, sites, files) = (
-            self.reader.pool.clone(),
+            self.pool.clone(),
             self.columns.iter().map(|c| c.codec).collect::<Vec<_>>(),
             self.sites.clone(),
             self.selection.clone(),
         );
-        let spare = self.reader.spare.clone();
+        let spare = self.spare.clone();
         let tensors = tokio::task::spawn_blocking(move || {
             let want = slots.len() * len;
             let reused = spare.lock().ok().and_then(|mut s| {
@@ -202,41 +250,9 @@ impl Feed {
             .collect())
     }
 
-    /// Batches read ahead by one runtime task: decoded batches in flight are bounded by
-    /// the memory budget (at least one ahead).
-    fn ahead(&self) -> usize {
-        let batch = (self.tensor_bytes() as u64)
-            .saturating_mul(self.rank_batch())
-            .max(1);
-        (self.opts.memory_budget / batch).clamp(1, 64) as usize
-    }
-
-    /// This rank's batches of `epoch` at the global positions `starts`, in that order, read
-    /// ahead within the budgets by a task on the current tokio runtime. Dropping the
-    /// stream stops the reads.
-    pub fn stream(self: &Arc<Self>, epoch: u64, starts: Vec<u64>) -> BatchStream {
-        let ahead = self.ahead();
-        let (tx, rx) = mpsc::channel(1);
-        let feed = self.clone();
-        let task = tokio::spawn(async move {
-            // The channel holds one batch; the rest of `ahead` are being read.
-            let mut reads = futures::stream::iter(starts)
-                .map(|s| feed.read(epoch, s))
-                .buffered(ahead.saturating_sub(1).max(1));
-            while let Some(b) = reads.next().await {
-                let failed = b.is_err();
-                if tx.send(b).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        BatchStream { rx, task }
-    }
-
-    /// The limit of reading: tensors per second that one thread decompresses with zstd
-    /// alone from the pages of the first `rows` selected rows, already in memory, into a
-    /// reused buffer (repeated for at least `seconds`).
-    pub async fn zstd_limit(&self, rows: usize, seconds: f64) -> Result<f64> {
+    /// Tensors per second that one thread decompresses with zstd alone from the pages of
+    /// the first `rows` selected rows, already in memory (for at least `seconds`).
+    pub(crate) async fn zstd_limit(&self, rows: usize, seconds: f64) -> Result<f64> {
         let rows = rows.min(self.pages.len());
         let mut pages = Vec::with_capacity(rows);
         for s in 0..rows {
@@ -273,19 +289,13 @@ impl Feed {
         Ok(n as f64 / started.elapsed().as_secs_f64())
     }
 
-    /// Hand a batch's tensor buffer back for a later batch to reuse (optional: a batch
-    /// that is dropped frees its memory).
-    pub fn recycle(&self, tensors: Vec<u8>) {
-        if let Ok(mut spare) = self.reader.spare.lock()
+    /// Hand a batch's tensor buffer back for a later batch to reuse.
+    pub(crate) fn recycle(&self, tensors: Vec<u8>) {
+        if let Ok(mut spare) = self.spare.lock()
             && spare.len() < SPARE
         {
             spare.push(tensors);
         }
-    }
-
-    /// Decode threads of this feed.
-    pub fn threads(&self) -> usize {
-        self.reader.threads()
     }
 }
 
@@ -303,24 +313,4 @@ fn decode_one(page: &[u8], codec: Codec, out: &mut [u8]) -> Result<(), PageError
         };
         decode(page, codec, out, scratch, z)
     })
-}
-
-/// A rank's batches read ahead; see [`Feed::stream`].
-#[derive(Debug)]
-pub struct BatchStream {
-    rx: mpsc::Receiver<Result<Batch>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BatchStream {
-    /// The next batch, or `None` after the last.
-    pub async fn next(&mut self) -> Option<Result<Batch>> {
-        self.rx.recv().await
-    }
-}
-
-impl Drop for BatchStream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

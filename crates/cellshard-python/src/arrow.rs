@@ -8,7 +8,6 @@ use arrow::array::{RecordBatch, RecordBatchIterator};
 use arrow::datatypes::SchemaRef;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use cellshard_sql::AsOf;
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
@@ -101,7 +100,7 @@ pub(crate) fn sql(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| PyValueError::new_err(format!("cannot start the query threads: {e}")))?;
+        .map_err(|e| crate::internal(format!("cannot start the query threads: {e}")))?;
     let batches = py.detach(|| {
         rt.block_on(async {
             let mut session = cellshard_sql::open_session(&store, &options, as_of).await?;
@@ -118,6 +117,6 @@ pub(crate) fn sql(
         })
     });
     rt.shutdown_background();
-    let (schema, batches) = batches.map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let (schema, batches) = batches.map_err(|e| crate::raise(e.class(), e.to_string()))?;
     Ok(ArrowData::new(schema, batches))
 }

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use cellshard_core::ErrorClass;
 use cellshard_feed::{BatchStream, Cursor, Feed, FeedOptions, SplitSpec, Tail};
 use numpy::ndarray::{Array1, ArrayView4};
 use numpy::{PyArray, PyArray4};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -19,8 +19,34 @@ mod arrow;
 
 use arrow::ArrowData;
 
-fn value_error(e: impl std::fmt::Display) -> PyErr {
-    PyValueError::new_err(e.to_string())
+/// The Python exception of a failure of `class` (`cellshard.errors`), saying `message`.
+pub(crate) fn raise(class: ErrorClass, message: String) -> PyErr {
+    let name = match class {
+        ErrorClass::BadInput => "InvalidInput",
+        ErrorClass::NotFound => "NotFound",
+        ErrorClass::External => "StoreError",
+        ErrorClass::Internal => "InternalError",
+    };
+    Python::attach(|py| {
+        match py
+            .import("cellshard.errors")
+            .and_then(|m| m.getattr(name))
+            .and_then(|t| t.cast_into::<pyo3::types::PyType>().map_err(PyErr::from))
+        {
+            Ok(t) => PyErr::from_type(t, message),
+            Err(e) => e,
+        }
+    })
+}
+
+/// A feed error as its exception.
+fn feed_error(e: cellshard_feed::Error) -> PyErr {
+    raise(e.class(), e.to_string())
+}
+
+/// A bug as `cellshard.InternalError`.
+fn internal(message: impl std::fmt::Display) -> PyErr {
+    raise(ErrorClass::Internal, message.to_string())
 }
 
 /// A runtime for I/O, owned by the process that started it. A forked child has none of
@@ -37,7 +63,7 @@ impl Runtime {
             .enable_all()
             .thread_name("cellshard-io")
             .build()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the I/O thread: {e}")))?;
+            .map_err(|e| internal(format!("cannot start the I/O thread: {e}")))?;
         Ok(Runtime {
             rt: Some(rt),
             pid: std::process::id(),
@@ -47,9 +73,11 @@ impl Runtime {
     fn get(&self) -> PyResult<&tokio::runtime::Runtime> {
         match &self.rt {
             Some(rt) if self.pid == std::process::id() => Ok(rt),
-            _ => Err(PyRuntimeError::new_err(
+            _ => Err(raise(
+                ErrorClass::BadInput,
                 "this feed was opened in another process (cellshard.Dataset reopens it after a \
-                 fork or when unpickled)",
+                 fork or when unpickled)"
+                    .into(),
             )),
         }
     }
@@ -95,13 +123,14 @@ fn options(
     store_options: Option<BTreeMap<String, String>>,
 ) -> PyResult<FeedOptions> {
     let tail = Tail::parse(tail).ok_or_else(|| {
-        value_error(format!(
-            "tail {tail:?}: expected pad_masked, drop or repeat"
-        ))
+        raise(
+            ErrorClass::BadInput,
+            format!("tail {tail:?}: expected pad_masked, drop or repeat"),
+        )
     })?;
     let split = match split {
         Some(s) => {
-            Some(SplitSpec::parse(&s, take.as_deref().unwrap_or("train")).map_err(value_error)?)
+            Some(SplitSpec::parse(&s, take.as_deref().unwrap_or("train")).map_err(feed_error)?)
         }
         None => None,
     };
@@ -182,7 +211,7 @@ impl PyFeed {
         let cursor = state
             .map(Cursor::from_bytes)
             .transpose()
-            .map_err(value_error)?;
+            .map_err(feed_error)?;
         let runtime = Runtime::new()?;
         let rt = runtime.get()?;
         let feed = py
@@ -190,7 +219,7 @@ impl PyFeed {
                 Some(c) => rt.block_on(Feed::from_cursor(opts, c)),
                 None => rt.block_on(Feed::open(opts)),
             })
-            .map_err(value_error)?;
+            .map_err(feed_error)?;
         Ok(PyFeed {
             shared: Arc::new(Shared {
                 feed: Arc::new(feed),
@@ -280,7 +309,7 @@ impl Stream {
                 self.stream = None;
                 return Ok(None);
             }
-            Some(b) => b.map_err(value_error)?,
+            Some(b) => b.map_err(feed_error)?,
         };
         let [c, h, w] = self.shared.feed.tensor_dims();
         let b = batch.valid.len();
@@ -291,10 +320,10 @@ impl Stream {
                 feed: self.shared.feed.clone(),
             },
         )?;
-        let view = ArrayView4::from_shape((b, c, h, w), &owner.get().buf[..])
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let view = ArrayView4::from_shape((b, c, h, w), &owner.get().buf[..]).map_err(internal)?;
         // SAFETY: the array's base object is `owner`, which owns the buffer, never resizes
         // it, and hands it back to the feed only when it is itself dropped, after the array.
+        #[allow(unsafe_code)] // The one unsafe call of the package: a borrowed array, see above.
         let tensors = unsafe { PyArray4::<u8>::borrow_from_array(&view, owner.clone().into_any()) };
         Ok(Some(Batch {
             tensors: tensors.into_any().unbind(),
@@ -355,7 +384,7 @@ impl Batch {
 /// The fields of a cursor (bytes of `Dataset.state_dict()`), as a dict.
 #[pyfunction]
 fn read_state<'py>(py: Python<'py>, state: &[u8]) -> PyResult<Bound<'py, PyDict>> {
-    let c = Cursor::from_bytes(state).map_err(value_error)?;
+    let c = Cursor::from_bytes(state).map_err(feed_error)?;
     let d = PyDict::new(py);
     d.set_item("version", c.version)?;
     d.set_item("seed", c.seed)?;

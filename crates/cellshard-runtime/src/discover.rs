@@ -1,5 +1,6 @@
-//! Discovery: list the source prefix, match every key against the layout, group channel
-//! files into sites and sites into plates, and join the metadata.
+//! Discovery: resolve a run's locations, read its metadata, list the source prefix, match
+//! every key against the layout, group channel files into sites and sites into plates,
+//! and join the metadata.
 //!
 //! Every listed object ends in exactly one bucket: *ignored* (the key does not follow the
 //! layout; counted by reason), *rejected* (a reject row says why), or handed on as part of
@@ -7,18 +8,21 @@
 //! for the plates this worker owns; other workers' plates are only counted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use cellshard_core::layout::KeyMatch;
 use cellshard_core::{
     LayoutTemplate, MetadataTable, PlateKey, RejectReason, SiteKey, SiteMetadata,
 };
 use cellshard_store::Location;
+use cellshard_store::io::read_object;
 use cellshard_store::schema::RejectRow;
 use futures::StreamExt;
 use object_store::path::Path;
 
-pub use crate::resolve::resolve_plate;
-pub use crate::select::PlateSelection;
+use crate::options::RunOptions;
+// The selection types, at the path callers outside the crate name them by.
+pub use crate::select::{PlateSelection, WorkerShare};
 use crate::{Error, Result};
 
 /// One source object.
@@ -75,18 +79,43 @@ pub struct ResolvedSite {
     pub objects: Vec<ObjectRef>,
 }
 
-/// Which plates a worker owns: plates in sorted order, dealt round-robin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerShare {
-    /// This worker's index (0-based).
-    pub index: u32,
-    /// Number of workers.
-    pub count: u32,
+/// What discovery found: where, the metadata, and the listing of this worker's plates.
+pub(crate) struct Discovered {
+    pub(crate) source: Location,
+    pub(crate) sink: Location,
+    pub(crate) metadata: MetadataTable,
+    pub(crate) listing: Listing,
+    pub(crate) list_seconds: f64,
 }
 
-impl WorkerShare {
-    /// The single worker.
-    pub const ALL: WorkerShare = WorkerShare { index: 0, count: 1 };
+/// Resolve the run's locations, read its metadata and list its source.
+pub(crate) async fn discover(opts: &RunOptions) -> Result<Discovered> {
+    let p = &opts.pipeline;
+    let layout = p.layout()?;
+    let source_url = opts.source.clone().unwrap_or_else(|| p.source.url.clone());
+    let sink_url = opts.sink.clone().unwrap_or_else(|| p.sink.url.clone());
+    let metadata_urls = if opts.metadata.is_empty() {
+        p.metadata.urls.clone()
+    } else {
+        opts.metadata.clone()
+    };
+    let source = Location::parse(&source_url, &p.source.options)?;
+    source.require_local_dir()?;
+    let sink = Location::parse(&sink_url, &p.sink.options)?;
+    let mut metadata = MetadataTable::new();
+    for url in &metadata_urls {
+        let bytes = read_object(url, &p.source.options).await?;
+        crate::metadata::add_metadata_file(&mut metadata, url, &bytes)?;
+    }
+    let t_list = Instant::now();
+    let listing = list_source(&source, &layout, opts.worker, &opts.selection).await?;
+    Ok(Discovered {
+        source,
+        sink,
+        metadata,
+        listing,
+        list_seconds: t_list.elapsed().as_secs_f64(),
+    })
 }
 
 /// List `source` and group what matches `layout`; keep the selected plates of this
@@ -334,80 +363,4 @@ pub fn rows_without_images(
             .any(|k| k.well == well && site.is_none_or(|s| s == k.site))
     };
     rows.iter().filter(|(w, s)| !seen(w, *s)).count() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obj(name: &str) -> ObjectRef {
-        ObjectRef {
-            path: Path::from(name),
-            display: name.into(),
-            size: 1,
-            etag: None,
-        }
-    }
-
-    fn key(site: u32) -> SiteKey {
-        SiteKey {
-            experiment: "E-1".into(),
-            plate: 1,
-            well: "B02".into(),
-            site,
-        }
-    }
-
-    #[test]
-    fn resolves_and_rejects_sites() {
-        let mut md = MetadataTable::new();
-        md.add_csv("m.csv", b"experiment,plate,well,site,well_type\nE-1,1,B02,1,negative_control\nE-1,1,B02,2,negative_control\n")
-            .unwrap();
-        let mut sites = BTreeMap::new();
-        let mut complete = SiteInputs::default();
-        for c in 1..=3 {
-            complete.channels.insert(c, vec![obj(&format!("s1_w{c}"))]);
-        }
-        complete.channels.insert(7, vec![obj("s1_w7")]);
-        sites.insert(key(1), complete);
-        let mut partial = SiteInputs::default();
-        partial.channels.insert(1, vec![obj("s2_w1")]);
-        sites.insert(key(2), partial);
-        let mut dup = SiteInputs::default();
-        for c in 1..=3 {
-            dup.channels.insert(c, vec![obj(&format!("s3_w{c}"))]);
-        }
-        dup.channels.get_mut(&2).unwrap().push(obj("s3_w2.PNG"));
-        sites.insert(key(3), dup);
-        let (good, rejects) = resolve_plate(sites, &md, 3);
-        assert_eq!(good.len(), 1);
-        assert_eq!(good[0].objects.len(), 3);
-        assert_eq!(good[0].meta.well_type, "negative_control");
-        let reasons: Vec<(&str, &str)> = rejects
-            .iter()
-            .map(|r| (r.object_path.as_deref().unwrap(), r.reason.code()))
-            .collect();
-        assert!(reasons.contains(&("s1_w7", "channel_out_of_range")));
-        assert!(reasons.contains(&("s2_w1", "missing_channels")));
-        assert_eq!(
-            reasons
-                .iter()
-                .filter(|r| r.1 == "duplicate_channel")
-                .count(),
-            4
-        );
-        let missing = rejects
-            .iter()
-            .find(|r| r.reason == RejectReason::MissingChannels)
-            .unwrap();
-        assert!(
-            missing
-                .message
-                .contains("missing channels w2, w3 (found w1)"),
-            "{}",
-            missing.message
-        );
-        // site 3 has no metadata row but is rejected for its duplicate first
-        assert_eq!(rejects.len(), 1 + 1 + 4);
-    }
 }

@@ -70,3 +70,19 @@ pub enum Error {
     #[error("conservation violated: {0}")]
     Conservation(String),
 }
+
+impl Error {
+    /// Whose fault the run's failure is (see [`cellshard_core::ErrorClass`]).
+    pub fn class(&self) -> cellshard_core::ErrorClass {
+        use cellshard_core::ErrorClass as C;
+        match self {
+            Error::Config(e) => e.class(),
+            Error::Store(e) => e.class(),
+            Error::Source { source, .. } => cellshard_store::object_store_class(source),
+            Error::External(_) | Error::PlateUnreadable { .. } => C::External,
+            Error::Selection(_) => C::BadInput,
+            Error::ScratchFull { .. } | Error::Scratch { .. } => C::External,
+            Error::Internal(_) | Error::Conservation(_) => C::Internal,
+        }
+    }
+}

@@ -10,15 +10,15 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use cellshard_core::{ErrorClass, RejectReason, SiteError};
+use cellshard_store::io::BytePermit;
 use cellshard_store::read::get_pooled;
 
 use crate::discover::{ObjectRef, ResolvedSite};
 use crate::plate::{Counters, PlateJob, add_ns};
-use crate::{Error, Result};
 
 /// A reservation of the read budget; releases its share of the counters when dropped.
 pub(crate) struct Reservation<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
+    _permit: BytePermit,
     kib: u64,
     counters: &'a Counters,
 }
@@ -32,26 +32,20 @@ impl Drop for Reservation<'_> {
 }
 
 /// Reserve the budget for `site`'s objects (at most the whole budget, at least 1 KiB).
-pub(crate) async fn reserve<'a>(
-    job: &'a PlateJob<'_>,
-    site: &ResolvedSite,
-) -> Result<Reservation<'a>> {
+pub(crate) async fn reserve<'a>(job: &'a PlateJob<'_>, site: &ResolvedSite) -> Reservation<'a> {
+    // Each object counts whole KiB, the budget's unit.
     let kib: u64 = site.objects.iter().map(|o| o.size.div_ceil(1024)).sum();
-    let kib = kib.min(u64::from(job.budget_kib)).max(1);
-    let permit = job
-        .budget
-        .acquire_many(kib as u32)
-        .await
-        .map_err(|_| Error::Internal("byte budget closed".into()))?;
+    let permit = job.budget.acquire(kib.max(1).saturating_mul(1024)).await;
+    let kib = permit.bytes() / 1024;
     let now = job.counters.inflight_kib.fetch_add(kib, Ordering::Relaxed) + kib;
     job.counters
         .peak_inflight_kib
         .fetch_max(now, Ordering::Relaxed);
-    Ok(Reservation {
+    Reservation {
         _permit: permit,
         kib,
         counters: job.counters,
-    })
+    }
 }
 
 /// Fetch every channel file of `site`, in channel order.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cellshard_core::pipeline::Transform;
 use cellshard_core::{ErrorClass, NormalizeMethod, PlateKey, RejectReason, SiteError};
-use cellshard_stages::decode::{DecodeErrorKind, decode_transformed};
+use cellshard_stages::png::{DecodeErrorKind, decode_transformed};
 use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane};
 use cellshard_store::schema::{PlateStatRow, RejectRow};
 use cellshard_store::{PlateBuild, PlateScope};
@@ -67,8 +67,7 @@ pub async fn decode_plate(
             .map(|_| Histogram::new())
             .collect::<Vec<_>>(),
     ));
-    let (h, w) = t.output_shape();
-    let needed = sites.len() as u64 * u64::from(job.channels) * u64::from(h) * u64::from(w) * 2;
+    let needed = crate::resources::spill_bytes(&t, job.channels, sites.len() as u64);
     let scratch_err = |source: std::io::Error| scratch_error(job.scratch, plate, needed, source);
     let spill = Arc::new(SpillFile::create(job.scratch).map_err(scratch_err)?);
     let cell_type = sites
@@ -90,7 +89,7 @@ pub async fn decode_plate(
             let hist = hist.clone();
             let spill = spill.clone();
             async move {
-                let _reservation = reserve(job, &site).await?;
+                let _reservation = reserve(job, &site).await;
                 let files = match fetch_site(job, &site).await {
                     Ok(files) => files,
                     Err(e) => return Ok::<_, Error>((site, Decoded::Failed(e), false)),

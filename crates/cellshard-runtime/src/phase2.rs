@@ -17,14 +17,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::discover::ResolvedSite;
 use crate::phase1::DecodedPlate;
-use crate::plate::{PlateJob, PlateReport, add_ns};
+use crate::plate::{MAX_FILE_WRITERS, PlateJob, PlateReport, add_ns};
 use crate::spill::Spilled;
 use crate::{Error, Result};
-
-/// Most shard files of a plate written at once. One writer encodes about 100 raw sites/s
-/// per core at ZSTD level 1, so four keep up with dozens of decoding cores while holding
-/// four row groups in memory.
-pub const MAX_FILE_WRITERS: usize = 4;
 
 /// Phase 2 of a plate; see the module docs.
 pub async fn write_plate(

@@ -1,56 +1,13 @@
-//! Discovery shared by `run` and `plan`, and `plan` itself: which plates a run would build,
-//! and why, from a listing and the store's log, without reading a pixel.
+//! The plan of a run: which plates it would build, and why, from a listing and the store's
+//! log, without reading a pixel.
 
-use std::time::Instant;
-
-use cellshard_core::MetadataTable;
-use cellshard_store::Location;
 use cellshard_store::table::open_table;
 use serde::Serialize;
 
 use crate::Result;
-use crate::discover::{Listing, list_source, object_count};
+use crate::discover::{discover, object_count};
 use crate::fingerprint::plate_fingerprint;
-use crate::run::{RunOptions, read_object};
-
-/// What discovery found: where, the metadata, and the listing of this worker's plates.
-pub(crate) struct Discovered {
-    pub(crate) source: Location,
-    pub(crate) sink: Location,
-    pub(crate) metadata: MetadataTable,
-    pub(crate) listing: Listing,
-    pub(crate) list_seconds: f64,
-}
-
-/// Resolve the run's locations, read its metadata and list its source.
-pub(crate) async fn discover(opts: &RunOptions) -> Result<Discovered> {
-    let p = &opts.pipeline;
-    let layout = p.layout()?;
-    let source_url = opts.source.clone().unwrap_or_else(|| p.source.url.clone());
-    let sink_url = opts.sink.clone().unwrap_or_else(|| p.sink.url.clone());
-    let metadata_urls = if opts.metadata.is_empty() {
-        p.metadata.urls.clone()
-    } else {
-        opts.metadata.clone()
-    };
-    let source = Location::parse(&source_url, &p.source.options)?;
-    source.require_local_dir()?;
-    let sink = Location::parse(&sink_url, &p.sink.options)?;
-    let mut metadata = MetadataTable::new();
-    for url in &metadata_urls {
-        let bytes = read_object(url, &p.source.options).await?;
-        crate::metadata::add_metadata_file(&mut metadata, url, &bytes)?;
-    }
-    let t_list = Instant::now();
-    let listing = list_source(&source, &layout, opts.worker, &opts.selection).await?;
-    Ok(Discovered {
-        source,
-        sink,
-        metadata,
-        listing,
-        list_seconds: t_list.elapsed().as_secs_f64(),
-    })
-}
+use crate::options::RunOptions;
 
 /// Why a plate is (or is not) built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

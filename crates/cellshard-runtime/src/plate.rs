@@ -8,7 +8,7 @@
 //!
 //! Memory bound per plate: `inflight` sites in flight (their PNG bytes, within the read
 //! budget, and their decoded planes), one merged histogram set (6 x 512 KiB), and, per
-//! file being written (at most [`crate::phase2::MAX_FILE_WRITERS`]), one row group of
+//! file being written (at most [`MAX_FILE_WRITERS`]), one row group of
 //! tensors plus the encoder's buffer. The spill holds a plate's cropped planes on disk,
 //! two plates' at a time.
 
@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use cellshard_core::pipeline::Transform;
 use cellshard_core::{ErrorClass, RejectReason, SiteError};
+use cellshard_store::io::ByteBudget;
 use cellshard_store::schema::{RejectRow, SitesContext};
 use cellshard_store::table::ShardSettings;
 use cellshard_store::{Location, PlateCommit, ReadBuffers};
@@ -25,8 +26,10 @@ use cellshard_store::{Location, PlateCommit, ReadBuffers};
 use crate::discover::ResolvedSite;
 use crate::{Error, Result};
 
-pub use crate::phase1::{DecodedPlate, decode_plate};
-pub use crate::phase2::{MAX_FILE_WRITERS, write_plate};
+/// Most shard files of a plate written at once. One writer encodes about 100 raw sites/s
+/// per core at ZSTD level 1, so four keep up with dozens of decoding cores while holding
+/// four row groups in memory.
+pub const MAX_FILE_WRITERS: usize = 4;
 
 /// Time and byte counters shared by all plates of a run.
 #[derive(Debug, Default)]
@@ -67,10 +70,8 @@ pub struct PlateJob<'a> {
     pub pool: &'a crate::pool::CpuPool,
     /// Sites in flight at once.
     pub inflight: usize,
-    /// Budget of fetched-but-undecoded source bytes, in KiB permits.
-    pub budget: &'a tokio::sync::Semaphore,
-    /// Size of the whole budget in KiB permits.
-    pub budget_kib: u32,
+    /// Budget of fetched-but-undecoded source bytes.
+    pub budget: &'a ByteBudget,
     /// Buffers for local files, reused between sites.
     pub read_buffers: &'a Arc<ReadBuffers>,
     /// Scratch directory for the spill file.
@@ -111,7 +112,9 @@ pub struct PlateReport {
 /// per object of the site and the run goes on; an outage or a bug fails the run.
 pub(crate) fn judge(site: &ResolvedSite, e: SiteError) -> Result<Vec<RejectRow>> {
     match e.class {
-        ErrorClass::BadInput => Ok(site_rejects(site, e.reason, &e.to_string())),
+        ErrorClass::BadInput | ErrorClass::NotFound => {
+            Ok(site_rejects(site, e.reason, &e.to_string()))
+        }
         ErrorClass::External => Err(Error::External(e)),
         ErrorClass::Internal => Err(Error::Internal(e.to_string())),
     }

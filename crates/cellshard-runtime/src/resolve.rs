@@ -125,3 +125,81 @@ fn reject_rows(
 fn channel_list(chs: impl Iterator<Item = u32>) -> String {
     chs.map(|c| format!("w{c}")).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use object_store::path::Path;
+
+    use super::*;
+
+    fn obj(name: &str) -> ObjectRef {
+        ObjectRef {
+            path: Path::from(name),
+            display: name.into(),
+            size: 1,
+            etag: None,
+        }
+    }
+
+    fn key(site: u32) -> SiteKey {
+        SiteKey {
+            experiment: "E-1".into(),
+            plate: 1,
+            well: "B02".into(),
+            site,
+        }
+    }
+
+    #[test]
+    fn resolves_and_rejects_sites() {
+        let mut md = MetadataTable::new();
+        md.add_csv("m.csv", b"experiment,plate,well,site,well_type\nE-1,1,B02,1,negative_control\nE-1,1,B02,2,negative_control\n")
+            .unwrap();
+        let mut sites = BTreeMap::new();
+        let mut complete = SiteInputs::default();
+        for c in 1..=3 {
+            complete.channels.insert(c, vec![obj(&format!("s1_w{c}"))]);
+        }
+        complete.channels.insert(7, vec![obj("s1_w7")]);
+        sites.insert(key(1), complete);
+        let mut partial = SiteInputs::default();
+        partial.channels.insert(1, vec![obj("s2_w1")]);
+        sites.insert(key(2), partial);
+        let mut dup = SiteInputs::default();
+        for c in 1..=3 {
+            dup.channels.insert(c, vec![obj(&format!("s3_w{c}"))]);
+        }
+        dup.channels.get_mut(&2).unwrap().push(obj("s3_w2.PNG"));
+        sites.insert(key(3), dup);
+        let (good, rejects) = resolve_plate(sites, &md, 3);
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].objects.len(), 3);
+        assert_eq!(good[0].meta.well_type, "negative_control");
+        let reasons: Vec<(&str, &str)> = rejects
+            .iter()
+            .map(|r| (r.object_path.as_deref().unwrap(), r.reason.code()))
+            .collect();
+        assert!(reasons.contains(&("s1_w7", "channel_out_of_range")));
+        assert!(reasons.contains(&("s2_w1", "missing_channels")));
+        assert_eq!(
+            reasons
+                .iter()
+                .filter(|r| r.1 == "duplicate_channel")
+                .count(),
+            4
+        );
+        let missing = rejects
+            .iter()
+            .find(|r| r.reason == RejectReason::MissingChannels)
+            .unwrap();
+        assert!(
+            missing
+                .message
+                .contains("missing channels w2, w3 (found w1)"),
+            "{}",
+            missing.message
+        );
+        // site 3 has no metadata row but is rejected for its duplicate first
+        assert_eq!(rejects.len(), 1 + 1 + 4);
+    }
+}

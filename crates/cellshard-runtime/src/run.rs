@@ -2,89 +2,33 @@
 //! by one (parallel within the plate), commit each plate, then record the run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use cellshard_core::PlateKey;
 use cellshard_core::RejectReason;
-use cellshard_core::{Pipeline, PlateKey};
+use cellshard_store::StoreTables;
+use cellshard_store::io::ByteBudget;
 use cellshard_store::schema::{RejectRow, RunRow, SitesContext};
 use cellshard_store::table::{ShardSettings, rows_per_group};
-use cellshard_store::{Location, StoreTables};
 
-use crate::discover::{
-    PlateSelection, WorkerShare, metadata_by_plate, object_count, resolve_plate,
-    rows_without_images,
-};
+use crate::discover::{Discovered, discover, metadata_by_plate, object_count, rows_without_images};
 use crate::fingerprint::plate_fingerprint;
-use crate::plan::{Discovered, discover};
-use crate::plate::{Counters, DecodedPlate, PlateJob, PlateReport, decode_plate, write_plate};
+use crate::options::RunOptions;
+use crate::phase1::{DecodedPlate, decode_plate};
+use crate::phase2::write_plate;
+use crate::plate::{Counters, PlateJob, PlateReport};
 use crate::pool::CpuPool;
+use crate::resolve::resolve_plate;
+use crate::select::PlateSelection;
 use crate::summary::{ObjectCounts, RunSummary, StageSeconds};
 use crate::{Error, Result};
 
-/// How to run a pipeline: the file's semantics plus runtime knobs.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// The pipeline.
-    pub pipeline: Pipeline,
-    /// Override of `source.url`.
-    pub source: Option<String>,
-    /// Override of `metadata.urls`.
-    pub metadata: Vec<String>,
-    /// Override of `sink.url`.
-    pub sink: Option<String>,
-    /// This worker's share of the plates.
-    pub worker: WorkerShare,
-    /// The plates to take (all by default).
-    pub selection: PlateSelection,
-    /// Skip plates whose committed fingerprint equals their current one.
-    pub incremental: bool,
-    /// Remove plates from the store whose source objects are all gone.
-    pub prune: bool,
-    /// CPU threads (0 = one per core).
-    pub threads: usize,
-    /// Sites in flight per plate (0 = twice the threads).
-    pub inflight: usize,
-    /// Scratch directory for plate spills (default: the system temp dir).
-    pub scratch: Option<PathBuf>,
-    /// Discover and check only; write nothing.
-    pub dry_run: bool,
-    /// Draw a progress bar on stderr (when it is a terminal).
-    pub progress: bool,
-}
-
-impl RunOptions {
-    /// Run `pipeline` as its file says: one worker, every core, no progress bar.
-    pub fn new(pipeline: Pipeline) -> Self {
-        Self {
-            pipeline,
-            source: None,
-            metadata: Vec::new(),
-            sink: None,
-            worker: WorkerShare::ALL,
-            selection: PlateSelection::default(),
-            incremental: false,
-            prune: false,
-            threads: 0,
-            inflight: 0,
-            scratch: None,
-            dry_run: false,
-            progress: false,
-        }
-    }
-}
-
-/// Read one object named by a URL or path.
+/// Read one object named by a URL or path ([`cellshard_store::io::read_object`]), failing
+/// with the runtime's error.
 pub async fn read_object(text: &str, options: &BTreeMap<String, String>) -> Result<bytes::Bytes> {
-    let (parent, name) = match text.trim_end_matches('/').rsplit_once('/') {
-        Some((p, n)) if !p.is_empty() && !p.ends_with(':') => (p.to_string(), n.to_string()),
-        Some(("", n)) => ("/".to_string(), n.to_string()),
-        _ => (".".to_string(), text.to_string()),
-    };
-    let loc = Location::parse(&parent, options)?;
-    Ok(loc.get(&name).await?)
+    Ok(cellshard_store::io::read_object(text, options).await?)
 }
 
 fn now_us() -> i64 {
@@ -97,12 +41,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let wall = Instant::now();
     let started_us = now_us();
     let p = &opts.pipeline;
-    let transform = p
-        .transform()
-        .map_err(|message| cellshard_core::Error::Pipeline {
-            path: p.name.clone(),
-            message,
-        })?;
+    let transform = p.transform();
     if opts.prune && (opts.selection != PlateSelection::default() || opts.worker.index != 0) {
         return Err(Error::Selection(
             "--prune needs a run over every plate (no --plates, --experiments or --plate-index; \
@@ -198,9 +137,12 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         opts.inflight
     };
     let scratch = opts.scratch.clone().unwrap_or_else(std::env::temp_dir);
-    let budget_kib =
-        (p.source.max_inflight.bytes() / 1024).clamp(1024, u64::from(u32::MAX >> 4)) as u32;
-    let budget = tokio::sync::Semaphore::new(budget_kib as usize);
+    let budget = ByteBudget::new(
+        p.source
+            .max_inflight
+            .bytes()
+            .clamp(1 << 20, u64::from(u32::MAX >> 4) << 10),
+    );
     // Free read buffers are capped at the in-flight budget, which bounds the buffers in use.
     let read_buffers = Arc::new(cellshard_store::ReadBuffers::new(
         p.source.max_inflight.bytes() as usize,
@@ -217,7 +159,6 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         pool: &pool,
         inflight,
         budget: &budget,
-        budget_kib,
         read_buffers: &read_buffers,
         scratch: &scratch,
         sites_ctx: &sites_ctx,

@@ -1,4 +1,5 @@
-//! Which plates a run takes: `--plates`, `--experiments` and `--plate-index`.
+//! Which plates a run takes: `--plates`, `--experiments` and `--plate-index`, and this
+//! worker's share of them.
 
 use cellshard_core::PlateKey;
 
@@ -67,4 +68,18 @@ impl PlateSelection {
         );
         out
     }
+}
+
+/// Which plates a worker owns: plates in sorted order, dealt round-robin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerShare {
+    /// This worker's index (0-based).
+    pub index: u32,
+    /// Number of workers.
+    pub count: u32,
+}
+
+impl WorkerShare {
+    /// The single worker.
+    pub const ALL: WorkerShare = WorkerShare { index: 0, count: 1 };
 }

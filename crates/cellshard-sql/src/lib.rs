@@ -5,11 +5,15 @@
 //! version pinned, read by DataFusion's Parquet scan with partition pruning and projection,
 //! in a plan that also runs on a Ballista cluster (`cellshard-cluster`).
 
+mod as_of;
+mod class;
 pub mod export;
 mod output;
 mod provider;
 pub mod udf;
 
+pub use as_of::AsOf;
+pub use class::{class_of, class_one, datafusion_class, io_class};
 pub use provider::StoreTable;
 
 pub use output::{OutputFormat, format, row_count, write_output};
@@ -20,10 +24,10 @@ use std::sync::Arc;
 use arrow::array::{AsArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use cellshard_core::ErrorClass;
 use cellshard_store::Location;
 use cellshard_store::schema::TENSOR;
 use cellshard_store::table::TABLES;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -96,65 +100,22 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
 }
 
-/// Which state of the store a session reads (Delta time travel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AsOf {
-    /// The latest version of every table.
-    #[default]
-    Latest,
-    /// `sites` at this Delta version (versions are per table); the other tables latest.
-    Version(i64),
-    /// Every table as it was at this instant (the last commit at or before it).
-    Timestamp(DateTime<Utc>),
-}
-
-impl AsOf {
-    /// Parse a timestamp: RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]` in UTC.
-    pub fn parse_timestamp(text: &str) -> Result<Self> {
-        let t = text.trim();
-        if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-            return Ok(Self::Timestamp(d.with_timezone(&Utc)));
-        }
-        for f in [
-            "%Y-%m-%d %H:%M:%S%.f",
-            "%Y-%m-%dT%H:%M:%S%.f",
-            "%Y-%m-%d %H:%M",
-        ] {
-            if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
-                return Ok(Self::Timestamp(d.and_utc()));
-            }
-        }
-        if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-            return Ok(Self::Timestamp(d.and_time(NaiveTime::MIN).and_utc()));
-        }
-        Err(Error::Usage(format!(
-            "timestamp {t:?}: expected RFC 3339 (2026-11-25T08:00:00Z) or YYYY-MM-DD[ HH:MM[:SS]] (UTC)"
-        )))
-    }
-}
-
-impl std::fmt::Display for AsOf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Error {
+    /// Whose fault the failure is (see [`cellshard_core::ErrorClass`]): SQL that does not
+    /// parse or names an unknown table or column is bad input, an empty location is not
+    /// found, a store failure keeps its class.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            AsOf::Latest => write!(f, "latest"),
-            AsOf::Version(v) => write!(f, "sites version {v}"),
-            AsOf::Timestamp(t) => write!(f, "as of {}", t.to_rfc3339()),
+            Error::Store(e) => e.class(),
+            Error::Register { .. } | Error::View { .. } => ErrorClass::Internal,
+            Error::Query(e) => class::datafusion_class(e),
+            Error::Format(_) => ErrorClass::Internal,
+            Error::Empty(_) => ErrorClass::NotFound,
+            Error::Export { .. } | Error::Io(_) | Error::Parquet(_) => ErrorClass::External,
+            Error::Usage(_) => ErrorClass::BadInput,
         }
     }
 }
-
-impl From<AsOf> for cellshard_store::table::TablesAsOf {
-    fn from(a: AsOf) -> Self {
-        match a {
-            AsOf::Latest => Self::Latest,
-            AsOf::Version(v) => Self::SitesVersion(v),
-            AsOf::Timestamp(t) => Self::Timestamp(t),
-        }
-    }
-}
-
-/// Name of the tensor column of `sites`.
-pub const TENSOR_COLUMN: &str = TENSOR;
 
 /// The views of `sql/views.sql`, created in every session.
 pub const VIEWS_SQL: &str = include_str!("../../../sql/views.sql");
@@ -188,9 +149,20 @@ pub async fn open_session(
     options: &BTreeMap<String, String>,
     as_of: AsOf,
 ) -> Result<Session> {
+    open_session_with(url, options, as_of, None).await
+}
+
+/// Open a session over the store at `url`, its queries' memory bounded by `memory` bytes
+/// (see [`Session::context`]).
+pub async fn open_session_with(
+    url: &str,
+    options: &BTreeMap<String, String>,
+    as_of: AsOf,
+    memory: Option<usize>,
+) -> Result<Session> {
     let root = Location::parse(url, options)?;
     root.require_local_dir()?;
-    Session::open(root, as_of).await
+    Session::open_in(Session::context(memory)?, root, as_of).await
 }
 
 impl Session {
@@ -208,7 +180,20 @@ impl Session {
 
     /// Open a session over `root`.
     pub async fn open(root: Location, as_of: AsOf) -> Result<Session> {
-        Self::open_in(SessionContext::new_with_config(Self::config()), root, as_of).await
+        Self::open_in(Self::context(None)?, root, as_of).await
+    }
+
+    /// A context in [`Session::config`] whose queries together hold at most `memory` bytes
+    /// of operator state: a sort, join or aggregate past it fails with "resources
+    /// exhausted" instead of growing the process. None leaves memory unbounded.
+    pub fn context(memory: Option<usize>) -> Result<SessionContext> {
+        let Some(limit) = memory else {
+            return Ok(SessionContext::new_with_config(Self::config()));
+        };
+        let rt = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limit, 1.0)
+            .build_arc()?;
+        Ok(SessionContext::new_with_config_rt(Self::config(), rt))
     }
 
     /// Open a session over `root` in a prepared context (one whose queries run on a

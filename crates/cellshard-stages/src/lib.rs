@@ -13,13 +13,6 @@ pub mod plane;
 pub mod png;
 pub mod tensor;
 
-/// The decoder's entry points under their earlier path; the decoder is [`crate::png`].
-pub mod decode {
-    pub use crate::png::{
-        DecodeError, DecodeErrorKind, DecodeSpec, decode_full, decode_transformed,
-    };
-}
-
 pub use tensor::SiteTensor;
 
 pub use histogram::Histogram;

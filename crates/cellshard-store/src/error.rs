@@ -1,6 +1,8 @@
 //! Store errors, classified: the location is wrong (user input), or the store failed
 //! (external; may be retried), or the table is not what we wrote (bug or foreign table).
 
+use cellshard_core::ErrorClass;
+
 /// Result with the store [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -13,6 +15,14 @@ pub enum Error {
         /// The text given.
         url: String,
         /// Why it is invalid.
+        message: String,
+    },
+    /// Nothing is there: a local store directory that does not exist.
+    #[error("no store at {url}: {message}")]
+    Missing {
+        /// Where.
+        url: String,
+        /// What is missing.
         message: String,
     },
     /// The object store failed.
@@ -50,4 +60,45 @@ pub enum Error {
         #[source]
         source: arrow::error::ArrowError,
     },
+}
+
+impl Error {
+    /// Whose fault the failure is: a bad location is the request's, a missing table or
+    /// version is not found, an object store or Delta failure is external unless its cause
+    /// says otherwise, and rows that do not fit are a bug.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Location { .. } => ErrorClass::BadInput,
+            Error::Missing { .. } => ErrorClass::NotFound,
+            Error::ObjectStore { source, .. } => object_store_class(source),
+            Error::Delta { source, .. } => delta_class(source),
+            Error::Write { .. } | Error::Arrow { .. } => ErrorClass::Internal,
+        }
+    }
+}
+
+/// The class of an object store failure at a request's edge: a missing object is not
+/// found, a malformed path or option is bad input, anything else is the service's.
+pub fn object_store_class(e: &object_store::Error) -> ErrorClass {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => ErrorClass::NotFound,
+        E::InvalidPath { .. }
+        | E::UnknownConfigurationKey { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. } => ErrorClass::BadInput,
+        _ => ErrorClass::External,
+    }
+}
+
+/// The class of a Delta failure: no table or no such version is not found; an object
+/// store cause keeps its class; a log or data file that cannot be read is external.
+pub fn delta_class(e: &deltalake::DeltaTableError) -> ErrorClass {
+    use deltalake::DeltaTableError as D;
+    match e {
+        D::NotATable(_) | D::InvalidVersion(_) | D::InvalidTableLocation(_) => ErrorClass::NotFound,
+        D::ObjectStore { source } => object_store_class(source),
+        D::InvalidDateTimeString { .. } | D::InvalidPartitionFilter { .. } => ErrorClass::BadInput,
+        _ => ErrorClass::External,
+    }
 }

@@ -10,6 +10,7 @@
 pub mod commit;
 pub mod counting;
 pub mod error;
+pub mod io;
 pub mod location;
 pub mod maintain;
 pub mod pause;
@@ -20,7 +21,7 @@ pub mod shard;
 pub mod table;
 
 pub use counting::{ReadSnapshot, ReadStats};
-pub use error::{Error, Result};
+pub use error::{Error, Result, delta_class, object_store_class};
 pub use location::Location;
 pub use publish::{PlateBuild, PlateCommit, PlateWriter, PreparedPlate, ShardWriter, WrittenFile};
 pub use read::ReadBuffers;

@@ -296,7 +296,7 @@ impl Location {
     /// missing prefix from an empty one, so there it does nothing.
     pub fn require_local_dir(&self) -> Result<()> {
         match self.local_dir() {
-            Some(path) if !path.is_dir() => Err(Error::Location {
+            Some(path) if !path.is_dir() => Err(Error::Missing {
                 url: self.url.to_string(),
                 message: format!("{} is not a directory that exists", path.display()),
             }),

@@ -150,7 +150,7 @@ mod tests {
     use cellshard_core::layout::RXRX1_LAYOUT;
     use object_store::memory::InMemory;
 
-    use crate::fixtures::{site, tiny_design};
+    use crate::fixtures::tiny_design;
     use crate::render_channel;
 
     #[tokio::test]

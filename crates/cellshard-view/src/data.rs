@@ -10,25 +10,14 @@ use cellshard_sql::Session;
 use cellshard_sql::udf::TensorSpec;
 use datafusion::prelude::SessionContext;
 
+pub use cellshard_core::rxrx1::channel_label;
+
 use crate::{Error, Result};
 
-/// Channel names of RxRx1 (Cell Painting stains), channels 1..6.
-pub const CHANNEL_NAMES: [&str; 6] = [
-    "Hoechst",
-    "ConA",
-    "Phalloidin",
-    "Syto14",
-    "MitoTracker",
-    "WGA",
-];
-
-/// Name of channel `c` (1-based): `w2 ConA`, or `w7` past the RxRx1 six.
-pub fn channel_label(c: usize) -> String {
-    match CHANNEL_NAMES.get(c.wrapping_sub(1)) {
-        Some(n) => format!("w{c} {n}"),
-        None => format!("w{c}"),
-    }
-}
+/// Sites in one contact sheet unless `--max-sites` says otherwise.
+pub const DEFAULT_MAX_SITES: usize = 64;
+/// The most sites one contact sheet shows.
+pub const MAX_SITES: usize = 1024;
 
 /// Plate rows A..P and columns 1..24 of a 384-well plate.
 pub const ROWS: usize = 16;
@@ -123,13 +112,13 @@ pub async fn sites_from_query(session: &Session, sql: &str, cap: usize) -> Resul
     if rows > cap {
         return Err(Error::Usage(format!(
             "the query returns more than {cap} sites, the most one picture shows: add a LIMIT or narrow the WHERE clause (or raise --max-sites, up to {})",
-            crate::render::MAX_SITES
+            MAX_SITES
         )));
     }
     let mut out = Vec::with_capacity(rows);
     for b in &batches {
         let schema = b.schema();
-        let Ok(field) = schema.field_with_name(cellshard_sql::TENSOR_COLUMN) else {
+        let Ok(field) = schema.field_with_name(cellshard_store::schema::TENSOR) else {
             return Err(Error::Usage(format!(
                 "the query must return the `tensor` column (and `site_id`); it returned: {}",
                 schema
@@ -152,7 +141,7 @@ pub async fn sites_from_query(session: &Session, sql: &str, cap: usize) -> Resul
         let sirnas = strings(b, "sirna_id")?;
         let types = strings(b, "well_type")?;
         let t = cast(
-            b.column_by_name(cellshard_sql::TENSOR_COLUMN)
+            b.column_by_name(cellshard_store::schema::TENSOR)
                 .ok_or_else(|| Error::Usage("no tensor column".into()))?,
             &DataType::Binary,
         )?;
@@ -183,7 +172,7 @@ pub async fn site(session: &Session, site_id: &str) -> Result<SiteImage> {
     );
     let mut v = sites_from_query(session, &sql, 1).await?;
     v.pop().ok_or_else(|| {
-        Error::Usage(format!(
+        Error::NotFound(format!(
             "no site {site_id:?} in the store (site ids look like HUVEC-01_1_B02_1: experiment, plate, well, site)"
         ))
     })
@@ -413,6 +402,65 @@ pub async fn plates(ctx: &SessionContext, experiment: &str) -> Result<Vec<i32>> 
     Ok(out)
 }
 
+/// A 1-based channel of a tensor with `channels` channels.
+pub fn check_channel(channel: usize, channels: usize) -> Result<()> {
+    if (1..=channels).contains(&channel) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "channel {channel} is outside 1..={channels} (the store's tensors have {channels} channels)"
+    )))
+}
+
+/// What one plate's heatmap shows: `stat` of `channel` per well.
+pub async fn plate_map(
+    ctx: &SessionContext,
+    experiment: &str,
+    plate: i32,
+    stat: Stat,
+    channel: usize,
+) -> Result<BTreeMap<String, f64>> {
+    let values = plate_values(ctx, experiment, Some(plate), stat, channel)
+        .await?
+        .plate(plate);
+    if !plates(ctx, experiment).await?.contains(&plate) {
+        return Err(Error::NotFound(format!(
+            "no sites of plate {plate} of {experiment} in the store (`SELECT DISTINCT experiment, plate FROM sites` lists them)"
+        )));
+    }
+    Ok(values)
+}
+
+/// What the before/after picture shows: raw crop means and stored means of `channel` over
+/// every plate of the experiment, and how many plates that is.
+#[derive(Debug, Clone)]
+pub struct BeforeAfter {
+    /// Raw crop means per (plate, well).
+    pub raw: PlateValues,
+    /// Stored (normalized) means per (plate, well).
+    pub norm: PlateValues,
+    /// Plates of the experiment.
+    pub plates: usize,
+}
+
+/// Gather [`BeforeAfter`] for `plate` of `experiment`.
+pub async fn before_after(
+    ctx: &SessionContext,
+    experiment: &str,
+    plate: i32,
+    channel: usize,
+) -> Result<BeforeAfter> {
+    let raw = plate_values(ctx, experiment, None, Stat::RawMean, channel).await?;
+    let norm = plate_values(ctx, experiment, None, Stat::Qc("mean"), channel).await?;
+    if norm.plate(plate).is_empty() {
+        return Err(Error::NotFound(format!(
+            "no sites of plate {plate} of {experiment} in the store"
+        )));
+    }
+    let plates = plates(ctx, experiment).await?.len();
+    Ok(BeforeAfter { raw, norm, plates })
+}
+
 /// Split `EXPERIMENT/PLATE` (`HUVEC-01/1`).
 pub fn parse_plate(s: &str) -> Result<(String, i32)> {
     let (e, p) = s.rsplit_once('/').ok_or_else(|| {
@@ -447,6 +495,5 @@ mod tests {
                 .to_string()
                 .contains("raw_mean")
         );
-        assert_eq!(channel_label(2), "w2 ConA");
     }
 }

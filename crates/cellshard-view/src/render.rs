@@ -3,17 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::prelude::SessionContext;
-
 use crate::canvas::{Canvas, EMPTY, INK, WHITE, fit, text_width};
 use crate::colormap::viridis;
-use crate::data::{self, COLS, ROWS, SiteImage, Stat, channel_label, well_name, well_position};
+use crate::data::{
+    BeforeAfter, COLS, ROWS, SiteImage, Stat, channel_label, well_name, well_position,
+};
 use crate::{Error, Result};
-
-/// Sites in one contact sheet unless `--max-sites` says otherwise.
-pub const DEFAULT_MAX_SITES: usize = 64;
-/// The most sites one contact sheet shows.
-pub const MAX_SITES: usize = 1024;
 
 /// Channels to draw: 1-based, each within the tensor and the six viewer colours.
 pub fn check_channels(channels: &[usize], available: usize) -> Result<()> {
@@ -60,7 +55,7 @@ impl Contrast {
 
     fn maxima(self, site: &SiteImage) -> Result<[f64; 6]> {
         Ok(match self {
-            Contrast::Rxrx1 => cellshard_sql::udf::DISPLAY_MAX,
+            Contrast::Rxrx1 => cellshard_core::rxrx1::DISPLAY_MAX,
             Contrast::Auto => cellshard_sql::udf::auto_maxima(&site.spec, &site.tensor, 0.995)?,
         })
     }
@@ -308,54 +303,30 @@ pub fn parse_channels(s: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// One plate's heatmap of `stat` (on the plate's own range).
-pub async fn plate(
-    ctx: &SessionContext,
+/// One plate's heatmap of `stat` (on the plate's own range), from [`data::plate_map`].
+///
+/// [`data::plate_map`]: crate::data::plate_map
+pub fn plate(
     experiment: &str,
     plate: i32,
     stat: Stat,
     channel: usize,
-) -> Result<Canvas> {
-    if !(1..=6).contains(&channel) {
-        return Err(Error::Usage(format!("channel {channel} is outside 1..=6")));
-    }
-    let values = data::plate_values(ctx, experiment, Some(plate), stat, channel)
-        .await?
-        .plate(plate);
-    if !data::plates(ctx, experiment).await?.contains(&plate) {
-        return Err(Error::Usage(format!(
-            "no sites of plate {plate} of {experiment} in the store (`SELECT DISTINCT experiment, plate FROM sites` lists them)"
-        )));
-    }
+    values: &BTreeMap<String, f64>,
+) -> Canvas {
     let mut title = format!("{experiment} plate {plate}: {}", stat.title(channel));
-    let n = outside(&values);
+    let n = outside(values);
     if n > 0 {
         title.push_str(&format!(" ({n} wells outside A01..P24 not drawn)"));
     }
-    Ok(heatmap(&title, &values, range_of(&values)))
+    heatmap(&title, values, range_of(values))
 }
 
 /// The raw crop means of `channel` beside the stored (normalized) means, each on the range
 /// of its statistic over every plate of the experiment, so a plate effect shows as a
 /// shifted plate on the left and is gone on the right.
-pub async fn before_after(
-    ctx: &SessionContext,
-    experiment: &str,
-    plate: i32,
-    channel: usize,
-) -> Result<Canvas> {
-    if !(1..=6).contains(&channel) {
-        return Err(Error::Usage(format!("channel {channel} is outside 1..=6")));
-    }
-    let raw = data::plate_values(ctx, experiment, None, Stat::RawMean, channel).await?;
-    let norm = data::plate_values(ctx, experiment, None, Stat::Qc("mean"), channel).await?;
-    let (rv, nv) = (raw.plate(plate), norm.plate(plate));
-    if nv.is_empty() {
-        return Err(Error::Usage(format!(
-            "no sites of plate {plate} of {experiment} in the store"
-        )));
-    }
-    let plates = data::plates(ctx, experiment).await?.len();
+pub fn before_after(experiment: &str, plate: i32, channel: usize, d: &BeforeAfter) -> Canvas {
+    let (rv, nv) = (d.raw.plate(plate), d.norm.plate(plate));
+    let plates = d.plates;
     let mean = |v: &BTreeMap<String, f64>| v.values().sum::<f64>() / v.len().max(1) as f64;
     let left = heatmap(
         &format!(
@@ -364,7 +335,7 @@ pub async fn before_after(
             format_value(mean(&rv))
         ),
         &rv,
-        raw.range().unwrap_or((0.0, 1.0)),
+        d.raw.range().unwrap_or((0.0, 1.0)),
     );
     let right = heatmap(
         &format!(
@@ -373,7 +344,7 @@ pub async fn before_after(
             format_value(mean(&nv))
         ),
         &nv,
-        norm.range().unwrap_or((0.0, 1.0)),
+        d.norm.range().unwrap_or((0.0, 1.0)),
     );
     let mut c = Canvas::new(left.width + right.width, left.height + 2 * LINE, WHITE);
     c.text(
@@ -384,7 +355,7 @@ pub async fn before_after(
         INK,
     );
     c.blit(&side_by_side(&left, &right), 0, 2 * LINE);
-    Ok(c)
+    c
 }
 
 #[cfg(test)]

@@ -132,9 +132,7 @@ fn run_bench(a: &BenchArgs, design: &MetadataTable) -> Result<()> {
     );
 
     // The ceiling decodes exactly as the pipeline's stages do.
-    let t = pipeline::bench_pipeline(a, &cache, &cache)?
-        .transform()
-        .map_err(anyhow::Error::msg)?;
+    let t = pipeline::bench_pipeline(a, &cache, &cache)?.transform();
     let mut thread_counts = vec![1];
     if threads > 1 {
         thread_counts.push(threads);

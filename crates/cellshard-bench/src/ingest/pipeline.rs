@@ -7,6 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use cellshard_core::layout::RXRX1_LAYOUT;
+use cellshard_core::pipeline::Stages;
 use cellshard_core::{Pipeline, Stage};
 use cellshard_runtime::RunSummary;
 
@@ -37,7 +38,8 @@ pub(super) fn bench_pipeline(a: &BenchArgs, layout: &Path, store: &Path) -> Resu
     p.source.channels = 6;
     p.sink.url = store.display().to_string();
     p.sink.zstd_level = a.zstd_level;
-    for stage in &mut p.stages {
+    let mut stages = p.stages.list().to_vec();
+    for stage in &mut stages {
         match stage {
             Stage::Decode {
                 bit_depth,
@@ -53,6 +55,7 @@ pub(super) fn bench_pipeline(a: &BenchArgs, layout: &Path, store: &Path) -> Resu
             Stage::Downsample { .. } | Stage::Normalize { .. } => {}
         }
     }
+    p.stages = Stages::new(stages).map_err(anyhow::Error::msg)?;
     Ok(p)
 }
 

@@ -19,7 +19,7 @@ use crate::{ByteSize, Error, LayoutTemplate, Result};
 
 pub use sink::Sink;
 pub use stage::{NormalizeMethod, OutputDtype, Reference, Stage};
-pub use validate::Transform;
+pub use validate::{Stages, Transform};
 
 /// A parsed and validated pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,8 +34,8 @@ pub struct Pipeline {
     pub source: Source,
     /// Where the metadata CSV files are.
     pub metadata: Metadata,
-    /// The transform, in order.
-    pub stages: Vec<Stage>,
+    /// The transform, in order, checked and resolved when read.
+    pub stages: Stages,
     /// Where and how the store is written.
     pub sink: Sink,
 }
@@ -110,7 +110,7 @@ impl Pipeline {
         let sem = Semantics {
             layout: &self.source.layout,
             channels: self.source.channels,
-            stages: &self.stages,
+            stages: self.stages.list(),
             zstd_level: self.sink.zstd_level,
         };
         // Serialising plain structs of owned data cannot fail.
@@ -178,7 +178,7 @@ url = "store"
     #[test]
     fn parses_defaults() {
         let p = Pipeline::from_toml("p.toml", GOOD).unwrap();
-        let t = p.transform().unwrap();
+        let t = p.transform();
         assert_eq!(
             (t.factor, t.crop, t.output),
             (2, Some(512), OutputDtype::U8)

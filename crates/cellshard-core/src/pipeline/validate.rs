@@ -1,8 +1,52 @@
 //! Checking a pipeline: values in range, stages in order, and the stage list resolved into
-//! one [`Transform`].
+//! one [`Transform`] once, when it is read.
+
+use serde::{Deserialize, Serialize};
 
 use super::{NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
 use crate::LayoutTemplate;
+
+/// The stage list and the [`Transform`] it resolves to. Every value has passed the order
+/// and range checks: it is made only by [`Stages::new`] (which deserializing calls), so
+/// its transform is never out of date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Stage>", into = "Vec<Stage>")]
+pub struct Stages {
+    list: Vec<Stage>,
+    transform: Transform,
+}
+
+impl Stages {
+    /// Check `list` (order: `decode`, `downsample`?, `center_crop`?, `normalize`; values in
+    /// range) and resolve it; the message names the stage and key at fault.
+    pub fn new(list: Vec<Stage>) -> std::result::Result<Self, String> {
+        let transform = resolve(&list)?;
+        Ok(Stages { list, transform })
+    }
+
+    /// The stages, in order.
+    pub fn list(&self) -> &[Stage] {
+        &self.list
+    }
+
+    /// What the stages do, resolved.
+    pub fn transform(&self) -> Transform {
+        self.transform
+    }
+}
+
+impl TryFrom<Vec<Stage>> for Stages {
+    type Error = String;
+    fn try_from(list: Vec<Stage>) -> std::result::Result<Self, String> {
+        Stages::new(list)
+    }
+}
+
+impl From<Stages> for Vec<Stage> {
+    fn from(s: Stages) -> Self {
+        s.list
+    }
+}
 
 /// The resolved transform: what the stage list means, in one struct.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,7 +103,7 @@ impl Pipeline {
         if self.sink.row_group_size.bytes() < 1024 {
             return Err("sink.row_group_size must be at least 1KiB".into());
         }
-        let t = self.transform()?;
+        let t = self.transform();
         if t.crop.is_none() && (t.width.is_none() || t.height.is_none()) {
             return Err("every stored tensor must have the same shape: set decode.width and decode.height, or add a center_crop stage".into());
         }
@@ -72,75 +116,78 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Resolve the stage list into a [`Transform`], checking order and values.
-    pub fn transform(&self) -> std::result::Result<Transform, String> {
-        let mut it = self.stages.iter().peekable();
-        let Some(Stage::Decode {
-            bit_depth,
-            width,
-            height,
-            max_pixels,
-        }) = it.next()
-        else {
-            return Err("the first stage must be kind = \"decode\"".into());
-        };
-        if !matches!(bit_depth, 8 | 16) {
-            return Err(format!("decode.bit_depth = {bit_depth}: must be 8 or 16"));
-        }
-        let mut factor = 1;
-        if let Some(Stage::Downsample { factor: f }) = it.peek() {
-            if !(1..=16).contains(f) {
-                return Err(format!("downsample.factor = {f}: must be 1..=16"));
-            }
-            factor = *f;
-            it.next();
-        }
-        let mut crop = None;
-        if let Some(Stage::CenterCrop { size }) = it.peek() {
-            if *size == 0 {
-                return Err("center_crop.size must be positive".into());
-            }
-            crop = Some(*size);
-            it.next();
-        }
-        let Some(Stage::Normalize {
-            method,
-            low,
-            high,
-            reference,
-            output,
-        }) = it.next()
-        else {
-            return Err("stages must be decode, then optional downsample, then optional center_crop, then normalize".into());
-        };
-        if it.next().is_some() {
-            return Err("normalize must be the last stage".into());
-        }
-        if *method == NormalizeMethod::Percentile && !(0.0 <= *low && low < high && *high <= 100.0)
-        {
-            return Err(format!(
-                "normalize percentiles low = {low}, high = {high}: need 0 <= low < high <= 100"
-            ));
-        }
-        if *method == NormalizeMethod::Zscore
-            && !matches!(output, OutputDtype::F16 | OutputDtype::F32)
-        {
-            return Err("normalize method = \"zscore\" needs output = \"f16\" or \"f32\"".into());
-        }
-        Ok(Transform {
-            bit_depth: *bit_depth,
-            width: *width,
-            height: *height,
-            max_pixels: *max_pixels,
-            factor,
-            crop,
-            method: *method,
-            low: *low,
-            high: *high,
-            reference: *reference,
-            output: *output,
-        })
+    /// What the stages do, resolved when the pipeline was read.
+    pub fn transform(&self) -> Transform {
+        self.stages.transform()
     }
+}
+
+/// Resolve a stage list into a [`Transform`], checking order and values.
+fn resolve(stages: &[Stage]) -> std::result::Result<Transform, String> {
+    let mut it = stages.iter().peekable();
+    let Some(Stage::Decode {
+        bit_depth,
+        width,
+        height,
+        max_pixels,
+    }) = it.next()
+    else {
+        return Err("the first stage must be kind = \"decode\"".into());
+    };
+    if !matches!(bit_depth, 8 | 16) {
+        return Err(format!("decode.bit_depth = {bit_depth}: must be 8 or 16"));
+    }
+    let mut factor = 1;
+    if let Some(Stage::Downsample { factor: f }) = it.peek() {
+        if !(1..=16).contains(f) {
+            return Err(format!("downsample.factor = {f}: must be 1..=16"));
+        }
+        factor = *f;
+        it.next();
+    }
+    let mut crop = None;
+    if let Some(Stage::CenterCrop { size }) = it.peek() {
+        if *size == 0 {
+            return Err("center_crop.size must be positive".into());
+        }
+        crop = Some(*size);
+        it.next();
+    }
+    let Some(Stage::Normalize {
+        method,
+        low,
+        high,
+        reference,
+        output,
+    }) = it.next()
+    else {
+        return Err("stages must be decode, then optional downsample, then optional center_crop, then normalize".into());
+    };
+    if it.next().is_some() {
+        return Err("normalize must be the last stage".into());
+    }
+    if *method == NormalizeMethod::Percentile && !(0.0 <= *low && low < high && *high <= 100.0) {
+        return Err(format!(
+            "normalize percentiles low = {low}, high = {high}: need 0 <= low < high <= 100"
+        ));
+    }
+    if *method == NormalizeMethod::Zscore && !matches!(output, OutputDtype::F16 | OutputDtype::F32)
+    {
+        return Err("normalize method = \"zscore\" needs output = \"f16\" or \"f32\"".into());
+    }
+    Ok(Transform {
+        bit_depth: *bit_depth,
+        width: *width,
+        height: *height,
+        max_pixels: *max_pixels,
+        factor,
+        crop,
+        method: *method,
+        low: *low,
+        high: *high,
+        reference: *reference,
+        output: *output,
+    })
 }
 
 impl Transform {

@@ -8,14 +8,20 @@ selects rows with a SQL predicate over the metadata columns and yields this rank
 ``Dataset.from_state(state, store, ...)`` resumes, on any world size. ``cellshard.sql`` runs
 the CLI's SQL and returns Arrow. ``cellshard.torch`` has a ``torch.utils.data.IterableDataset``
 adapter.
+
+Failures raise ``cellshard.Error`` subclasses (``cellshard.errors``): ``InvalidInput`` (also a
+``ValueError``), ``NotFound`` (``FileNotFoundError``), ``StoreError`` (``OSError``) and
+``InternalError``.
 """
 
 import os
 
 from ._cellshard import ArrowData, Batch, Feed, Stream, read_state
 from ._cellshard import sql as _sql
+from .errors import Error, InternalError, InvalidInput, NotFound, StoreError
 
-__all__ = ["ArrowData", "Batch", "Dataset", "sql", "read_state"]
+__all__ = ["ArrowData", "Batch", "Dataset", "sql", "read_state", "Error", "InvalidInput",
+           "NotFound", "StoreError", "InternalError"]
 
 READ_BUDGET = 256 << 20
 MEMORY_BUDGET = 2 << 30

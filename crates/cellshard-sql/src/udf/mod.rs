@@ -32,8 +32,7 @@ use datafusion::prelude::SessionContext;
 use args::{binaries, ints, is_binary};
 pub use tensor::{Dtype, TensorSpec};
 pub use thumbnail::{
-    DISPLAY_MAX, VIEWER_RGB, auto_maxima, channel_intensity, channel_intensity_with, composite,
-    composite_with, rgb_png,
+    auto_maxima, channel_intensity, channel_intensity_with, composite, composite_with, rgb_png,
 };
 
 /// The tensor functions.

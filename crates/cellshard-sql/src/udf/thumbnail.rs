@@ -5,20 +5,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BinaryBuilder};
 use datafusion::common::{DataFusionError, Result, exec_err};
 
-use super::tensor::{Dtype, TensorSpec};
+use cellshard_core::rxrx1::{DISPLAY_MAX, VIEWER_RGB};
 
-/// RxRx1 viewer colours (rxrx1-utils) of channels 1..6, as RGB on a 0..255 scale.
-pub const VIEWER_RGB: [[f64; 3]; 6] = [
-    [19.0, 0.0, 249.0],
-    [42.0, 255.0, 31.0],
-    [255.0, 0.0, 25.0],
-    [45.0, 255.0, 252.0],
-    [250.0, 0.0, 253.0],
-    [254.0, 255.0, 40.0],
-];
-/// Display maxima of channels 1..6 on the 0..255 display scale: a value at or above its
-/// channel's maximum shows at full colour.
-pub const DISPLAY_MAX: [f64; 6] = [51.0, 107.0, 64.0, 191.0, 89.0, 191.0];
+use super::tensor::{Dtype, TensorSpec};
 
 /// Values on the 0..255 display scale: uint8 as is, uint16 / 257, floats (z-scores) mapped
 /// from -3..3 onto 0..255.

@@ -124,7 +124,7 @@ pub fn table(
                     DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
                         let bytes = binary_value(a.as_ref(), i);
                         let spec = TensorSpec::from_field(f).or(
-                            if f.name() == cellshard_sql::TENSOR_COLUMN {
+                            if f.name() == cellshard_store::schema::TENSOR {
                                 store_tensor
                             } else {
                                 None

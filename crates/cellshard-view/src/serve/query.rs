@@ -1,0 +1,77 @@
+//! Running queries: on the query runtime, guarded read-only, under the timeout and the
+//! limit on queries at once, keeping only the page of rows shown.
+
+use std::future::Future;
+
+use arrow::array::RecordBatch;
+use futures::StreamExt;
+
+use super::{Viewer, check_read_only, guard};
+use crate::{Error, Result};
+
+impl Viewer {
+    /// Run `work` on the query runtime under the timeout, if fewer than `max_queries` run.
+    /// The slot is held by the task, so it frees when the work is dropped, not when the
+    /// answer is sent.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let slot = self
+            .running
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy(self.opts.max_queries))?;
+        let task = self.queries.spawn(async move {
+            let _slot = slot;
+            work.await
+        });
+        let abort = task.abort_handle();
+        match tokio::time::timeout(self.opts.timeout, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(Error::Internal(format!("the query task failed: {e}"))),
+            Err(_) => {
+                abort.abort();
+                Err(Error::Timeout(self.opts.timeout))
+            }
+        }
+    }
+
+    /// A guarded query, at most `limit` rows.
+    pub(super) async fn query(&self, sql: String, limit: usize) -> Result<Vec<RecordBatch>> {
+        Ok(self.query_page(sql, limit, 0, limit).await?.0)
+    }
+
+    /// A guarded query: rows `skip..skip+take` of its first `limit` rows, and how many rows
+    /// it has up to `limit`. Rows come off the result stream, only the page's are kept (a
+    /// tensor column can be large), and the rest is never computed. A LIMIT node would not
+    /// do: EXPLAIN ANALYZE must be the plan's root.
+    pub(super) async fn query_page(
+        &self,
+        sql: String,
+        limit: usize,
+        skip: usize,
+        take: usize,
+    ) -> Result<(Vec<RecordBatch>, usize)> {
+        check_read_only(&sql).map_err(Error::Usage)?;
+        let s = self.session.clone();
+        self.run(async move {
+            let df = s.ctx.sql_with_options(&sql, guard::options()).await?;
+            let mut stream = df.execute_stream().await?;
+            let (mut out, mut rows) = (Vec::new(), 0usize);
+            while rows < limit {
+                let Some(b) = stream.next().await else { break };
+                let b = b?;
+                let n = b.num_rows().min(limit - rows);
+                let lo = skip.max(rows);
+                let hi = skip.saturating_add(take).min(rows + n);
+                if lo < hi {
+                    out.push(b.slice(lo - rows, hi - lo));
+                }
+                rows += n;
+            }
+            Ok((out, rows))
+        })
+        .await
+    }
+}
