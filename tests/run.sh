@@ -24,7 +24,7 @@ if ! "$py" -c "import pyarrow, duckdb, numpy, yaml, pytest" >/dev/null 2>&1 || [
 fi
 if ! "$py" -c "import deltalake" >/dev/null 2>&1; then
   "$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements-optional.txt \
-    || echo "note: the deltalake Python package did not install; the interop test reads without it" >&2
+    || echo "note: the deltalake Python package did not install; the interop test reads without it (and fails under CI=true)" >&2
 fi
 export CELLSHARD_PYTHON="$PWD/$py"
 
@@ -37,9 +37,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
       || { $sudo apt-get update -qq >/dev/null 2>&1 \
            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null 2>&1; } \
-      || echo "note: Debian's chromium did not install; the browser tests will be skipped" >&2
+      || echo "note: Debian's chromium did not install; the browser tests will be skipped (and fail under CI=true)" >&2
   else
-    echo "note: no apt-get to install chromium; the browser tests will be skipped" >&2
+    echo "note: no apt-get to install chromium; the browser tests will be skipped (and fail under CI=true)" >&2
   fi
 fi
 
@@ -49,12 +49,15 @@ MATURIN_PEP517_ARGS="--profile dev --strip" "$py" -m pip install --quiet \
   --disable-pip-version-check ./crates/cellshard-python
 
 # One profile for everything (see [profile.dev] in Cargo.toml); two test threads on a
-# 2-core machine. Every test target, no doc-tests (there are none).
+# 2-core machine. Every test target, then the examples in the API docs.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
 RUST_TEST_THREADS=2 cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+RUST_TEST_THREADS=2 cargo test --workspace --doc --locked --no-fail-fast 2>&1 | tee -a "$log"
+doc_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$doc_status
 set -e
 passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')

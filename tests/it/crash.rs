@@ -8,7 +8,6 @@
 //! [`child_run`] with the run described in the environment.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -92,30 +91,11 @@ fn spawn(spec: &serde_json::Value, point: Option<&str>) -> std::process::Child {
 
 /// Run `spec` in a child process paused at `point`, and SIGKILL it there.
 fn kill_at(point: &str, spec: &serde_json::Value) {
-    let mut child = spawn(spec, Some(point));
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.starts_with("cellshard: paused at") {
-                let _ = tx.send(Ok(line));
-                return;
-            }
-            seen.push(line);
-        }
-        let _ = tx.send(Err(seen.join("\n")));
-    });
-    let got = rx.recv_timeout(Duration::from_secs(120));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    match got {
-        Ok(Ok(line)) => assert_eq!(line, format!("cellshard: paused at {point}")),
-        other => panic!("{point}: the run never paused there: {other:?}"),
-    }
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["crash::child_run", "--exact", "--ignored", "--nocapture"])
+        .env("CELLSHARD_CHILD_RUN", spec.to_string());
+    let line = cellshard_tests::kill::kill_when_paused(cmd, point);
+    assert_eq!(line, format!("cellshard: paused at {point}"));
 }
 
 /// A store's content: per plate, its pipeline and site tensors; and the statistics.

@@ -69,6 +69,9 @@ async fn pyarrow_duckdb_and_deltalake_read_the_store() {
     assert_eq!(v["duckdb"]["experiments"], 4, "{v}");
     assert_eq!(v["duckdb"]["tensors_equal"], 4, "{v}");
     // deltalake is optional (it may not install everywhere); when present it must agree.
+    if !v["deltalake"].is_object() {
+        cellshard_tests::missing_part("the deltalake Python package");
+    }
     if v["deltalake"].is_object() {
         assert_eq!(v["deltalake"]["rows"], 4, "{v}");
         assert_eq!(v["deltalake"]["tensors_equal"], 4, "{v}");

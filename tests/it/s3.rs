@@ -65,6 +65,21 @@ async fn try_run(
     .await
 }
 
+/// An S3 server holding the tiny synthetic set ingested into `s3://lake/store`.
+async fn tiny_store_on_s3() -> (S3Server, BTreeMap<String, String>) {
+    let server = S3Server::start(&["raw", "lake"]).await;
+    let opts = server.options();
+    synth_to("s3://raw/rxrx1", &opts).await;
+    run_with(
+        &pipeline("tiny.toml"),
+        "s3://raw/rxrx1",
+        "s3://lake/store",
+        &opts,
+    )
+    .await;
+    (server, opts)
+}
+
 async fn tensors(store: &str, options: &BTreeMap<String, String>) -> (Vec<String>, Vec<Vec<u8>>) {
     let ctx = cellshard_sql::open_session(store, options, cellshard_sql::AsOf::Latest)
         .await
@@ -339,16 +354,7 @@ async fn the_training_feed_reads_an_s3_store_through_faults_and_names_a_refused_
     use cellshard_feed::{Feed, FeedOptions};
     use std::collections::BTreeSet;
 
-    let server = S3Server::start(&["raw", "lake"]).await;
-    let opts = server.options();
-    synth_to("s3://raw/rxrx1", &opts).await;
-    run_with(
-        &pipeline("tiny.toml"),
-        "s3://raw/rxrx1",
-        "s3://lake/store",
-        &opts,
-    )
-    .await;
+    let (server, opts) = tiny_store_on_s3().await;
     let (ids, stored) = tensors("s3://lake/store", &opts).await;
     let stored: BTreeMap<String, Vec<u8>> = ids.into_iter().zip(stored).collect();
 
@@ -404,4 +410,71 @@ async fn the_training_feed_reads_an_s3_store_through_faults_and_names_a_refused_
         e.contains("s3://lake/store/sites/") && e.contains(".zstd.parquet"),
         "{e}"
     );
+}
+
+/// GET `path` from the viewer at `addr`: (status, head, body).
+async fn viewer_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_answers_503_while_its_store_is_out_and_recovers() {
+    let (server, opts) = tiny_store_on_s3().await;
+    // No retries: the outage is final for each request.
+    let mut no_retry = opts.clone();
+    no_retry.insert("max_retries".into(), "0".into());
+    let (ids, _) = tensors("s3://lake/store", &opts).await;
+    let session =
+        cellshard_sql::open_session("s3://lake/store", &no_retry, cellshard_sql::AsOf::Latest)
+            .await
+            .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let serve_opts = cellshard_view::serve::ServeOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        query_threads: 1,
+        ..Default::default()
+    };
+    tokio::spawn(cellshard_view::serve::serve(
+        session,
+        serve_opts,
+        move |a| {
+            let _ = tx.send(a);
+        },
+    ));
+    let addr = rx.await.unwrap();
+    let query = "/sql?q=SELECT%20sum(length(site_id))%20AS%20n%20FROM%20sites";
+    let (status, _, body) = viewer_get(addr, query).await;
+    assert_eq!(status, 200, "{body}");
+    let site = format!("/site/{}", ids[0]);
+    assert_eq!(viewer_get(addr, &site).await.0, 200);
+
+    // The data files answer 503 (an outage that outlasts the retries): 503, with
+    // Retry-After, and the page says the store failed.
+    server
+        .faults
+        .unavailable
+        .lock()
+        .unwrap()
+        .push(".parquet".into());
+    let (status, head, body) = viewer_get(addr, query).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(head.contains("retry-after: "), "{head}");
+    assert!(
+        body.contains("s3://lake/store") || body.contains(".parquet"),
+        "{body}"
+    );
+    assert_eq!(viewer_get(addr, &site).await.0, 503);
+    // Once the store is back, the query answers again; an unknown site is 404.
+    server.faults.unavailable.lock().unwrap().clear();
+    assert_eq!(viewer_get(addr, query).await.0, 200);
+    assert_eq!(viewer_get(addr, "/site/HUVEC-01_1_Z99_1").await.0, 404);
 }

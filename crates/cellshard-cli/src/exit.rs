@@ -51,6 +51,10 @@ pub(crate) fn class(e: &anyhow::Error) -> Option<ErrorClass> {
         if let Some(e) = link.downcast_ref::<cellshard_view::Error>() {
             return Some(e.class());
         }
+        #[cfg(feature = "cluster")]
+        if let Some(e) = link.downcast_ref::<cellshard_cluster::Error>() {
+            return Some(e.class());
+        }
         cellshard_sql::class_one(link)
     })
 }

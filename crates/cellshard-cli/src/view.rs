@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cellshard_view::data::{self, Stat};
+use cellshard_view::data;
 use cellshard_view::render;
 use cellshard_view::serve::{ServeOptions, serve};
+use cellshard_view::stat::Stat;
 
 use crate::sql::{TimeTravel, open};
 
@@ -85,6 +86,9 @@ pub struct ServeArgs {
     /// Threads that run queries and draw pictures (default: all cores).
     #[arg(long)]
     query_threads: Option<usize>,
+    /// Most queries and pictures that run at once; more wait, up to --query-timeout.
+    #[arg(long, default_value_t = 4)]
+    max_queries: usize,
     #[command(flatten)]
     travel: TimeTravel,
 }
@@ -159,7 +163,8 @@ pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
         token: a.token,
         max_rows: a.max_rows.max(1),
         timeout: Duration::try_from_secs_f64(a.query_timeout)
-            .context("--query-timeout is out of range")?,
+            .map_err(|_| crate::exit::invalid("--query-timeout is out of range"))?,
+        max_queries: a.max_queries,
         ..ServeOptions::default()
     };
     if let Some(n) = a.query_threads {

@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use cellshard_tests::repo;
 
 fn cellshard<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cellshard"))
@@ -132,7 +130,7 @@ fn run_exit_codes_follow_the_reject_fraction() {
         text(&out.stdout)
     );
     let out = cellshard(["sql", "--store", &s, "-c", "SELECT nope FROM sites"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
 }
 
@@ -177,6 +175,390 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `--store-option`s for an S3 store on a loopback port where nothing listens, with no
+/// retries: every request is refused at once, an outage that outlasts the retry policy.
+fn unreachable_s3() -> Vec<String> {
+    [
+        "endpoint=http://127.0.0.1:9",
+        "allow_http=true",
+        "region=us-east-1",
+        "access_key_id=cellshard-test",
+        "secret_access_key=cellshard-test-secret",
+        "max_retries=0",
+        "retry_timeout=1",
+    ]
+    .iter()
+    .flat_map(|o| ["--store-option".to_string(), o.to_string()])
+    .collect()
+}
+
+/// A pipeline whose source is the unreachable S3 store, and whose sink is `sink`.
+fn unreachable_source_pipeline(dir: &std::path::Path, sink: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("pipelines/rxrx1-release.toml")).unwrap();
+    let text = text
+        .replace("url = \"tests/data/rxrx1/images\"", "url = \"s3://cellshard-none/raw\"")
+        .replace(
+            "channels = 6\n",
+            "channels = 6\n[source.options]\nendpoint = \"http://127.0.0.1:9\"\nallow_http = \"true\"\nregion = \"us-east-1\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nmax_retries = \"0\"\nretry_timeout = \"1\"\n",
+        )
+        .replace("url = \"demo-out/release-store\"", &format!("url = \"{sink}\""));
+    let path = dir.join("unreachable.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn every_subcommand_exits_2_for_an_invalid_request_and_1_for_a_failure() {
+    // One invalid request (exit 2) and one failure of the world around it (exit 1) per
+    // subcommand; each prints an `error:` line naming the cause.
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let store = view_store().to_string();
+    // Under a character device nothing can be created: an I/O failure, not a bad request.
+    let blocked = "/dev/null/cellshard".to_string();
+    let s3 = "s3://cellshard-none/store".to_string();
+    let bad_pipeline = d("bad.toml");
+    std::fs::write(&bad_pipeline, "name = \"x\"\nnot_a_key = 1\n").unwrap();
+    let unreachable = unreachable_source_pipeline(dir.path(), &d("sink"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let taken_addr = format!("127.0.0.1:{taken_port}");
+    let with = |base: &[&str], extra: Vec<String>| -> Vec<String> {
+        base.iter().map(|s| s.to_string()).chain(extra).collect()
+    };
+    let cases: Vec<(&str, i32, Vec<String>, &str)> = vec![
+        (
+            "synth",
+            2,
+            with(&["synth", "--out", &d("raw"), "--bit-depth", "12"], vec![]),
+            "8 or 16",
+        ),
+        (
+            "synth",
+            1,
+            with(
+                &[
+                    "synth", "--out", &blocked, "--wells", "1", "--size", "64", "--sites", "1",
+                ],
+                vec![],
+            ),
+            "/dev/null",
+        ),
+        (
+            "run",
+            2,
+            with(
+                &[
+                    "run",
+                    "pipelines/rxrx1-release.toml",
+                    "--max-reject-fraction",
+                    "2",
+                ],
+                vec![],
+            ),
+            "max-reject-fraction",
+        ),
+        (
+            "run",
+            1,
+            with(
+                &["run", "pipelines/rxrx1-release.toml", "--sink", &blocked],
+                vec![],
+            ),
+            "/dev/null",
+        ),
+        (
+            "plan",
+            2,
+            with(&["plan", &bad_pipeline], vec![]),
+            "not_a_key",
+        ),
+        (
+            "plan",
+            1,
+            with(&["plan", &unreachable], vec![]),
+            "127.0.0.1:9",
+        ),
+        (
+            "deploy",
+            2,
+            with(
+                &[
+                    "deploy",
+                    "k8s",
+                    &bad_pipeline,
+                    "--image",
+                    "x",
+                    "--out",
+                    &d("k8s"),
+                    "--plate-count",
+                    "1",
+                ],
+                vec![],
+            ),
+            "not_a_key",
+        ),
+        (
+            "deploy",
+            1,
+            with(
+                &[
+                    "deploy",
+                    "k8s",
+                    "pipelines/rxrx1.toml",
+                    "--image",
+                    "x",
+                    "--out",
+                    &blocked,
+                    "--plate-count",
+                    "1",
+                ],
+                vec![],
+            ),
+            "/dev/null",
+        ),
+        (
+            "feed",
+            2,
+            with(
+                &["feed", "plan", "--store", &store, "--where", "foo = 1"],
+                vec![],
+            ),
+            "foo",
+        ),
+        (
+            "feed",
+            1,
+            with(&["feed", "plan", "--store", &s3], unreachable_s3()),
+            "127.0.0.1:9",
+        ),
+        (
+            "vacuum",
+            2,
+            with(&["vacuum", "--store", &d("no-store")], vec![]),
+            "no-store",
+        ),
+        (
+            "vacuum",
+            1,
+            with(&["vacuum", "--store", &s3], unreachable_s3()),
+            "127.0.0.1:9",
+        ),
+        (
+            "history",
+            2,
+            with(
+                &["history", "--store", &store, "--table", "no_such_table"],
+                vec![],
+            ),
+            "no_such_table",
+        ),
+        (
+            "history",
+            1,
+            with(&["history", "--store", &s3], unreachable_s3()),
+            "127.0.0.1:9",
+        ),
+        (
+            "restore",
+            2,
+            with(
+                &["restore", "--store", &d("no-store"), "--version", "0"],
+                vec![],
+            ),
+            "no-store",
+        ),
+        (
+            "restore",
+            1,
+            with(
+                &["restore", "--store", &s3, "--version", "0"],
+                unreachable_s3(),
+            ),
+            "127.0.0.1:9",
+        ),
+        (
+            "validate",
+            2,
+            with(&["validate", &bad_pipeline], vec![]),
+            "not_a_key",
+        ),
+        (
+            "validate",
+            1,
+            with(&["validate", "pipelines"], vec![]),
+            "pipelines",
+        ),
+        (
+            "sql",
+            2,
+            with(
+                &["sql", "--store", &store, "-c", "SELECT nope FROM sites"],
+                vec![],
+            ),
+            "nope",
+        ),
+        (
+            "sql",
+            1,
+            with(&["sql", "--store", &s3, "-c", "SELECT 1"], unreachable_s3()),
+            "127.0.0.1:9",
+        ),
+        (
+            "export",
+            2,
+            with(
+                &[
+                    "export",
+                    "--store",
+                    &store,
+                    "--query",
+                    "SELEC 1",
+                    "--to",
+                    &d("out"),
+                ],
+                vec![],
+            ),
+            "SELEC",
+        ),
+        (
+            "export",
+            1,
+            with(
+                &[
+                    "export",
+                    "--store",
+                    &store,
+                    "--query",
+                    "SELECT site_id FROM sites",
+                    "--to",
+                    &blocked,
+                    "--format",
+                    "parquet",
+                ],
+                vec![],
+            ),
+            "/dev/null",
+        ),
+        (
+            "render",
+            2,
+            with(
+                &[
+                    "render",
+                    "--store",
+                    &store,
+                    "--site",
+                    "HEPG2-01_1_Z99_1",
+                    "--output",
+                    &d("x.png"),
+                ],
+                vec![],
+            ),
+            "Z99",
+        ),
+        (
+            "render",
+            1,
+            with(
+                &[
+                    "render",
+                    "--store",
+                    &s3,
+                    "--site",
+                    "HEPG2-01_1_B02_1",
+                    "--output",
+                    &d("x.png"),
+                ],
+                unreachable_s3(),
+            ),
+            "127.0.0.1:9",
+        ),
+        (
+            "serve",
+            2,
+            with(&["serve", "--store", &store, "--bind", "0.0.0.0:0"], vec![]),
+            "without --token",
+        ),
+        (
+            "serve",
+            1,
+            with(&["serve", "--store", &store, "--bind", &taken_addr], vec![]),
+            &taken_addr,
+        ),
+        (
+            "scheduler",
+            2,
+            with(&["scheduler", "--port", "not-a-port"], vec![]),
+            "not-a-port",
+        ),
+        (
+            "scheduler",
+            1,
+            with(&["scheduler", "--port", &taken_port], vec![]),
+            &taken_port,
+        ),
+        (
+            "executor",
+            2,
+            with(&["executor", "--scheduler", "http://nowhere"], vec![]),
+            "df://",
+        ),
+        (
+            "executor",
+            1,
+            with(
+                &[
+                    "executor",
+                    "--scheduler",
+                    "df://127.0.0.1:9",
+                    "--work-dir",
+                    &blocked,
+                ],
+                vec![],
+            ),
+            "/dev/null",
+        ),
+        (
+            "demo",
+            2,
+            with(
+                &[
+                    "demo",
+                    "--pipeline",
+                    &d("missing.toml"),
+                    "--out",
+                    &d("demo"),
+                ],
+                vec![],
+            ),
+            "missing.toml",
+        ),
+        (
+            "demo",
+            1,
+            with(
+                &["demo", "--out", &blocked, "--plates", "1", "--wells", "1"],
+                vec![],
+            ),
+            "/dev/null",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, code, args, says) in &cases {
+        let out = cellshard(args);
+        let err = text(&out.stderr);
+        if out.status.code() != Some(*code) || !err.contains("error") || !err.contains(says) {
+            wrong.push(format!(
+                "{name} {args:?}: exit {:?}, expected {code} naming {says:?}: {err}",
+                out.status.code()
+            ));
+        }
+    }
+    drop(taken);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 /// The one line a failed command prints: `error: ...`, and nothing else on stderr.
 fn error_line(out: &Output) -> String {
     let err = text(&out.stderr);
@@ -198,7 +580,7 @@ fn errors_are_one_line_with_each_cause_once() {
         "--design",
         &missing.display().to_string(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let line = error_line(&out);
     assert!(line.contains("cannot read the design"), "{line}");
     assert_eq!(
@@ -375,7 +757,7 @@ fn sql_shell_scripts_parquet_output_and_export() {
     let out = cellshard([
         "sql", "--store", &s, "--format", "parquet", "-c", "SELECT 1",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--output"),
         "{}",
@@ -412,7 +794,7 @@ fn sql_shell_scripts_parquet_output_and_export() {
             "--format",
             format,
         ]);
-        assert_eq!(again.status.code(), Some(1), "{format}");
+        assert_eq!(again.status.code(), Some(2), "{format}");
         assert!(
             text(&again.stderr).contains("export to a new location"),
             "{}",
@@ -429,34 +811,12 @@ fn sql_one(store: &str, query: &str) -> String {
     stdout.lines().nth(1).unwrap_or("").to_string()
 }
 
-/// Run `args`, with `CELLSHARD_PAUSE_AT=point`, until it says it paused; then SIGKILL it.
+/// Run `args` paused at `point`, and SIGKILL it there.
 fn kill_at(point: &str, args: &[String]) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
-        .args(args)
-        .current_dir(repo())
-        .env("CELLSHARD_PAUSE_AT", point)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("paused at") {
-                let _ = tx.send(line);
-                return;
-            }
-        }
-    });
-    let line = rx.recv_timeout(std::time::Duration::from_secs(120));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(line.unwrap(), format!("cellshard: paused at {point}#1"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellshard"));
+    cmd.args(args).current_dir(repo());
+    let line = cellshard_tests::kill::kill_when_paused(cmd, point);
+    assert_eq!(line, format!("cellshard: paused at {point}#1"));
 }
 
 #[test]
@@ -1258,7 +1618,7 @@ fn the_viewer_is_read_only_capped_and_timed() {
     let fast = t.elapsed();
     assert_eq!(status, 200);
     let ((status, _, body), slow_took) = slow.join().unwrap();
-    assert_eq!(status, 400);
+    assert_eq!(status, 504);
     assert!(body.contains("stopped after 3 s"), "{body}");
     assert!(
         fast + std::time::Duration::from_millis(500) < slow_took,
@@ -1342,9 +1702,7 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn the_viewer_works_in_a_real_browser() {
     let Some(browser) = chromium() else {
-        println!(
-            "skipped: no chromium on PATH (tests/run.sh installs Debian's chromium where it can)"
-        );
+        cellshard_tests::missing_part("Debian's chromium");
         return;
     };
     let store = view_store();

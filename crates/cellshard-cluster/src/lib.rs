@@ -75,6 +75,21 @@ pub enum Error {
 /// Result with the cluster [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whose fault the failure is (see [`cellshard_core::ErrorClass`]): a malformed address
+    /// is the caller's; an unreachable scheduler or a failing executor is external.
+    pub fn class(&self) -> cellshard_core::ErrorClass {
+        use cellshard_core::ErrorClass as C;
+        match self {
+            Error::Address(_) => C::BadInput,
+            Error::Unreachable { .. } | Error::Ballista(_) => C::External,
+            Error::Sql(e) => e.class(),
+            Error::DataFusion(e) => cellshard_sql::datafusion_class(e),
+            Error::Io(e) => cellshard_sql::io_class(e),
+        }
+    }
+}
+
 /// A scheduler's address, `df://HOST[:PORT]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterUrl {
@@ -343,8 +358,17 @@ fn executor_config(o: &ExecutorOptions) -> Result<ExecutorProcessConfig> {
     })
 }
 
-/// Run an executor until it fails or the process is stopped.
+/// Run an executor until it fails or the process is stopped. It waits for its scheduler
+/// (which may start later); a work directory it cannot create fails it at once.
 pub async fn run_executor(o: ExecutorOptions) -> Result<()> {
+    if let Some(dir) = &o.work_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create the work directory {dir}: {e}"),
+            )
+        })?;
+    }
     start_executor_process(Arc::new(executor_config(&o)?)).await?;
     Ok(())
 }

@@ -104,6 +104,24 @@ pub struct Feed {
 impl Feed {
     /// Open a feed: pin the version, read the metadata columns, select the rows. Every
     /// mistake in the options is an error here, naming what is wrong.
+    ///
+    /// ```no_run
+    /// use cellshard_feed::{Feed, FeedOptions};
+    ///
+    /// # async fn example() -> cellshard_feed::Result<()> {
+    /// // Rank 1 of 8 over the HUVEC negative controls, 256 sites a global batch.
+    /// let feed = Feed::open(FeedOptions {
+    ///     predicate: Some("cell_type = 'HUVEC' AND well_type = 'negative_control'".into()),
+    ///     global_batch: 256,
+    ///     rank: 1,
+    ///     world_size: 8,
+    ///     ..FeedOptions::new("s3://bucket/store")
+    /// })
+    /// .await?;
+    /// println!("{} rows, {} steps an epoch", feed.len(), feed.steps(0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(opts: FeedOptions) -> Result<Feed> {
         if opts.global_batch == 0 || opts.world_size == 0 || opts.rank >= opts.world_size {
             return Err(Error::Usage(format!(

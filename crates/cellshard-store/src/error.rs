@@ -17,13 +17,21 @@ pub enum Error {
         /// Why it is invalid.
         message: String,
     },
-    /// Nothing is there: a local store directory that does not exist.
-    #[error("no store at {url}: {message}")]
+    /// Nothing is there: a local store directory, or a table version, that does not exist.
+    #[error("{url}: {message}")]
     Missing {
         /// Where.
         url: String,
         /// What is missing.
         message: String,
+    },
+    /// A local directory could not be created (permissions, a full disk, a file in the way).
+    #[error("cannot create the directory {path}: {source}")]
+    Create {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
     },
     /// The object store failed.
     #[error("object store error at {url}: {source}")]
@@ -70,6 +78,7 @@ impl Error {
         match self {
             Error::Location { .. } => ErrorClass::BadInput,
             Error::Missing { .. } => ErrorClass::NotFound,
+            Error::Create { .. } => ErrorClass::External,
             Error::ObjectStore { source, .. } => object_store_class(source),
             Error::Delta { source, .. } => delta_class(source),
             Error::Write { .. } | Error::Arrow { .. } => ErrorClass::Internal,

@@ -168,6 +168,22 @@ pub fn resolve_url(text: &str) -> Result<Url> {
 impl Location {
     /// Resolve `text` with object store `options` (endpoint, region, ...). Credentials come
     /// from the standard environment variables of each cloud unless given in `options`.
+    ///
+    /// A local path becomes a `file://` URL of a directory; an unknown option names the
+    /// option, never its value.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use cellshard_store::Location;
+    ///
+    /// let loc = Location::parse("/data/stores/rxrx1", &BTreeMap::new()).unwrap();
+    /// assert_eq!(loc.url.as_str(), "file:///data/stores/rxrx1/");
+    /// assert_eq!(loc.child("sites").url.as_str(), "file:///data/stores/rxrx1/sites/");
+    ///
+    /// let bad = BTreeMap::from([("no_such_option".to_string(), "x".to_string())]);
+    /// let e = Location::parse("s3://bucket/store", &bad).unwrap_err().to_string();
+    /// assert!(e.contains("no_such_option"), "{e}");
+    /// ```
     pub fn parse(text: &str, options: &BTreeMap<String, String>) -> Result<Self> {
         let url = resolve_url(text)?;
         Self::from_url(url, options)
@@ -283,9 +299,9 @@ impl Location {
     /// stays an error. Object stores have no directories: there it does nothing.
     pub fn create_local_dir(&self) -> Result<()> {
         match self.local_dir() {
-            Some(path) => std::fs::create_dir_all(&path).map_err(|e| Error::Location {
-                url: self.url.to_string(),
-                message: format!("cannot create the directory {}: {e}", path.display()),
+            Some(path) => std::fs::create_dir_all(&path).map_err(|source| Error::Create {
+                path: path.display().to_string(),
+                source,
             }),
             None => Ok(()),
         }

@@ -141,7 +141,22 @@ pub async fn open_table(loc: &Location, version: Option<i64>) -> Result<Option<D
     match loaded {
         Ok(()) => Ok(Some(table)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(e) => Err(err(e)),
+        Err(e) => match version {
+            // A version past the latest is not found, not a failure of the store.
+            Some(v) => match Box::pin(open_table(loc, None)).await {
+                Ok(Some(latest)) if latest.version().is_some_and(|l| v > l as i64 || v < 0) => {
+                    Err(Error::Missing {
+                        url: loc.url.to_string(),
+                        message: format!(
+                            "the table has no version {v} (the latest is {})",
+                            latest.version().unwrap_or(0)
+                        ),
+                    })
+                }
+                _ => Err(err(e)),
+            },
+            None => Err(err(e)),
+        },
     }
 }
 

@@ -25,8 +25,6 @@ mod write;
 
 #[cfg(test)]
 mod fixtures;
-#[cfg(test)]
-mod preview;
 
 use cellshard_core::MetadataTable;
 

@@ -10,8 +10,7 @@ use cellshard_sql::Session;
 use cellshard_sql::udf::TensorSpec;
 use datafusion::prelude::SessionContext;
 
-pub use cellshard_core::rxrx1::channel_label;
-
+use crate::stat::Stat;
 use crate::{Error, Result};
 
 /// Sites in one contact sheet unless `--max-sites` says otherwise.
@@ -132,7 +131,9 @@ pub async fn sites_from_query(session: &Session, sql: &str, cap: usize) -> Resul
         let spec = TensorSpec::from_field(field)
             .or(session.tensor)
             .ok_or_else(|| {
-                Error::Usage("the tensor column carries no shape (cellshard.shape metadata)".into())
+                Error::Internal(
+                    "the tensor column carries no shape (cellshard.shape metadata)".into(),
+                )
             })?;
         let ids = strings(b, "site_id")?.ok_or_else(|| {
             Error::Usage("the query must return `site_id` beside `tensor`".into())
@@ -176,93 +177,6 @@ pub async fn site(session: &Session, site_id: &str) -> Result<SiteImage> {
             "no site {site_id:?} in the store (site ids look like HUVEC-01_1_B02_1: experiment, plate, well, site)"
         ))
     })
-}
-
-/// A per-site statistic that a plate heatmap can show, averaged over a well's sites.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stat {
-    /// A numeric or flag column of `site_qc` (flags show the fraction of sites flagged).
-    Qc(&'static str),
-    /// `sites.raw_channel_mean`: the raw crop's mean, before normalization.
-    RawMean,
-    /// Stored sites per well.
-    Sites,
-    /// Rejected sites per well (the plate's current build and discovery).
-    Rejected,
-}
-
-/// The statistics `--stat` accepts.
-pub const STATS: [&str; 10] = [
-    "mean",
-    "std",
-    "z_mean",
-    "blank",
-    "low_contrast",
-    "outlier",
-    "saturated",
-    "raw_mean",
-    "sites",
-    "rejected",
-];
-
-impl Stat {
-    /// Parse a `--stat` name.
-    pub fn parse(name: &str) -> Result<Stat> {
-        Ok(match name {
-            "raw_mean" => Stat::RawMean,
-            "sites" => Stat::Sites,
-            "rejected" => Stat::Rejected,
-            n => match [
-                "mean",
-                "std",
-                "z_mean",
-                "blank",
-                "low_contrast",
-                "outlier",
-                "saturated",
-            ]
-            .into_iter()
-            .find(|s| *s == n)
-            {
-                Some(s) => Stat::Qc(s),
-                None => {
-                    return Err(Error::Usage(format!(
-                        "unknown statistic {name:?}: one of {}",
-                        STATS.join(", ")
-                    )));
-                }
-            },
-        })
-    }
-
-    /// The name, as given to `--stat`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stat::Qc(s) => s,
-            Stat::RawMean => "raw_mean",
-            Stat::Sites => "sites",
-            Stat::Rejected => "rejected",
-        }
-    }
-
-    /// Whether the statistic is per channel.
-    pub fn per_channel(self) -> bool {
-        matches!(self, Stat::Qc(_) | Stat::RawMean)
-    }
-
-    /// A title for pictures: `mean of w2 ConA (stored values)`.
-    pub fn title(self, channel: usize) -> String {
-        let ch = channel_label(channel);
-        match self {
-            Stat::Qc("mean") => format!("mean of {ch} (normalized)"),
-            Stat::Qc("std") => format!("std of {ch} (normalized)"),
-            Stat::Qc("z_mean") => format!("z of the mean of {ch} within the plate"),
-            Stat::Qc(flag) => format!("fraction of sites flagged {flag} in {ch}"),
-            Stat::RawMean => format!("mean of {ch} (raw crop)"),
-            Stat::Sites => "stored sites per well".into(),
-            Stat::Rejected => "rejected sites per well".into(),
-        }
-    }
 }
 
 /// A statistic's value per well, for each plate it was asked for.

@@ -7,6 +7,7 @@ pub mod colormap;
 pub mod data;
 pub mod render;
 pub mod serve;
+pub mod stat;
 
 use cellshard_core::ErrorClass;
 
@@ -32,7 +33,7 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     /// A query or picture ran past the time limit and was stopped.
-    #[error("the query was stopped after {:.1} s (the viewer's --query-timeout)", .0.as_secs_f64())]
+    #[error("the query was stopped after {} s (the viewer's --query-timeout)", .0.as_secs_f64())]
     Timeout(std::time::Duration),
     /// As many queries as the viewer runs at once are running.
     #[error(

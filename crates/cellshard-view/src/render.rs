@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::canvas::{Canvas, EMPTY, INK, WHITE, fit, text_width};
 use crate::colormap::viridis;
-use crate::data::{
-    BeforeAfter, COLS, ROWS, SiteImage, Stat, channel_label, well_name, well_position,
-};
+use cellshard_core::rxrx1::channel_label;
+
+use crate::data::{BeforeAfter, COLS, ROWS, SiteImage, well_name, well_position};
+use crate::stat::Stat;
 use crate::{Error, Result};
 
 /// Channels to draw: 1-based, each within the tensor and the six viewer colours.

@@ -79,7 +79,41 @@ fn default_inflight() -> ByteSize {
 }
 
 impl Pipeline {
-    /// Parse and validate a pipeline from TOML text; `path` names it in errors.
+    /// Parse and validate a pipeline from TOML text; `path` names it in errors. The stages
+    /// are resolved once, here: [`Pipeline::transform`] cannot fail.
+    ///
+    /// ```
+    /// use cellshard_core::Pipeline;
+    ///
+    /// let text = r#"
+    /// name = "rxrx1"
+    /// [source]
+    /// url = "s3://bucket/rxrx1/images"
+    /// [metadata]
+    /// urls = ["s3://bucket/rxrx1/metadata.csv"]
+    /// [[stages]]
+    /// kind = "decode"
+    /// bit_depth = 16
+    /// width = 2048
+    /// height = 2048
+    /// [[stages]]
+    /// kind = "downsample"
+    /// factor = 2
+    /// [[stages]]
+    /// kind = "center_crop"
+    /// size = 512
+    /// [[stages]]
+    /// kind = "normalize"
+    /// [sink]
+    /// url = "s3://bucket/store"
+    /// "#;
+    /// let p = Pipeline::from_toml("rxrx1.toml", text).unwrap();
+    /// assert_eq!(p.transform().output_shape(), (512, 512));
+    ///
+    /// // A misspelt key is named with its line.
+    /// let e = Pipeline::from_toml("rxrx1.toml", &text.replace("factor", "factr"));
+    /// assert!(e.unwrap_err().to_string().contains("unknown key `factr` at line 14"));
+    /// ```
     pub fn from_toml(path: &str, text: &str) -> Result<Self> {
         let pipeline: Pipeline = toml::from_str(text).map_err(|e| Error::Pipeline {
             path: path.to_string(),

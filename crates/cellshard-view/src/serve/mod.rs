@@ -13,7 +13,7 @@
 //! | 403 | a cross-site request, or a host name other than localhost without `--token` |
 //! | 401 | no token, or the wrong one |
 //! | 404 | an unknown site, plate or page |
-//! | 503 | the store is unreachable, the queries' memory is exhausted, or `--max-queries` are running (with `Retry-After`) |
+//! | 503 | the store is unreachable, the queries' memory is exhausted, or `--max-queries` ran for the whole timeout while the request waited (with `Retry-After`) |
 //! | 504 | a query or picture ran past `--query-timeout` |
 //! | 500 | a bug (a query task panicked) |
 
@@ -57,7 +57,8 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Threads of the query runtime.
     pub query_threads: usize,
-    /// Most queries and pictures that run at once; more are answered 503.
+    /// Most queries and pictures that run at once; more wait, and one that waits past the
+    /// timeout is answered 503.
     pub max_queries: usize,
 }
 
@@ -125,7 +126,12 @@ pub async fn serve(
     );
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await
-        .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", opts.bind)))?;
+        .map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", opts.bind),
+            ))
+        })?;
     let state: Shared = Arc::new(Viewer {
         session: Arc::new(session),
         running: Arc::new(tokio::sync::Semaphore::new(opts.max_queries)),
@@ -200,5 +206,32 @@ impl Viewer {
     /// `body` (which says what failed) as a page with the status of `e`.
     fn fail_with(&self, title: &str, e: &Error, body: &str) -> Response {
         failure(e, Html(html::page(title, &self.store, body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_of_failure_has_its_status_and_an_outage_says_when_to_retry() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let cases = [
+            (Error::Usage("bad".into()), 400),
+            (Error::NotFound("no such site".into()), 404),
+            (Error::Io(refused), 503),
+            (Error::Busy(4), 503),
+            (Error::Timeout(Duration::from_secs(3)), 504),
+            (Error::Internal("a query task panicked".into()), 500),
+        ];
+        for (e, want) in cases {
+            let res = failure(&e, e.to_string());
+            assert_eq!(res.status().as_u16(), want, "{e}");
+            assert_eq!(
+                res.headers().contains_key(header::RETRY_AFTER),
+                want == 503,
+                "{e}"
+            );
+        }
     }
 }

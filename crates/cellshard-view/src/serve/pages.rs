@@ -3,12 +3,14 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
+use cellshard_core::rxrx1::channel_label;
 use serde::Deserialize;
 
 use super::Shared;
 use super::html::{self, enc, esc};
+
 use crate::Error;
-use crate::data::{self, literal};
+use crate::data::literal;
 
 pub(super) async fn css() -> Response {
     (
@@ -196,7 +198,7 @@ pub(super) async fn site_page(
     for c in 1..=channels {
         body.push_str(&format!(
             r#"<figure><img class="tile" alt="channel {c}" width="{tile_shown}" height="{tile_shown}" src="/img/site/{sid}?channels={c}&amp;gray=1&amp;size={tile}{contrast}"><figcaption>{}</figcaption></figure>"#,
-            esc(&data::channel_label(c))
+            esc(&channel_label(c))
         ));
     }
     body.push_str("</div><h2>Metadata</h2>");

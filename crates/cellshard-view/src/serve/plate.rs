@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use cellshard_core::rxrx1::channel_label;
 use serde::Deserialize;
 
 use super::Shared;
 use super::html::{enc, esc};
-use crate::data::{self, COLS, ROWS, Stat, literal, well_name};
+
+use crate::data::{self, COLS, ROWS, literal, well_name};
 use crate::render;
+use crate::stat::{STATS, Stat};
 use crate::{Error, Result};
 
 #[derive(Deserialize)]
@@ -85,7 +88,7 @@ pub(super) async fn plate_page(
     let mut body = String::from(
         r#"<form class="inline" method="get">Statistic <select name="stat" data-autosubmit>"#,
     );
-    for s in data::STATS {
+    for s in STATS {
         body.push_str(&format!(
             r#"<option value="{s}"{}>{s}</option>"#,
             if s == stat.name() { " selected" } else { "" }
@@ -96,7 +99,7 @@ pub(super) async fn plate_page(
         body.push_str(&format!(
             r#"<option value="{c}"{}>{}</option>"#,
             if c == channel { " selected" } else { "" },
-            esc(&data::channel_label(c))
+            esc(&channel_label(c))
         ));
     }
     body.push_str(r#"</select><noscript><button>Show</button></noscript></form>"#);
@@ -147,7 +150,7 @@ pub(super) async fn plate_page(
     if matches!(stat, Stat::Qc("mean") | Stat::RawMean) {
         body.push_str(&format!(
             r#"<h2>Before and after per-plate normalization</h2><p class="note">Raw crop means and stored means of {} on the colour ranges of every plate of {} (a plate effect shows as a whole plate shifted on the left, and is gone on the right).</p><p><img id="before-after" alt="before and after normalization" src="/img/plate/{}/{plate}?stat=mean&amp;channel={channel}&amp;before_after=1"></p>"#,
-            esc(&data::channel_label(channel)),
+            esc(&channel_label(channel)),
             esc(&experiment),
             enc(&experiment)
         ));

@@ -10,18 +10,19 @@ use super::{Viewer, check_read_only, guard};
 use crate::{Error, Result};
 
 impl Viewer {
-    /// Run `work` on the query runtime under the timeout, if fewer than `max_queries` run.
-    /// The slot is held by the task, so it frees when the work is dropped, not when the
-    /// answer is sent.
+    /// Run `work` on the query runtime under the timeout, once fewer than `max_queries` run:
+    /// it waits for a slot (a page's pictures arrive together) up to the timeout, and is
+    /// answered busy past it. The slot is held by the task, so it frees when the work is
+    /// dropped, not when the answer is sent.
     pub(super) async fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let slot = self
-            .running
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::Busy(self.opts.max_queries))?;
+        let busy = || Error::Busy(self.opts.max_queries);
+        let slot = tokio::time::timeout(self.opts.timeout, self.running.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
         let task = self.queries.spawn(async move {
             let _slot = slot;
             work.await
