@@ -45,8 +45,13 @@ fi
 
 # The Python package of the training feed (crates/cellshard-python), built by maturin in
 # the dev profile so it shares target/ with the tests; users install a release build.
-MATURIN_PEP517_ARGS="--profile dev --strip" "$py" -m pip install --quiet \
-  --disable-pip-version-check ./crates/cellshard-python
+mkdir -p target
+maturin_log=target/maturin-build.log
+if ! MATURIN_PEP517_ARGS="--profile dev --strip" "$py" -m pip install -v \
+  --disable-pip-version-check ./crates/cellshard-python >"$maturin_log" 2>&1; then
+  tail -n 40 "$maturin_log" >&2
+  exit 1
+fi
 
 # One profile for everything (see [profile.dev] in Cargo.toml); two test threads on a
 # 2-core machine. Every test target, then the examples in the API docs.
@@ -59,6 +64,17 @@ RUST_TEST_THREADS=2 cargo test --workspace --doc --locked --no-fail-fast 2>&1 | 
 doc_status=${PIPESTATUS[0]}
 [ "$status" -ne 0 ] || status=$doc_status
 set -e
+
+# The stack is compiled once: the test build may compile the workspace's crates, pyo3
+# (built against the interpreter maturin chose) and test-only crates, nothing maturin's
+# build of the package already compiled (crates/cellshard-hack keeps the features equal).
+compiled() { grep -oE 'Compiling [A-Za-z0-9_-]+ v' "$1" | awk '{print $2}' | sort -u; }
+twice=$(comm -12 <(compiled "$maturin_log") <(compiled "$log") \
+  | grep -vE '^(cellshard-.*|pyo3.*|numpy)$' || true)
+if [ -n "$twice" ]; then
+  echo "error: the test build compiled again what maturin's build compiled:" $twice >&2
+  status=1
+fi
 passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
 echo
