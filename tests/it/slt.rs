@@ -249,7 +249,9 @@ async fn run_file(
         .await
         .map_err(|e| e.to_string())?,
     };
-    // The experiment design beside the images, for joins with metadata.
+    // The experiment design beside the images, for joins with metadata; the tests also
+    // set session options.
+    session.allow_writes(true);
     session
         .run(&format!(
             "CREATE EXTERNAL TABLE design STORED AS CSV LOCATION '{raw}/metadata.csv' OPTIONS ('format.has_header' 'true')"

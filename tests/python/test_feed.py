@@ -184,6 +184,7 @@ def test_sql_returns_arrow_from_the_same_session_as_the_cli():
     (dict(tail="sometimes"), "tail"),
     (dict(batch_size=0), "batch size"),
     (dict(rank=2, world_size=2), "rank"),
+    (dict(version=-1), "0 or more"),
 ])
 def test_bad_input_is_a_clear_error_at_construction(kwargs, message):
     with pytest.raises(cellshard.InvalidInput, match=message) as e:
@@ -225,3 +226,17 @@ def test_every_error_class_is_a_cellshard_error_and_its_builtin():
                          (cellshard.InternalError, RuntimeError)]:
         assert issubclass(cls, cellshard.Error) and issubclass(cls, builtin)
         assert cls.__module__ == "cellshard.errors"
+
+
+def test_library_sql_is_read_only_unless_writes_are_allowed(tmp_path):
+    target = tmp_path / "out.csv"
+    for statement in [f"COPY (SELECT site_id FROM sites) TO '{target}'",
+                      "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'",
+                      "CREATE VIEW v AS SELECT 1",
+                      "DROP TABLE sites"]:
+        with pytest.raises(cellshard.InvalidInput, match="read-only"):
+            cellshard.sql(STORE, statement)
+    assert not target.exists()
+    out = cellshard.sql(STORE, f"COPY (SELECT site_id FROM sites) TO '{target}' STORED AS CSV",
+                        allow_writes=True)
+    assert target.exists() and out.num_rows == 1

@@ -55,12 +55,22 @@ pub(crate) struct PipelineArgs {
     /// Override the pipeline's sink (store root) URL.
     #[arg(long)]
     sink: Option<String>,
+    /// Object store option for the source and metadata, KEY=VALUE (repeatable; added to
+    /// the pipeline's `[source.options]`, e.g. endpoint, region).
+    #[arg(long = "source-option", value_parser = crate::sql::parse_kv)]
+    source_options: Vec<(String, String)>,
+    /// Object store option for the sink, KEY=VALUE (repeatable; added to the pipeline's
+    /// `[sink.options]`).
+    #[arg(long = "sink-option", value_parser = crate::sql::parse_kv)]
+    sink_options: Vec<(String, String)>,
 }
 
 impl PipelineArgs {
     /// Run options for this pipeline and these plates (usage errors exit 2).
     fn options(self, plates: &PlateArgs) -> Result<RunOptions, (u8, anyhow::Error)> {
-        let pipeline = load_pipeline(&self.pipeline).map_err(with_code)?;
+        let mut pipeline = load_pipeline(&self.pipeline).map_err(with_code)?;
+        pipeline.source.options.extend(self.source_options);
+        pipeline.sink.options.extend(self.sink_options);
         let selection = plates.selection().map_err(with_code)?;
         Ok(RunOptions {
             source: self.source,

@@ -150,6 +150,9 @@ struct SynthArgs {
     /// PNG compression effort.
     #[arg(long, value_enum, default_value_t = Compression::Default)]
     compression: Compression,
+    /// Object store option for the output, KEY=VALUE (repeatable; e.g. endpoint, region).
+    #[arg(long = "store-option", value_parser = sql::parse_kv)]
+    store_options: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -284,7 +287,7 @@ async fn synth(a: SynthArgs) -> Result<()> {
         },
         ..Default::default()
     };
-    let out = Location::parse(&a.out, &BTreeMap::new())?;
+    let out = Location::parse(&a.out, &a.store_options.into_iter().collect())?;
     out.create_local_dir()?;
     let total = cellshard_synth::select_sites(&design, &cfg)?.len();
     let tty = std::io::stderr().is_terminal();
@@ -390,6 +393,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
         bit_depth: t.bit_depth,
         seed: 0,
         compression: Compression::Default,
+        store_options: Vec::new(),
     })
     .await?;
     eprintln!("demo: 2/3 ingesting with {pipeline_name} into {store}");

@@ -43,6 +43,10 @@ pub(crate) struct VacuumArgs {
     /// Count what would be removed; remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Vacuum with a retention under the table's `delta.deletedFileRetentionDuration`
+    /// (7 days by default), removing files that readers at older versions may need.
+    #[arg(long)]
+    force: bool,
 }
 
 /// `cellshard history`.
@@ -91,7 +95,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub(crate) async fn vacuum(a: VacuumArgs) -> Result<()> {
     let root = a.store.root()?;
-    let reports = maintain::vacuum(&root, a.retention, a.full, a.dry_run).await?;
+    let reports = maintain::vacuum(&root, a.retention, a.full, a.dry_run, a.force).await?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
     for r in &reports {
         println!(

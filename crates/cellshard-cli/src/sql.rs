@@ -90,6 +90,10 @@ pub struct SqlArgs {
     /// Start the shell even when standard input is not a terminal (scripts, tests).
     #[arg(long)]
     interactive: bool,
+    /// Run statements that write or reach outside the store (CREATE EXTERNAL TABLE, COPY,
+    /// DDL, DML, SET); without it only queries run.
+    #[arg(long)]
+    allow_writes: bool,
     /// Run every query on the Ballista cluster whose scheduler is at df://HOST[:PORT]
     /// (`cellshard scheduler`); the tables are pinned here, at the same versions.
     #[cfg(feature = "cluster")]
@@ -180,6 +184,7 @@ pub async fn sql(a: SqlArgs) -> Result<()> {
         (None, None, None) => None,
     };
     let mut session = open_sql(&a).await?;
+    session.allow_writes(a.allow_writes);
     let mut out: Box<dyn Write + Send> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,

@@ -559,6 +559,174 @@ fn every_subcommand_exits_2_for_an_invalid_request_and_1_for_a_failure() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+#[test]
+fn sql_is_read_only_unless_writes_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.csv").display().to_string();
+    let store = view_store();
+    for statement in [
+        format!("COPY (SELECT site_id FROM sites) TO '{target}' STORED AS CSV"),
+        "CREATE EXTERNAL TABLE pw STORED AS CSV LOCATION '/etc/passwd'".into(),
+        "INSERT INTO sites SELECT * FROM sites".into(),
+        "DROP VIEW controls".into(),
+    ] {
+        let out = cellshard(["sql", "--store", store, "-c", &statement]);
+        assert_eq!(out.status.code(), Some(2), "{statement}");
+        assert!(
+            text(&out.stderr).contains("read-only"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(!std::path::Path::new(&target).exists());
+    let copy = format!("COPY (SELECT site_id FROM sites) TO '{target}' STORED AS CSV");
+    let out = cellshard(["sql", "--store", store, "--allow-writes", "-c", &copy]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::path::Path::new(&target).exists());
+}
+
+/// Run `cellshard ARGS`, killing it if it has not ended within `secs` seconds (a hang).
+fn cellshard_within(args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        .args(args)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            child.kill().unwrap();
+            panic!("cellshard {args:?} did not end within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn out_of_range_versions_are_refused_at_once() {
+    let store = view_store();
+    for (args, says) in [
+        (
+            vec!["sql", "--store", store, "--version=-1", "-c", "SELECT 1"],
+            "0 or more",
+        ),
+        (
+            vec![
+                "sql",
+                "--store",
+                store,
+                "--version=99999999999",
+                "-c",
+                "SELECT 1",
+            ],
+            "no version 99999999999",
+        ),
+        (
+            vec!["feed", "plan", "--store", store, "--version=-1"],
+            "0 or more",
+        ),
+        (
+            vec!["restore", "--store", store, "--version=-1"],
+            "0 or more",
+        ),
+        (
+            vec!["restore", "--store", store, "--version=99999999999"],
+            "no version",
+        ),
+    ] {
+        let out = cellshard_within(&args, 60);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn synth_run_and_sql_reach_an_s3_store_through_their_options() {
+    // A real S3-protocol server on loopback; every command gets its endpoint and keys as
+    // options on the command line, none from the environment or the pipeline file.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(cellshard_tests::s3::S3Server::start(&["raw", "lake"]));
+    let kv: Vec<String> = server
+        .options()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let with = |flag: &str, args: &[&str]| -> Vec<String> {
+        let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        for o in &kv {
+            out.extend([flag.to_string(), o.clone()]);
+        }
+        out
+    };
+    let synth = with(
+        "--store-option",
+        &[
+            "synth",
+            "--out",
+            "s3://raw/set",
+            "--wells",
+            "2",
+            "--sites",
+            "1",
+            "--size",
+            "256",
+        ],
+    );
+    let out = cellshard(&synth);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut run = with(
+        "--source-option",
+        &[
+            "run",
+            "pipelines/tiny.toml",
+            "--source",
+            "s3://raw/set",
+            "--metadata",
+            "s3://raw/set/metadata.csv",
+            "--sink",
+            "s3://lake/store",
+        ],
+    );
+    for o in &kv {
+        run.extend(["--sink-option".to_string(), o.clone()]);
+    }
+    let out = cellshard(&run);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = summary["sites"]["stored"].as_u64().unwrap();
+    assert!(stored >= 2, "{summary}");
+    let sql = with(
+        "--store-option",
+        &[
+            "sql",
+            "--store",
+            "s3://lake/store",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM sites",
+        ],
+    );
+    let out = cellshard(&sql);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("n\n{stored}\n"));
+    // The secret is never printed.
+    assert!(!text(&out.stderr).contains(cellshard_tests::s3::SECRET_KEY));
+    drop(server);
+}
+
 /// The one line a failed command prints: `error: ...`, and nothing else on stderr.
 fn error_line(out: &Output) -> String {
     let err = text(&out.stderr);
@@ -1036,7 +1204,16 @@ fn history_restore_and_vacuum_keep_a_store() {
     // An orphan (the upload of a killed run) goes only with --full.
     let orphan = store.join("sites/cell_type=HUVEC/experiment=HUVEC-01/part-orphan.zstd.parquet");
     std::fs::write(&orphan, b"not committed").unwrap();
+    // Under the tables' 7-day floor only with --force, and nothing goes without it.
     let out = cellshard(["vacuum", "--store", &s, "--retention", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sql_one(&s, "SELECT count(*) FROM sites"), "4");
+    let out = cellshard(["vacuum", "--store", &s, "--retention", "0s", "--force"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let removed = text(&out.stdout);
     assert!(
@@ -1044,7 +1221,15 @@ fn history_restore_and_vacuum_keep_a_store() {
         "{removed}"
     );
     assert!(orphan.exists());
-    let out = cellshard(["vacuum", "--store", &s, "--retention", "0s", "--full"]);
+    let out = cellshard([
+        "vacuum",
+        "--store",
+        &s,
+        "--retention",
+        "0s",
+        "--full",
+        "--force",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(!orphan.exists());
     assert_eq!(sql_one(&s, "SELECT count(*) FROM sites"), "4");

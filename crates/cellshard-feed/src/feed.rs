@@ -140,6 +140,7 @@ impl Feed {
                     url: url(),
                     message: e.to_string(),
                 },
+                cellshard_core::ErrorClass::BadInput => Error::Usage(e.to_string()),
                 _ => Error::Store {
                     url: url(),
                     message: e.to_string(),

@@ -87,13 +87,14 @@ impl ArrowData {
 /// Run one SQL statement over a store, in the session `cellshard sql` opens (its tables,
 /// views and tensor functions); `version` pins `sites` as `--version` does. Returns Arrow.
 #[pyfunction]
-#[pyo3(signature = (store, query, version=None, store_options=None))]
+#[pyo3(signature = (store, query, version=None, store_options=None, allow_writes=false))]
 pub(crate) fn sql(
     py: Python<'_>,
     store: String,
     query: String,
     version: Option<i64>,
     store_options: Option<BTreeMap<String, String>>,
+    allow_writes: bool,
 ) -> PyResult<ArrowData> {
     let as_of = version.map_or(AsOf::Latest, AsOf::Version);
     let options = store_options.unwrap_or_default();
@@ -104,11 +105,16 @@ pub(crate) fn sql(
     let batches = py.detach(|| {
         rt.block_on(async {
             let mut session = cellshard_sql::open_session(&store, &options, as_of).await?;
+            session.allow_writes(allow_writes);
             let batches = session.run(&query).await?;
             // The schema of an empty result comes from the plan (none for a statement).
             let schema = match batches.first() {
                 Some(b) => b.schema(),
-                None => match session.ctx.sql(&query).await {
+                None => match session
+                    .ctx
+                    .sql_with_options(&query, cellshard_sql::guard::options())
+                    .await
+                {
                     Ok(df) => df.schema().inner().clone(),
                     Err(_) => std::sync::Arc::new(arrow::datatypes::Schema::empty()),
                 },

@@ -8,6 +8,7 @@
 mod as_of;
 mod class;
 pub mod export;
+pub mod guard;
 mod output;
 mod provider;
 pub mod udf;
@@ -134,6 +135,9 @@ pub struct Session {
     pub skipped_views: Vec<(String, String)>,
     /// Shape and dtype of `sites.tensor`, when known.
     pub tensor: Option<udf::TensorSpec>,
+    /// Whether [`Session::run`] runs statements other than queries (DDL, DML, `COPY`,
+    /// `SET`). False unless the caller opts in ([`Session::allow_writes`]).
+    writes: bool,
 }
 
 impl std::ops::Deref for Session {
@@ -206,6 +210,7 @@ impl Session {
             versions: BTreeMap::new(),
             skipped_views: Vec::new(),
             tensor: None,
+            writes: false,
         };
         s.register().await?;
         Ok(s)
@@ -345,12 +350,26 @@ impl Session {
 
     /// Run one statement or meta command (`\d`, `\d NAME`, `\df`, `\version N`,
     /// `\timestamp T`, `\latest`) and collect its batches.
+    ///
+    /// A session is read-only unless [`Session::allow_writes`] was called: statements other
+    /// than queries are refused ([`guard`]).
     pub async fn run(&mut self, statement: &str) -> Result<Vec<RecordBatch>> {
         let s = statement.trim();
         match s.strip_prefix('\\') {
             Some(meta) => self.meta(meta).await,
-            None => query(&self.ctx, s).await,
+            None if self.writes => query(&self.ctx, s).await,
+            None => {
+                guard::check(s).map_err(Error::Usage)?;
+                let df = self.ctx.sql_with_options(s, guard::options()).await?;
+                Ok(df.collect().await?)
+            }
         }
+    }
+
+    /// Let [`Session::run`] run statements that write or reach outside the store
+    /// (`CREATE EXTERNAL TABLE`, `COPY`, DDL, DML, `SET`).
+    pub fn allow_writes(&mut self, allow: bool) {
+        self.writes = allow;
     }
 
     async fn meta(&mut self, meta: &str) -> Result<Vec<RecordBatch>> {

@@ -28,12 +28,42 @@ pub struct VacuumReport {
 /// `retention` ago, and with `full` also files no commit ever added (the uploads of killed
 /// runs) older than `retention`. A file that any version within `retention` references is
 /// never removed. With `dry_run`, only count.
+///
+/// A retention under a table's `delta.deletedFileRetentionDuration` (7 days unless the
+/// table sets it, as in Delta) is refused unless `force`: readers at older versions and
+/// feeds pinned to them may still need those files.
 pub async fn vacuum(
     root: &Location,
     retention: Duration,
     full: bool,
     dry_run: bool,
+    force: bool,
 ) -> Result<Vec<VacuumReport>> {
+    use deltalake::table::config::TablePropertiesExt;
+    if !force {
+        for name in TABLES {
+            let loc = root.child(name);
+            let Some(table) = open_table(&loc, None).await? else {
+                continue;
+            };
+            let floor = table
+                .snapshot()
+                .map_err(delta(&loc))?
+                .snapshot()
+                .table_properties()
+                .deleted_file_retention_duration();
+            if retention < floor {
+                return Err(Error::Location {
+                    url: loc.url.to_string(),
+                    message: format!(
+                        "a retention of {}s is under the table's delta.deletedFileRetentionDuration of {}s: files that readers at older versions (and pinned feeds) need would go; give --force to vacuum anyway",
+                        retention.as_secs(),
+                        floor.as_secs()
+                    ),
+                });
+            }
+        }
+    }
     let retention = chrono::Duration::from_std(retention).map_err(|e| Error::Location {
         url: root.url.to_string(),
         message: format!("retention out of range: {e}"),

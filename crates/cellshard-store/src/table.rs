@@ -120,44 +120,55 @@ fn register_log_stores() {
     });
 }
 
-/// Open the Delta table at `loc`; `Ok(None)` when there is none yet.
+/// Open the Delta table at `loc`; `Ok(None)` when there is none yet. A requested version
+/// is checked against the table first: a negative one is invalid and one past the latest
+/// is not found, answered at once (neither reaches the log reader, which would wrap or
+/// search for it).
 pub async fn open_table(loc: &Location, version: Option<i64>) -> Result<Option<DeltaTable>> {
     register_log_stores();
     if loc.require_local_dir().is_err() {
         return Ok(None);
     }
     let err = delta_err(loc);
-    let mut builder = DeltaTableBuilder::from_url(loc.url.clone())
-        .map_err(&err)?
-        .with_storage_backend(loc.store.clone(), loc.url.clone());
-    if let Some(v) = version {
-        builder = builder.with_version(v as _);
-    }
-    let mut table = builder.build().map_err(&err)?;
-    let loaded = match version {
-        Some(v) => table.load_version(v as _).await,
-        None => table.load().await,
+    let Some(v) = version else {
+        let mut table = DeltaTableBuilder::from_url(loc.url.clone())
+            .map_err(&err)?
+            .with_storage_backend(loc.store.clone(), loc.url.clone())
+            .build()
+            .map_err(&err)?;
+        return match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(err(e)),
+        };
     };
-    match loaded {
-        Ok(()) => Ok(Some(table)),
-        Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(e) => match version {
-            // A version past the latest is not found, not a failure of the store.
-            Some(v) => match Box::pin(open_table(loc, None)).await {
-                Ok(Some(latest)) if latest.version().is_some_and(|l| v > l as i64 || v < 0) => {
-                    Err(Error::Missing {
-                        url: loc.url.to_string(),
-                        message: format!(
-                            "the table has no version {v} (the latest is {})",
-                            latest.version().unwrap_or(0)
-                        ),
-                    })
-                }
-                _ => Err(err(e)),
-            },
-            None => Err(err(e)),
-        },
+    let Ok(wanted) = u64::try_from(v) else {
+        return Err(Error::Location {
+            url: loc.url.to_string(),
+            message: format!("version {v}: table versions are 0 or more"),
+        });
+    };
+    let Some(latest) = Box::pin(open_table(loc, None)).await? else {
+        return Ok(None);
+    };
+    let newest = latest.version().unwrap_or(0);
+    if wanted > newest {
+        return Err(Error::Missing {
+            url: loc.url.to_string(),
+            message: format!("the table has no version {v} (the latest is {newest})"),
+        });
     }
+    if wanted == newest {
+        return Ok(Some(latest));
+    }
+    let mut table = DeltaTableBuilder::from_url(loc.url.clone())
+        .map_err(&err)?
+        .with_storage_backend(loc.store.clone(), loc.url.clone())
+        .with_version(wanted)
+        .build()
+        .map_err(&err)?;
+    table.load_version(wanted).await.map_err(err)?;
+    Ok(Some(table))
 }
 
 /// Open the table at `loc`, creating it with `schema` when missing. Concurrent creators
@@ -411,7 +422,7 @@ pub async fn open_at(
             at = t
                 .snapshot()
                 .ok()
-                .and_then(|s| s.version_timestamp(v as _))
+                .and_then(|s| s.version_timestamp(u64::try_from(v).ok()?))
                 .and_then(chrono::DateTime::from_timestamp_millis);
         } else if let Some(ts) = at {
             // Before a table's first commit, delta-rs loads version 0: the empty table

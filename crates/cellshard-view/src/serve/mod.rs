@@ -18,7 +18,6 @@
 //! | 500 | a bug (a query task panicked) |
 
 mod auth;
-mod guard;
 pub mod html;
 mod images;
 mod pages;
@@ -38,8 +37,6 @@ use cellshard_core::ErrorClass;
 use cellshard_sql::Session;
 
 use crate::{Error, Result};
-
-pub use guard::check as check_read_only;
 
 /// How the viewer runs.
 #[derive(Debug, Clone)]

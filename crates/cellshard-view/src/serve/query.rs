@@ -6,7 +6,9 @@ use std::future::Future;
 use arrow::array::RecordBatch;
 use futures::StreamExt;
 
-use super::{Viewer, check_read_only, guard};
+use cellshard_sql::guard;
+
+use super::Viewer;
 use crate::{Error, Result};
 
 impl Viewer {
@@ -54,7 +56,7 @@ impl Viewer {
         skip: usize,
         take: usize,
     ) -> Result<(Vec<RecordBatch>, usize)> {
-        check_read_only(&sql).map_err(Error::Usage)?;
+        guard::check(&sql).map_err(Error::Usage)?;
         let s = self.session.clone();
         self.run(async move {
             let df = s.ctx.sql_with_options(&sql, guard::options()).await?;

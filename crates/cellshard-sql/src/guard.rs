@@ -1,13 +1,15 @@
-//! The viewer runs only queries: one `SELECT` (or `EXPLAIN` of one) per request. DDL, DML,
-//! `COPY`, `SET`, `CREATE`/`DROP` of anything and every other statement are refused before
-//! planning, and planning runs with DDL, DML and statements disallowed as a second guard
-//! (which also stops `SELECT ... INTO`). DataFusion has no file-writing functions.
+//! Read-only sessions run only queries: one `SELECT` (or `EXPLAIN` of one) at a time. DDL,
+//! DML, `COPY`, `SET`, `CREATE`/`DROP` of anything (`CREATE EXTERNAL TABLE` over any path
+//! included) and every other statement are refused before planning, and planning runs with
+//! DDL, DML and statements disallowed as a second guard (which also stops `SELECT ...
+//! INTO`). DataFusion has no file-writing or path-reading functions. The viewer is always
+//! read-only; `cellshard sql` and `cellshard.sql` are unless the caller allows writes.
 
 use datafusion::execution::context::SQLOptions;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::Statement as Sql;
 
-/// SQL options for every viewer query.
+/// SQL options for every read-only query.
 pub fn options() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -41,7 +43,7 @@ pub fn check(sql: &str) -> Result<(), String> {
         .map(|w| w.to_uppercase())
         .collect();
     Err(format!(
-        "the viewer is read-only: {} statements are refused (only SELECT, WITH ... SELECT and EXPLAIN SELECT run here)",
+        "read-only: {} statements are refused (only SELECT, WITH ... SELECT and EXPLAIN SELECT run; `cellshard sql --allow-writes` or `cellshard.sql(..., allow_writes=True)` runs others)",
         verb.join(" ")
     ))
 }
