@@ -318,9 +318,11 @@ async fn read_ahead_gives_the_same_batches_for_any_thread_count_and_budget() {
     // Per step: tensors and samples.
     type Steps = Vec<(Vec<u8>, Vec<Option<u64>>)>;
     let mut reference: Option<Steps> = None;
-    // One decode thread, no read-ahead and a read budget smaller than one page; then all
-    // cores, deep read-ahead and a large budget.
-    for (threads, read_budget, memory_budget) in [(1, 1, 1), (2, 1 << 30, 1 << 30)] {
+    // One decode thread, no read-ahead (a memory budget of exactly one batch) and a read
+    // budget smaller than one page; then all cores, deep read-ahead and a large budget.
+    let probe = Feed::open(opts(&store, 7, 2, 1)).await.unwrap();
+    let one_batch = probe.tensor_bytes() as u64 * probe.rank_batch();
+    for (threads, read_budget, memory_budget) in [(1, 1, one_batch), (2, 1 << 30, 1 << 30)] {
         let feed = std::sync::Arc::new(
             Feed::open(FeedOptions {
                 threads,

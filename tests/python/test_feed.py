@@ -185,6 +185,8 @@ def test_sql_returns_arrow_from_the_same_session_as_the_cli():
     (dict(batch_size=0), "batch size"),
     (dict(rank=2, world_size=2), "rank"),
     (dict(version=-1), "0 or more"),
+    (dict(batch_size=10**9), "memory budget"),
+    (dict(batch_size=4, memory_budget=1 << 20), "memory budget"),
 ])
 def test_bad_input_is_a_clear_error_at_construction(kwargs, message):
     with pytest.raises(cellshard.InvalidInput, match=message) as e:

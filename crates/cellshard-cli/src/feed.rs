@@ -52,7 +52,7 @@ pub(crate) struct FeedArgs {
     /// Compressed bytes fetched and not yet decoded, at most, in MiB.
     #[arg(long, default_value_t = cellshard_feed::READ_BUDGET >> 20)]
     read_budget_mib: u64,
-    /// Decoded batches read ahead, at most, in MiB (at least one batch).
+    /// Decoded batches read ahead, at most, in MiB (one batch must fit).
     #[arg(long, default_value_t = cellshard_feed::MEMORY_BUDGET >> 20)]
     memory_budget_mib: u64,
 }

@@ -1809,6 +1809,30 @@ fn the_viewer_is_read_only_capped_and_timed() {
         fast + std::time::Duration::from_millis(500) < slow_took,
         "the plate page ({fast:?}) waited for the slow query ({slow_took:?})"
     );
+    // Another site's page may not use the viewer, on loopback too; scripts (no Origin, no
+    // Sec-Fetch-Site) and the viewer's own pages may. Every answer carries the policy.
+    let port = srv.addr.rsplit(':').next().unwrap().to_string();
+    for (headers, want) in [
+        ("Origin: http://evil.example\r\n".to_string(), 403),
+        ("Sec-Fetch-Site: cross-site\r\n".to_string(), 403),
+        (
+            format!("Origin: http://127.0.0.1:{port}\r\nSec-Fetch-Site: same-origin\r\n"),
+            200,
+        ),
+        (String::new(), 200),
+    ] {
+        let (status, head, _) = srv.get("/sql?q=SELECT%201", &headers);
+        assert_eq!(status, want, "{headers}");
+        let head = head.to_lowercase();
+        for policy in [
+            "content-security-policy: default-src 'self'",
+            "frame-ancestors 'none'",
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+        ] {
+            assert!(head.contains(policy), "{policy} missing: {head}");
+        }
+    }
     // Not found, and pictures.
     assert_eq!(srv.get("/site/HEPG2-01_1_Z99_1", "").0, 404);
     // Without a token, only requests for localhost (no DNS rebinding).

@@ -49,7 +49,8 @@ pub struct FeedOptions {
     /// Compressed tensor bytes fetched and not yet decoded, at most (a step larger than
     /// this is read alone).
     pub read_budget: u64,
-    /// Decoded batches read ahead take at most this many bytes (at least one batch).
+    /// Decoded batches read ahead take at most this many bytes; a batch larger than this
+    /// is refused when the feed opens.
     pub memory_budget: u64,
 }
 
@@ -184,21 +185,38 @@ impl Feed {
             opts.threads,
             opts.read_budget,
         )?;
-        let mut h = Sha256::new();
-        h.update(opts.predicate.as_deref().unwrap_or("").as_bytes());
-        h.update([0]);
-        h.update(opts.split.as_ref().map(SplitSpec::key).unwrap_or_default());
-        let d = h.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&d[..8]);
-        Ok(Feed {
+        let mut feed = Feed {
             opts,
             sites,
             version,
             selection,
-            selection_hash: u64::from_le_bytes(first),
+            selection_hash: 0,
             reader,
-        })
+        };
+        // One batch must fit the memory budget, checked before anything is allocated.
+        let batch = (feed.tensor_bytes() as u64).saturating_mul(feed.rank_batch());
+        if batch > feed.opts.memory_budget {
+            return Err(Error::Usage(format!(
+                "a batch of {} sites on this rank needs {batch} bytes of tensors, more than the memory budget of {} bytes: use a smaller batch size or a larger memory budget",
+                feed.rank_batch(),
+                feed.opts.memory_budget
+            )));
+        }
+        let mut h = Sha256::new();
+        h.update(feed.opts.predicate.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(
+            feed.opts
+                .split
+                .as_ref()
+                .map(SplitSpec::key)
+                .unwrap_or_default(),
+        );
+        let d = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        feed.selection_hash = u64::from_le_bytes(first);
+        Ok(feed)
     }
 
     /// Resume from `cursor` with `opts` (which may name another world size and rank, or

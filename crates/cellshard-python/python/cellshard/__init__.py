@@ -49,7 +49,8 @@ class Dataset:
 
     Reads run on Rust threads with the GIL released: ``threads`` decode threads (0: one per
     core), at most ``read_budget`` compressed bytes fetched ahead and ``memory_budget``
-    bytes of decoded batches read ahead (at least one batch).
+    bytes of decoded batches read ahead (a batch larger than ``memory_budget`` is refused
+    with ``InvalidInput`` before anything is allocated).
 
     The dataset survives ``fork`` (a child reopens the store at the pinned version on first
     use) and pickling (for ``spawn``), so DataLoader workers of either kind can use it; see
