@@ -242,3 +242,12 @@ def test_library_sql_is_read_only_unless_writes_are_allowed(tmp_path):
     out = cellshard.sql(STORE, f"COPY (SELECT site_id FROM sites) TO '{target}' STORED AS CSV",
                         allow_writes=True)
     assert target.exists() and out.num_rows == 1
+
+
+def test_a_query_past_its_memory_bound_fails_alone():
+    big = ("SELECT length(string_agg(repeat('x', 1000), ',')) AS n "
+           "FROM generate_series(1, 200000)")
+    with pytest.raises(cellshard.StoreError, match="(?i)resources exhausted"):
+        cellshard.sql(STORE, big, query_memory=1 << 20)
+    assert pa.table(cellshard.sql(STORE, "SELECT count(*) AS n FROM sites",
+                                  query_memory=1 << 20)).column("n")[0].as_py() == 4

@@ -90,6 +90,10 @@ pub struct SqlArgs {
     /// Start the shell even when standard input is not a terminal (scripts, tests).
     #[arg(long)]
     interactive: bool,
+    /// Most MiB of operator state (sorts, joins, aggregates) the queries hold; a query
+    /// past it fails with "resources exhausted" (default: unbounded).
+    #[arg(long)]
+    query_memory: Option<usize>,
     /// Run statements that write or reach outside the store (CREATE EXTERNAL TABLE, COPY,
     /// DDL, DML, SET); without it only queries run.
     #[arg(long)]
@@ -145,13 +149,23 @@ pub enum ExportKind {
 }
 
 pub(crate) async fn open(store: &str, travel: &TimeTravel) -> Result<Session> {
-    Ok(cellshard_sql::open_session(store, &travel.options(), travel.as_of()?).await?)
+    open_bounded(store, travel, None).await
+}
+
+/// Open a session whose queries together hold at most `memory_mib` MiB of operator state.
+pub(crate) async fn open_bounded(
+    store: &str,
+    travel: &TimeTravel,
+    memory_mib: Option<usize>,
+) -> Result<Session> {
+    let memory = memory_mib.map(|m| m.saturating_mul(1 << 20));
+    Ok(cellshard_sql::open_session_with(store, &travel.options(), travel.as_of()?, memory).await?)
 }
 
 #[cfg(feature = "cluster")]
 async fn open_sql(a: &SqlArgs) -> Result<Session> {
     let Some(cluster) = &a.cluster else {
-        return open(&a.store, &a.travel).await;
+        return open_bounded(&a.store, &a.travel, a.query_memory).await;
     };
     let url = cellshard_cluster::ClusterUrl::parse(cluster)?;
     let timeout = std::time::Duration::try_from_secs_f64(a.cluster_timeout)
@@ -162,7 +176,7 @@ async fn open_sql(a: &SqlArgs) -> Result<Session> {
 
 #[cfg(not(feature = "cluster"))]
 async fn open_sql(a: &SqlArgs) -> Result<Session> {
-    open(&a.store, &a.travel).await
+    open_bounded(&a.store, &a.travel, a.query_memory).await
 }
 
 /// Run `cellshard sql`.

@@ -10,7 +10,7 @@ use cellshard_view::render;
 use cellshard_view::serve::{ServeOptions, serve};
 use cellshard_view::stat::Stat;
 
-use crate::sql::{TimeTravel, open};
+use crate::sql::{TimeTravel, open, open_bounded};
 
 /// `cellshard render`.
 #[derive(clap::Args)]
@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// Most queries and pictures that run at once; more wait, up to --query-timeout.
     #[arg(long, default_value_t = 4)]
     max_queries: usize,
+    /// Most MiB of operator state (sorts, joins, aggregates) the running queries hold
+    /// together; a query past it is answered 503 "resources exhausted".
+    #[arg(long, default_value_t = 1024)]
+    query_memory: usize,
     #[command(flatten)]
     travel: TimeTravel,
 }
@@ -157,7 +161,7 @@ pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
     if !a.query_timeout.is_finite() || a.query_timeout <= 0.0 {
         return Err(crate::exit::invalid("--query-timeout must be positive"));
     }
-    let session = open(&a.store, &a.travel).await?;
+    let session = open_bounded(&a.store, &a.travel, Some(a.query_memory)).await?;
     let mut opts = ServeOptions {
         bind: a.bind,
         token: a.token,

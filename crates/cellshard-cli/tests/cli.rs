@@ -1833,6 +1833,32 @@ fn the_viewer_is_read_only_capped_and_timed() {
             assert!(head.contains(policy), "{policy} missing: {head}");
         }
     }
+    // A query past --query-memory fails alone (503, resources exhausted); the server and
+    // the next query go on.
+    let small = Server::start(&[
+        "--store",
+        store,
+        "--bind",
+        "127.0.0.1:0",
+        "--query-memory",
+        "1",
+    ]);
+    let big =
+        "SELECT length(string_agg(repeat('x', 1000), ',')) AS n FROM generate_series(1, 200000)";
+    let (status, head, body) = small.get(&format!("/sql?q={}", q(big)), "");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.to_lowercase().contains("resources exhausted"),
+        "{body}"
+    );
+    assert!(head.to_lowercase().contains("retry-after"), "{head}");
+    assert_eq!(small.get("/health", "").0, 200);
+    let (status, _, body) = small.get(
+        &format!("/sql?q={}", q("SELECT count(*) AS n FROM sites")),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    drop(small);
     // Not found, and pictures.
     assert_eq!(srv.get("/site/HEPG2-01_1_Z99_1", "").0, 404);
     // Without a token, only requests for localhost (no DNS rebinding).

@@ -87,7 +87,7 @@ impl ArrowData {
 /// Run one SQL statement over a store, in the session `cellshard sql` opens (its tables,
 /// views and tensor functions); `version` pins `sites` as `--version` does. Returns Arrow.
 #[pyfunction]
-#[pyo3(signature = (store, query, version=None, store_options=None, allow_writes=false))]
+#[pyo3(signature = (store, query, version=None, store_options=None, allow_writes=false, query_memory=None))]
 pub(crate) fn sql(
     py: Python<'_>,
     store: String,
@@ -95,6 +95,7 @@ pub(crate) fn sql(
     version: Option<i64>,
     store_options: Option<BTreeMap<String, String>>,
     allow_writes: bool,
+    query_memory: Option<usize>,
 ) -> PyResult<ArrowData> {
     let as_of = version.map_or(AsOf::Latest, AsOf::Version);
     let options = store_options.unwrap_or_default();
@@ -104,7 +105,8 @@ pub(crate) fn sql(
         .map_err(|e| crate::internal(format!("cannot start the query threads: {e}")))?;
     let batches = py.detach(|| {
         rt.block_on(async {
-            let mut session = cellshard_sql::open_session(&store, &options, as_of).await?;
+            let mut session =
+                cellshard_sql::open_session_with(&store, &options, as_of, query_memory).await?;
             session.allow_writes(allow_writes);
             let batches = session.run(&query).await?;
             // The schema of an empty result comes from the plan (none for a statement).

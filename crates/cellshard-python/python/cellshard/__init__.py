@@ -27,16 +27,19 @@ READ_BUDGET = 256 << 20
 MEMORY_BUDGET = 2 << 30
 
 
-def sql(store, query, version=None, store_options=None, allow_writes=False):
+def sql(store, query, version=None, store_options=None, allow_writes=False,
+        query_memory=None):
     """Run one SQL statement over ``store`` in the session ``cellshard sql`` opens (tables,
     views, tensor functions). Returns ``ArrowData``: ``pyarrow.table(result)``,
     ``polars.DataFrame(result)`` or ``result.to_pyarrow()``.
 
     The session is read-only: only queries run (``SELECT``, ``WITH``, ``EXPLAIN``), and
     ``COPY``, ``CREATE EXTERNAL TABLE``, DDL, DML and ``SET`` raise ``InvalidInput``, so a
-    service may pass analysts' SQL through. ``allow_writes=True`` runs them."""
+    service may pass analysts' SQL through. ``allow_writes=True`` runs them.
+    ``query_memory`` bounds the bytes of operator state (sorts, joins, aggregates); a query
+    past it raises ``StoreError`` ("resources exhausted")."""
     return _sql(store, query, version=version, store_options=store_options,
-                allow_writes=allow_writes)
+                allow_writes=allow_writes, query_memory=query_memory)
 
 
 class Dataset:
