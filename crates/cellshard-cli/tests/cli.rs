@@ -727,6 +727,39 @@ fn synth_run_and_sql_reach_an_s3_store_through_their_options() {
     drop(server);
 }
 
+#[test]
+fn a_metadata_column_named_like_a_store_column_is_refused_before_any_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw").display().to_string();
+    let out = cellshard([
+        "synth", "--out", &raw, "--wells", "1", "--sites", "1", "--size", "256",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(dir.path().join("raw/metadata.csv")).unwrap();
+    let with_tensor: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("{l},{}\n", if i == 0 { "tensor" } else { "x" }))
+        .collect();
+    let meta = dir.path().join("meta.csv");
+    std::fs::write(&meta, with_tensor).unwrap();
+    let store = dir.path().join("store");
+    let out = cellshard([
+        "run",
+        "pipelines/tiny.toml",
+        "--source",
+        &raw,
+        "--metadata",
+        meta.to_str().unwrap(),
+        "--sink",
+        store.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("tensor") && err.contains("rename"), "{err}");
+    assert!(!store.exists());
+}
+
 /// The one line a failed command prints: `error: ...`, and nothing else on stderr.
 fn error_line(out: &Output) -> String {
     let err = text(&out.stderr);

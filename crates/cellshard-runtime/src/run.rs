@@ -57,6 +57,17 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         list_seconds,
     } = discover(&opts).await?;
     cellshard_store::pause::point("after-listing").await;
+    let colliding = SitesContext::colliding_columns(metadata.extra_columns());
+    if !colliding.is_empty() {
+        return Err(Error::Config(cellshard_core::Error::Metadata {
+            path: p.metadata.urls.join(", "),
+            message: format!(
+                "column(s) {} take the name of a column the store writes itself; rename them in the CSV (for example to meta_{})",
+                colliding.join(", "),
+                colliding[0]
+            ),
+        }));
+    }
     if !opts.dry_run {
         sink.create_local_dir()?;
     }

@@ -94,6 +94,25 @@ pub struct SiteRow {
 }
 
 impl SitesContext {
+    /// The metadata columns of `extra` that would take the name of a column the store
+    /// writes itself (`tensor`, `run_id`, `build_id`, ...), which no run can store.
+    pub fn colliding_columns(extra: &[String]) -> Vec<String> {
+        let own = SitesContext {
+            extra_columns: Vec::new(),
+            shape: [1, 1, 1],
+            dtype: String::new(),
+            pipeline: String::new(),
+            pipeline_hash: String::new(),
+            run_id: String::new(),
+        }
+        .schema();
+        extra
+            .iter()
+            .filter(|c| own.field_with_name(c).is_ok() || SITES_PARTITIONS.contains(&c.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// The `sites` schema. Shape and dtype are also recorded in the tensor field's metadata.
     pub fn schema(&self) -> SchemaRef {
         let mut fields = vec![
