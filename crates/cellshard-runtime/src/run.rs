@@ -35,6 +35,21 @@ fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// A run's id: the start time to the microsecond, 32 random bits (two runs started in the
+/// same microsecond, a retried pod beside its first attempt, still differ, and so do
+/// their shard paths and build ids) and the worker's share.
+fn new_run_id(index: u32, count: u32) -> String {
+    use std::hash::BuildHasher;
+    let now = chrono::Utc::now();
+    // RandomState is seeded from the OS's randomness for each process and differs per call.
+    let noise = std::collections::hash_map::RandomState::new().hash_one(now.timestamp_micros());
+    format!(
+        "{}-{:08x}-w{index}of{count}",
+        now.format("%Y%m%dT%H%M%S%.6fZ"),
+        noise >> 32
+    )
+}
+
 /// Run the pipeline and return its summary. Bad input never fails the run; it becomes
 /// reject rows. The run fails on configuration, store and internal errors.
 pub async fn run(opts: RunOptions) -> Result<RunSummary> {
@@ -71,12 +86,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     if !opts.dry_run {
         sink.create_local_dir()?;
     }
-    let run_id = format!(
-        "{}-w{}of{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
-        opts.worker.index,
-        opts.worker.count
-    );
+    let run_id = new_run_id(opts.worker.index, opts.worker.count);
 
     let (height, width) = transform.output_shape();
     let sites_ctx = SitesContext {
@@ -350,4 +360,16 @@ fn progress_bar(enabled: bool, len: u64) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_made_together_differ() {
+        let ids: std::collections::BTreeSet<String> = (0..1000).map(|_| new_run_id(0, 1)).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.ends_with("-w0of1")));
+    }
 }
