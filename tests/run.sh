@@ -68,9 +68,9 @@ set -e
 # The stack is compiled once: the test build may compile the workspace's crates, pyo3
 # (built against the interpreter maturin chose) and test-only crates, nothing maturin's
 # build of the package already compiled (crates/cellshard-hack keeps the features equal).
-compiled() { grep -oE 'Compiling [A-Za-z0-9_-]+ v' "$1" | awk '{print $2}' | sort -u; }
+compiled() { grep -oE 'Compiling [A-Za-z0-9_-]+ v[0-9][^ ]*' "$1" | awk '{print $2"@"$3}' | sort -u; }
 twice=$(comm -12 <(compiled "$maturin_log") <(compiled "$log") \
-  | grep -vE '^(cellshard-.*|pyo3.*|numpy)$' || true)
+  | grep -vE '^(cellshard-[a-z-]+|pyo3[a-z-]*|numpy)@' || true)
 if [ -n "$twice" ]; then
   echo "error: the test build compiled again what maturin's build compiled:" $twice >&2
   status=1
