@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Add, StructType};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -196,8 +197,11 @@ pub async fn open_or_create(
         .with_storage_backend(loc.store.clone(), loc.url.clone())
         .build()
         .map_err(&err)?;
+    // No retries: a creator that loses the race for version 0 must not commit its CREATE
+    // again as version 1; it opens the table that won.
     let mut create = table
         .create()
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .with_table_name(name)
         .with_columns(kernel.fields().cloned())
         .with_partition_columns(partitions.iter().map(|s| s.to_string()))
@@ -437,6 +441,46 @@ pub async fn open_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn creators_racing_on_an_empty_store_make_one_table() {
+        use arrow::datatypes::{DataType, Field};
+        use std::collections::BTreeMap;
+        let dir = tempfile::tempdir().unwrap();
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]));
+        for round in 0..5 {
+            let root = dir.path().join(format!("round{round}"));
+            let loc = Location::parse(root.to_str().unwrap(), &BTreeMap::new()).unwrap();
+            let tasks: Vec<_> = (0..6)
+                .map(|_| {
+                    let (loc, schema) = (loc.clone(), schema.clone());
+                    tokio::spawn(async move {
+                        open_or_create(&loc, "t", &schema, &[], Vec::new()).await
+                    })
+                })
+                .collect();
+            let mut ids = std::collections::BTreeSet::new();
+            for t in tasks {
+                let table = t.await.unwrap().unwrap();
+                ids.insert(table.snapshot().unwrap().metadata().id().to_string());
+            }
+            assert_eq!(ids.len(), 1, "round {round}: tables {ids:?}");
+            let commits = std::fs::read_dir(root.join("_delta_log"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "json")
+                })
+                .count();
+            assert_eq!(
+                commits, 1,
+                "round {round}: the CREATE was committed {commits} times"
+            );
+        }
+    }
 
     #[test]
     fn rows_per_group_divides_the_byte_target() {
