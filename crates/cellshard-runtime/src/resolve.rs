@@ -100,6 +100,46 @@ pub fn resolve_plate(
             objects,
         });
     }
+    let (good, conflicts) = one_cell_type(good);
+    rejects.extend(conflicts);
+    (good, rejects)
+}
+
+/// A plate is stored in one cell-type partition: the cell type most of its sites give
+/// (the first in order on a tie). A site whose metadata gives another is a
+/// `metadata_conflict` reject; the rest of the plate is stored.
+fn one_cell_type(sites: Vec<ResolvedSite>) -> (Vec<ResolvedSite>, Vec<RejectRow>) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &sites {
+        *counts.entry(s.meta.cell_type.as_str()).or_default() += 1;
+    }
+    let Some(plate_type) = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(t, _)| t.to_string())
+    else {
+        return (sites, Vec::new());
+    };
+    let mut rejects = Vec::new();
+    let mut good = Vec::new();
+    for s in sites {
+        if s.meta.cell_type == plate_type {
+            good.push(s);
+            continue;
+        }
+        let msg = format!(
+            "site {}: its metadata gives cell type {:?}, the rest of its plate {plate_type:?} (a plate is stored in one cell-type partition)",
+            s.key.site_id(),
+            s.meta.cell_type
+        );
+        let refs: Vec<&ObjectRef> = s.objects.iter().collect();
+        rejects.extend(reject_rows(
+            &s.key,
+            &refs,
+            RejectReason::MetadataConflict,
+            &msg,
+        ));
+    }
     (good, rejects)
 }
 
@@ -201,5 +241,36 @@ mod tests {
         );
         // site 3 has no metadata row but is rejected for its duplicate first
         assert_eq!(rejects.len(), 1 + 1 + 4);
+    }
+
+    #[test]
+    fn a_site_of_another_cell_type_than_its_plate_is_a_conflict_reject() {
+        let mut md = MetadataTable::new();
+        md.add_csv(
+            "m.csv",
+            b"experiment,plate,well,site,well_type,cell_type\nE-1,1,B02,1,treatment,HUVEC\nE-1,1,B02,2,treatment,RPE\nE-1,1,B02,3,treatment,HUVEC\n",
+        )
+        .unwrap();
+        let mut sites = BTreeMap::new();
+        for site in 1..=3 {
+            let mut inputs = SiteInputs::default();
+            for c in 1..=2 {
+                inputs
+                    .channels
+                    .insert(c, vec![obj(&format!("s{site}_w{c}"))]);
+            }
+            sites.insert(key(site), inputs);
+        }
+        let (good, rejects) = resolve_plate(sites, &md, 2);
+        assert_eq!(good.len(), 2);
+        assert!(good.iter().all(|s| s.meta.cell_type == "HUVEC"));
+        assert_eq!(rejects.len(), 2);
+        assert!(
+            rejects
+                .iter()
+                .all(|r| r.reason == RejectReason::MetadataConflict
+                    && r.site_id.as_deref() == Some("E-1_1_B02_2")
+                    && r.message.contains("RPE"))
+        );
     }
 }
