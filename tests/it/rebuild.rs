@@ -284,3 +284,55 @@ async fn vanished_plates_are_reported_and_pruned_only_when_asked() {
         ["6"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plate_whose_live_build_lost_its_statistics_is_built_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = synth_raw(dir.path()).await;
+    let store = dir.path().join("store").display().to_string();
+    cellshard_runtime::run(opts(&raw, &store)).await.unwrap();
+
+    // What a lost publish race leaves: tensors with no statistics for their build.
+    let loc = cellshard_store::Location::parse(&format!("{store}/plate_stats"), &BTreeMap::new())
+        .unwrap();
+    let stats = cellshard_store::table::open_table(&loc, None)
+        .await
+        .unwrap()
+        .unwrap();
+    stats.delete().await.unwrap();
+    let paired = "SELECT count(*) FROM sites s JOIN plate_stats p ON p.build_id = s.build_id AND p.channel = 1";
+    assert_eq!(
+        strings(
+            &sql(&store, &format!("SELECT CAST(({paired}) AS VARCHAR)")).await,
+            0
+        ),
+        ["0"]
+    );
+
+    let incremental = || RunOptions {
+        incremental: true,
+        ..opts(&raw, &store)
+    };
+    let plan = cellshard_runtime::plan(&incremental()).await.unwrap();
+    assert!(
+        plan.plates
+            .iter()
+            .all(|p| p.action == PlanAction::Incomplete),
+        "{plan:?}"
+    );
+    let again = cellshard_runtime::run(incremental()).await.unwrap();
+    assert_eq!((again.plates_built, again.plates_unchanged), (2, 0));
+    let sites = strings(
+        &sql(&store, "SELECT CAST(count(*) AS VARCHAR) FROM sites").await,
+        0,
+    );
+    assert_eq!(
+        strings(
+            &sql(&store, &format!("SELECT CAST(({paired}) AS VARCHAR)")).await,
+            0
+        ),
+        sites
+    );
+    let after = cellshard_runtime::run(incremental()).await.unwrap();
+    assert_eq!((after.plates_built, after.plates_unchanged), (0, 2));
+}

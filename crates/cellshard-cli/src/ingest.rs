@@ -202,6 +202,7 @@ pub(crate) async fn plan(a: PlanArgs) -> Result<u8, (u8, anyhow::Error)> {
             PlanAction::Changed => "changed",
             PlanAction::Forced => "forced",
             PlanAction::Unchanged => "unchanged",
+            PlanAction::Incomplete => "incomplete",
         };
         println!(
             "{:<20} {:>6} {:>8} {:>14}  {:<9} {}",

@@ -1,6 +1,7 @@
 //! The plan of a run: which plates it would build, and why, from a listing and the store's
 //! log, without reading a pixel.
 
+use cellshard_store::publish::plate_builds;
 use cellshard_store::table::open_table;
 use serde::Serialize;
 
@@ -21,6 +22,9 @@ pub enum PlanAction {
     Forced,
     /// Skipped: the committed fingerprint is the current one (incremental runs).
     Unchanged,
+    /// Built again although unchanged: the live build has no statistics (a publish that
+    /// raced another and lost them), so the store does not hold the plate whole.
+    Incomplete,
 }
 
 /// One plate of a plan.
@@ -76,9 +80,12 @@ pub async fn plan_listing(opts: &RunOptions) -> Result<Plan> {
 
 async fn plan_with(opts: &RunOptions, read_store: bool) -> Result<Plan> {
     let d = discover(opts).await?;
-    let sites_table = match d.sink.require_local_dir() {
-        Ok(()) if read_store => open_table(&d.sink.child("sites"), None).await?,
-        _ => None,
+    let (sites_table, stats_table) = match d.sink.require_local_dir() {
+        Ok(()) if read_store => (
+            open_table(&d.sink.child("sites"), None).await?,
+            open_table(&d.sink.child("plate_stats"), None).await?,
+        ),
+        _ => (None, None),
     };
     let mut plates = Vec::new();
     for (plate, sites) in &d.listing.plates {
@@ -94,9 +101,24 @@ async fn plan_with(opts: &RunOptions, read_store: bool) -> Result<Plan> {
             }
             None => None,
         };
+        let whole = || -> Result<bool> {
+            let (Some(sites), Some(stats)) = (&sites_table, &stats_table) else {
+                return Ok(sites_table.is_none());
+            };
+            let number = plate.plate as i32;
+            let live = plate_builds(sites, &d.sink.child("sites"), &plate.experiment, number)?;
+            let with_stats = plate_builds(
+                stats,
+                &d.sink.child("plate_stats"),
+                &plate.experiment,
+                number,
+            )?;
+            Ok(live.is_subset(&with_stats))
+        };
         let action = match committed {
             None => PlanAction::New,
             Some(c) if c != fingerprint => PlanAction::Changed,
+            Some(_) if opts.incremental && !whole()? => PlanAction::Incomplete,
             Some(_) if opts.incremental => PlanAction::Unchanged,
             Some(_) => PlanAction::Forced,
         };

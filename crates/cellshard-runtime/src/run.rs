@@ -229,6 +229,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
                 .plate_fingerprint(&plate.experiment, plate.plate as i32)
                 .await?
                 == Some(fingerprint)
+            && tables.plate_is_whole(&plate.experiment, plate.plate as i32)?
         {
             summary.plates_unchanged += 1;
             summary.objects.unchanged += objects;

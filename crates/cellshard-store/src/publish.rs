@@ -27,7 +27,7 @@ use crate::schema::{
 };
 use crate::shard::{FileLayout, PartitionValues, ShardFile};
 use crate::table::{PlateScope, ShardSettings, StoreTables, commit_files};
-use crate::{Error, Result};
+use crate::{Error, Location, Result};
 
 /// One build of one plate: the scope it replaces, the id its rows carry and the
 /// fingerprint of what produced it.
@@ -249,31 +249,64 @@ pub async fn committed_fingerprint(
         .map_err(err)
 }
 
+/// Call `f` with a view of each file of `table` at `loc`: its partition values and
+/// statistics (no data read).
+fn each_file(table: &DeltaTable, loc: &Location, mut f: impl FnMut(&FileView)) -> Result<()> {
+    let snapshot = table.snapshot().map_err(|e| Error::Delta {
+        table: loc.url.to_string(),
+        source: Box::new(e),
+    })?;
+    for file in snapshot.log_data().iter() {
+        let parts = file.partition_values_map();
+        let stats: Option<serde_json::Value> =
+            file.stats().and_then(|s| serde_json::from_str(&s).ok());
+        f(&FileView {
+            partitions: &parts,
+            stats: stats.as_ref(),
+        });
+    }
+    Ok(())
+}
+
+/// The build ids of the files of `experiment`/`plate` in `table` at `loc`.
+pub fn plate_builds(
+    table: &DeltaTable,
+    loc: &Location,
+    experiment: &str,
+    plate: i32,
+) -> Result<std::collections::BTreeSet<String>> {
+    let (e, p) = (
+        serde_json::Value::from(experiment),
+        serde_json::Value::from(plate),
+    );
+    let mut out = std::collections::BTreeSet::new();
+    each_file(table, loc, |f| {
+        let of_experiment = match f.partitions.get("experiment") {
+            Some(v) => v.as_deref() == Some(experiment),
+            None => f.single("experiment") == Some(&e),
+        };
+        if of_experiment && f.single("plate") == Some(&p) {
+            if let Some(b) = f.single("build_id").and_then(serde_json::Value::as_str) {
+                out.insert(b.to_string());
+            }
+        }
+    })?;
+    Ok(out)
+}
+
 impl StoreTables {
     /// The plates `sites` holds, as `(experiment, plate)`, from the files' partition values
     /// and statistics (no data read).
     pub fn published_plates(&self) -> Result<std::collections::BTreeSet<(String, i32)>> {
-        let loc = self.root.child("sites");
-        let err = |e: deltalake::DeltaTableError| Error::Delta {
-            table: loc.url.to_string(),
-            source: Box::new(e),
-        };
         let mut out = std::collections::BTreeSet::new();
-        for file in self.sites.snapshot().map_err(err)?.log_data().iter() {
-            let parts = file.partition_values_map();
-            let stats: Option<serde_json::Value> =
-                file.stats().and_then(|s| serde_json::from_str(&s).ok());
-            let view = FileView {
-                partitions: &parts,
-                stats: stats.as_ref(),
-            };
+        each_file(&self.sites, &self.root.child("sites"), |view| {
             if let (Some(Some(e)), Some(p)) = (
-                parts.get("experiment"),
+                view.partitions.get("experiment"),
                 view.single("plate").and_then(serde_json::Value::as_i64),
             ) {
                 out.insert((e.clone(), p as i32));
             }
-        }
+        })?;
         Ok(out)
     }
 
@@ -319,6 +352,15 @@ impl StoreTables {
             commit(table, &loc, prune).await?;
         }
         Ok(())
+    }
+
+    /// Whether every live build of the plate in `sites` has its statistics: a build whose
+    /// statistics were lost (a publish that raced another) leaves the plate not whole, and
+    /// an incremental run builds it again.
+    pub fn plate_is_whole(&self, experiment: &str, plate: i32) -> Result<bool> {
+        let live = plate_builds(&self.sites, &self.root.child("sites"), experiment, plate)?;
+        let stats = self.root.child("plate_stats");
+        Ok(live.is_subset(&plate_builds(&self.plate_stats, &stats, experiment, plate)?))
     }
 
     /// The fingerprint recorded with the plate's published build, if any.
