@@ -70,14 +70,19 @@ impl Cursor {
             a.copy_from_slice(&b[o..o + 4]);
             u32::from_le_bytes(a)
         };
+        let version = i64::try_from(u64_at(0)).map_err(|_| bad("its version is out of range"))?;
+        let (global_batch, clump) = (u32_at(44), u32_at(48));
+        if global_batch == 0 || clump == 0 {
+            return Err(bad("its batch size or clump is 0"));
+        }
         Ok(Cursor {
-            version: u64_at(0) as i64,
+            version,
             selection: u64_at(1),
             seed: u64_at(2),
             epoch: u64_at(3),
             position: u64_at(4),
-            global_batch: u32_at(44),
-            clump: u32_at(48),
+            global_batch,
+            clump,
             tail: Tail::from_code(b[52]).ok_or_else(|| bad("unknown tail policy"))?,
         })
     }
@@ -104,5 +109,60 @@ mod tests {
         assert_eq!(CURSOR_BYTES, 53);
         assert_eq!(Cursor::from_bytes(&b).unwrap(), c);
         assert!(Cursor::from_bytes(&b[1..]).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any bytes are a cursor or a clear error, never a panic or a negative version.
+        #[test]
+        fn any_bytes_parse_or_are_refused(b in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            if let Ok(c) = Cursor::from_bytes(&b) {
+                proptest::prop_assert!(c.version >= 0 && c.global_batch > 0 && c.clump > 0);
+            }
+        }
+
+        /// Bytes with the right length and header but any fields: still never a panic.
+        #[test]
+        fn forged_fields_parse_or_are_refused(fields in proptest::collection::vec(proptest::num::u8::ANY, 49)) {
+            let mut b = MAGIC.to_vec();
+            b.push(FORMAT);
+            b.extend(&fields);
+            if let Ok(c) = Cursor::from_bytes(&b) {
+                proptest::prop_assert!(c.version >= 0);
+                proptest::prop_assert_eq!(Cursor::from_bytes(&c.to_bytes()).unwrap(), c);
+            }
+        }
+
+        /// Every valid cursor round-trips.
+        #[test]
+        fn valid_cursors_round_trip(
+            version in 0i64..=i64::MAX,
+            selection: u64,
+            seed: u64,
+            epoch: u64,
+            position: u64,
+            global_batch in 1u32..,
+            clump in 1u32..,
+        ) {
+            let c = Cursor { version, selection, seed, epoch, position, global_batch, clump, tail: Tail::PadMasked };
+            proptest::prop_assert_eq!(Cursor::from_bytes(&c.to_bytes()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn a_forged_negative_version_is_refused() {
+        let mut b = Cursor {
+            version: 1,
+            selection: 0,
+            seed: 0,
+            epoch: 0,
+            position: 0,
+            global_batch: 1,
+            clump: 1,
+            tail: Tail::PadMasked,
+        }
+        .to_bytes();
+        b[4..12].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = Cursor::from_bytes(&b).unwrap_err().to_string();
+        assert!(e.contains("version is out of range"), "{e}");
     }
 }
