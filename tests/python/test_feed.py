@@ -187,6 +187,7 @@ def test_sql_returns_arrow_from_the_same_session_as_the_cli():
     (dict(version=-1), "0 or more"),
     (dict(batch_size=10**9), "memory budget"),
     (dict(batch_size=4, memory_budget=1 << 20), "memory budget"),
+    (dict(clump=0), "clump"),
 ])
 def test_bad_input_is_a_clear_error_at_construction(kwargs, message):
     with pytest.raises(cellshard.InvalidInput, match=message) as e:

@@ -130,6 +130,21 @@ impl Feed {
                 opts.global_batch, opts.world_size, opts.rank
             )));
         }
+        // The cursor keeps both in 32 bits.
+        if opts.clump == 0 || opts.clump > u64::from(u32::MAX) {
+            return Err(Error::Usage(format!(
+                "clump {}: need 1 <= clump <= {}",
+                opts.clump,
+                u32::MAX
+            )));
+        }
+        if opts.global_batch > u64::from(u32::MAX) {
+            return Err(Error::Usage(format!(
+                "batch size {}: at most {}",
+                opts.global_batch,
+                u32::MAX
+            )));
+        }
         let root = Location::parse(&opts.store, &opts.options)?;
         root.require_local_dir()?;
         let sites = root.child("sites");
