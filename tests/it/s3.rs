@@ -306,6 +306,16 @@ async fn an_outage_after_retries_fails_the_run_and_commits_nothing_of_that_plate
             .value(0);
         assert_eq!(n, 0, "{table} holds rows of the plate whose read failed");
     }
+    // The failed run still has its row in `runs`, saying why it failed.
+    let rows = cellshard_sql::query(&ctx, "SELECT run_id, summary FROM runs")
+        .await
+        .unwrap();
+    let summaries = strings(&rows, 1);
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let summary: serde_json::Value = serde_json::from_str(&summaries[0]).unwrap();
+    let why = summary["error"].as_str().unwrap_or_default();
+    assert!(why.contains("Plate2/B02_s1_w3.png") && why.contains("503"), "{summary}");
+    assert!(!summaries[0].contains(SECRET_KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,62 +214,79 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         }
         Ok(())
     };
-    let mut pending: Option<(PlateKey, u64, DecodedPlate)> = None;
-    for (plate, sites) in listing.plates {
-        summary.plates += 1;
-        summary.sites.discovered += sites.len() as u64;
-        if let Some(rows) = rows_by_plate.get(&plate) {
-            summary.metadata_rows_without_images += rows_without_images(rows, &sites);
-        }
-        let objects = object_count(&sites);
-        let fingerprint = plate_fingerprint(p, &plate, &sites, &metadata);
-        if let Some(tables) = tables.as_ref()
-            && opts.incremental
-            && tables
-                .plate_fingerprint(&plate.experiment, plate.plate as i32)
-                .await?
-                == Some(fingerprint)
-            && tables.plate_is_whole(&plate.experiment, plate.plate as i32)?
-        {
-            summary.plates_unchanged += 1;
-            summary.objects.unchanged += objects;
-            summary.sites.unchanged += sites.len() as u64;
-            continue;
-        }
-        let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels);
-        if let Some(tables) = tables.as_mut() {
-            if let Some(b) = &bar {
-                b.set_message(plate.to_string());
+    // The plates, in an inner block: a failure still leaves the run's row in `runs`.
+    let outcome: Result<()> = async {
+        let mut pending: Option<(PlateKey, u64, DecodedPlate)> = None;
+        for (plate, sites) in listing.plates {
+            summary.plates += 1;
+            summary.sites.discovered += sites.len() as u64;
+            if let Some(rows) = rows_by_plate.get(&plate) {
+                summary.metadata_rows_without_images += rows_without_images(rows, &sites);
             }
-            // This plate's phase 1 runs while the previous plate is written and committed.
-            let decode = decode_plate(&job, &plate, good, rejects, fingerprint);
-            let decoded = match pending.take() {
-                Some((prev, prev_objects, prev_decoded)) => {
-                    let (decoded, written) =
-                        tokio::join!(decode, write_plate(&job, tables, prev_decoded));
-                    account(&mut summary, &prev, prev_objects, written?)?;
-                    decoded?
+            let objects = object_count(&sites);
+            let fingerprint = plate_fingerprint(p, &plate, &sites, &metadata);
+            if let Some(tables) = tables.as_ref()
+                && opts.incremental
+                && tables
+                    .plate_fingerprint(&plate.experiment, plate.plate as i32)
+                    .await?
+                    == Some(fingerprint)
+                && tables.plate_is_whole(&plate.experiment, plate.plate as i32)?
+            {
+                summary.plates_unchanged += 1;
+                summary.objects.unchanged += objects;
+                summary.sites.unchanged += sites.len() as u64;
+                continue;
+            }
+            let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels);
+            if let Some(tables) = tables.as_mut() {
+                if let Some(b) = &bar {
+                    b.set_message(plate.to_string());
                 }
-                None => decode.await?,
-            };
-            pending = Some((plate, objects, decoded));
-        } else {
-            // Dry run: discovery verdicts only.
-            summary.objects.stored += good.iter().map(|s| s.objects.len() as u64).sum::<u64>();
-            summary.sites.stored += good.len() as u64;
-            summary.objects.rejected += rejects.len() as u64;
-            count_reject(&mut summary, &rejects);
+                // This plate's phase 1 runs while the previous plate is written and committed.
+                let decode = decode_plate(&job, &plate, good, rejects, fingerprint);
+                let decoded = match pending.take() {
+                    Some((prev, prev_objects, prev_decoded)) => {
+                        let (decoded, written) =
+                            tokio::join!(decode, write_plate(&job, tables, prev_decoded));
+                        account(&mut summary, &prev, prev_objects, written?)?;
+                        decoded?
+                    }
+                    None => decode.await?,
+                };
+                pending = Some((plate, objects, decoded));
+            } else {
+                // Dry run: discovery verdicts only.
+                summary.objects.stored += good.iter().map(|s| s.objects.len() as u64).sum::<u64>();
+                summary.sites.stored += good.len() as u64;
+                summary.objects.rejected += rejects.len() as u64;
+                count_reject(&mut summary, &rejects);
+            }
         }
+        if let (Some(tables), Some((prev, objects, decoded))) = (tables.as_mut(), pending.take()) {
+            let report = write_plate(&job, tables, decoded).await?;
+            account(&mut summary, &prev, objects, report)?;
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        if let Some(tables) = tables.as_mut() {
+            vanished_plates(tables, &listing_plates, &opts, &mut summary).await?;
+        }
+        Ok(())
     }
-    if let (Some(tables), Some((prev, objects, decoded))) = (tables.as_mut(), pending.take()) {
-        let report = write_plate(&job, tables, decoded).await?;
-        account(&mut summary, &prev, objects, report)?;
-    }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    if let Some(tables) = tables.as_mut() {
-        vanished_plates(tables, &listing_plates, &opts, &mut summary).await?;
+    .await;
+    if let Err(e) = outcome {
+        if let Some(tables) = tables.as_mut() {
+            summary.error = Some(e.to_string());
+            summary.seconds.total = wall.elapsed().as_secs_f64();
+            let row = run_row(&run_id, &summary, started_us);
+            // Best effort: the run's own error is what the caller gets.
+            if let Err(again) = tables.commit_run(&row, &[], false).await {
+                tracing::warn!("the failed run's row was not recorded: {again}");
+            }
+        }
+        return Err(e);
     }
     summary.sites.rejected =
         summary.sites.discovered - summary.sites.stored - summary.sites.unchanged;
@@ -302,22 +319,27 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     summary.peak_rss_bytes = crate::summary::peak_rss_bytes().unwrap_or(0);
 
     if let Some(tables) = tables.as_mut() {
-        let row = RunRow {
-            run_id,
-            pipeline: p.name.clone(),
-            pipeline_hash: summary.pipeline_hash.clone(),
-            worker: summary.worker.clone(),
-            started_us,
-            finished_us: now_us(),
-            counts: summary.run_counts(),
-            seconds: summary.run_seconds(),
-            summary_json: serde_json::to_string(&summary).unwrap_or_default(),
-        };
+        let row = run_row(&run_id, &summary, started_us);
         tables
             .commit_run(&row, &run_rejects, opts.worker.index == 0)
             .await?;
     }
     Ok(summary)
+}
+
+/// The `runs` row of a run that started at `started_us` and ends now.
+fn run_row(run_id: &str, summary: &RunSummary, started_us: i64) -> RunRow {
+    RunRow {
+        run_id: run_id.to_string(),
+        pipeline: summary.pipeline.clone(),
+        pipeline_hash: summary.pipeline_hash.clone(),
+        worker: summary.worker.clone(),
+        started_us,
+        finished_us: now_us(),
+        counts: summary.run_counts(),
+        seconds: summary.run_seconds(),
+        summary_json: serde_json::to_string(summary).unwrap_or_default(),
+    }
 }
 
 /// Plates the store holds but the source no longer has: reported, and with `--prune`

@@ -77,6 +77,9 @@ pub struct StageSeconds {
 pub struct RunSummary {
     /// Run id.
     pub run_id: String,
+    /// Why the run failed, in the `runs` row of a run that did not finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Pipeline name.
     pub pipeline: String,
     /// Pipeline hash.
