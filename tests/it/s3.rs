@@ -314,7 +314,10 @@ async fn an_outage_after_retries_fails_the_run_and_commits_nothing_of_that_plate
     assert_eq!(summaries.len(), 1, "{summaries:?}");
     let summary: serde_json::Value = serde_json::from_str(&summaries[0]).unwrap();
     let why = summary["error"].as_str().unwrap_or_default();
-    assert!(why.contains("Plate2/B02_s1_w3.png") && why.contains("503"), "{summary}");
+    assert!(
+        why.contains("Plate2/B02_s1_w3.png") && why.contains("503"),
+        "{summary}"
+    );
     assert!(!summaries[0].contains(SECRET_KEY));
 }
 
