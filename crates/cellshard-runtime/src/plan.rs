@@ -1,7 +1,7 @@
 //! The plan of a run: which plates it would build, and why, from a listing and the store's
 //! log, without reading a pixel.
 
-use cellshard_store::publish::plate_builds;
+use cellshard_store::publish::plate_is_whole;
 use cellshard_store::table::open_table;
 use serde::Serialize;
 
@@ -106,14 +106,13 @@ async fn plan_with(opts: &RunOptions, read_store: bool) -> Result<Plan> {
                 return Ok(sites_table.is_none());
             };
             let number = plate.plate as i32;
-            let live = plate_builds(sites, &d.sink.child("sites"), &plate.experiment, number)?;
-            let with_stats = plate_builds(
+            Ok(plate_is_whole(
+                sites,
                 stats,
-                &d.sink.child("plate_stats"),
+                &d.sink,
                 &plate.experiment,
                 number,
-            )?;
-            Ok(live.is_subset(&with_stats))
+            )?)
         };
         let action = match committed {
             None => PlanAction::New,

@@ -269,7 +269,7 @@ fn each_file(table: &DeltaTable, loc: &Location, mut f: impl FnMut(&FileView)) -
 }
 
 /// The build ids of the files of `experiment`/`plate` in `table` at `loc`.
-pub fn plate_builds(
+fn plate_builds(
     table: &DeltaTable,
     loc: &Location,
     experiment: &str,
@@ -292,6 +292,20 @@ pub fn plate_builds(
         }
     })?;
     Ok(out)
+}
+
+/// Whether every live build of `experiment`/`plate` in the `sites` table has its rows in
+/// the `plate_stats` table of the store at `root` (from the logs alone).
+pub fn plate_is_whole(
+    sites: &DeltaTable,
+    plate_stats: &DeltaTable,
+    root: &Location,
+    experiment: &str,
+    plate: i32,
+) -> Result<bool> {
+    let live = plate_builds(sites, &root.child("sites"), experiment, plate)?;
+    let stats = plate_builds(plate_stats, &root.child("plate_stats"), experiment, plate)?;
+    Ok(live.is_subset(&stats))
 }
 
 impl StoreTables {
@@ -358,9 +372,13 @@ impl StoreTables {
     /// statistics were lost (a publish that raced another) leaves the plate not whole, and
     /// an incremental run builds it again.
     pub fn plate_is_whole(&self, experiment: &str, plate: i32) -> Result<bool> {
-        let live = plate_builds(&self.sites, &self.root.child("sites"), experiment, plate)?;
-        let stats = self.root.child("plate_stats");
-        Ok(live.is_subset(&plate_builds(&self.plate_stats, &stats, experiment, plate)?))
+        plate_is_whole(
+            &self.sites,
+            &self.plate_stats,
+            &self.root,
+            experiment,
+            plate,
+        )
     }
 
     /// The fingerprint recorded with the plate's published build, if any.

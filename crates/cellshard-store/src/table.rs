@@ -130,46 +130,42 @@ pub async fn open_table(loc: &Location, version: Option<i64>) -> Result<Option<D
     if loc.require_local_dir().is_err() {
         return Ok(None);
     }
+    let wanted = match version.map(u64::try_from) {
+        Some(Err(_)) => {
+            return Err(Error::Location {
+                url: loc.url.to_string(),
+                message: format!(
+                    "version {}: table versions are 0 or more",
+                    version.unwrap_or_default()
+                ),
+            });
+        }
+        Some(Ok(v)) => Some(v),
+        None => None,
+    };
     let err = delta_err(loc);
-    let Some(v) = version else {
-        let mut table = DeltaTableBuilder::from_url(loc.url.clone())
-            .map_err(&err)?
-            .with_storage_backend(loc.store.clone(), loc.url.clone())
-            .build()
-            .map_err(&err)?;
-        return match table.load().await {
-            Ok(()) => Ok(Some(table)),
-            Err(DeltaTableError::NotATable(_)) => Ok(None),
-            Err(e) => Err(err(e)),
-        };
-    };
-    let Ok(wanted) = u64::try_from(v) else {
-        return Err(Error::Location {
-            url: loc.url.to_string(),
-            message: format!("version {v}: table versions are 0 or more"),
-        });
-    };
-    let Some(latest) = Box::pin(open_table(loc, None)).await? else {
-        return Ok(None);
-    };
-    let newest = latest.version().unwrap_or(0);
-    if wanted > newest {
-        return Err(Error::Missing {
-            url: loc.url.to_string(),
-            message: format!("the table has no version {v} (the latest is {newest})"),
-        });
-    }
-    if wanted == newest {
-        return Ok(Some(latest));
-    }
     let mut table = DeltaTableBuilder::from_url(loc.url.clone())
         .map_err(&err)?
         .with_storage_backend(loc.store.clone(), loc.url.clone())
-        .with_version(wanted)
         .build()
         .map_err(&err)?;
-    table.load_version(wanted).await.map_err(err)?;
-    Ok(Some(table))
+    match table.load().await {
+        Ok(()) => {}
+        Err(DeltaTableError::NotATable(_)) => return Ok(None),
+        Err(e) => return Err(err(e)),
+    }
+    let newest = table.version().unwrap_or(0);
+    match wanted {
+        Some(v) if v > newest => Err(Error::Missing {
+            url: loc.url.to_string(),
+            message: format!("the table has no version {v} (the latest is {newest})"),
+        }),
+        Some(v) if v < newest => {
+            table.load_version(v).await.map_err(err)?;
+            Ok(Some(table))
+        }
+        _ => Ok(Some(table)),
+    }
 }
 
 /// Open the table at `loc`, creating it with `schema` when missing. Concurrent creators
