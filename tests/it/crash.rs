@@ -42,7 +42,7 @@ fn variant(name: &str) -> Pipeline {
     p
 }
 
-fn run_options(spec: &serde_json::Value) -> RunOptions {
+pub(crate) fn run_options(spec: &serde_json::Value) -> RunOptions {
     let s = |k: &str| spec[k].as_str().unwrap().to_string();
     let options: BTreeMap<String, String> =
         serde_json::from_value(spec["options"].clone()).unwrap_or_default();
@@ -76,7 +76,7 @@ async fn child_run() {
 }
 
 /// A child process running `spec`, paused at `point` if given.
-fn spawn(spec: &serde_json::Value, point: Option<&str>) -> std::process::Child {
+pub(crate) fn spawn(spec: &serde_json::Value, point: Option<&str>) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["crash::child_run", "--exact", "--ignored", "--nocapture"])
         .env("CELLSHARD_CHILD_RUN", spec.to_string())
@@ -100,12 +100,12 @@ fn kill_at(point: &str, spec: &serde_json::Value) {
 
 /// A store's content: per plate, its pipeline and site tensors; and the statistics.
 #[derive(Debug, PartialEq)]
-struct Content {
-    plates: BTreeMap<String, (String, BTreeMap<String, Vec<u8>>)>,
+pub(crate) struct Content {
+    pub(crate) plates: BTreeMap<String, (String, BTreeMap<String, Vec<u8>>)>,
     stats: Vec<String>,
 }
 
-async fn content(store: &str, options: &BTreeMap<String, String>) -> Content {
+pub(crate) async fn content(store: &str, options: &BTreeMap<String, String>) -> Content {
     let ctx = cellshard_sql::open_session(store, options, cellshard_sql::AsOf::Latest)
         .await
         .unwrap();
@@ -259,7 +259,7 @@ async fn timed_kills(raw: &str, store: &str, refs: &[Content; 2]) {
     }
 }
 
-async fn references(raw: &str, dir: &std::path::Path) -> [Content; 2] {
+pub(crate) async fn references(raw: &str, dir: &std::path::Path) -> [Content; 2] {
     let mut out = Vec::new();
     for name in ["a", "b"] {
         let store = dir.join(format!("ref-{name}")).display().to_string();
@@ -271,7 +271,7 @@ async fn references(raw: &str, dir: &std::path::Path) -> [Content; 2] {
     [out.remove(0), out.remove(0)]
 }
 
-async fn synth(url: &str, options: &BTreeMap<String, String>) {
+pub(crate) async fn synth(url: &str, options: &BTreeMap<String, String>) {
     let loc = cellshard_store::Location::parse(url, options).unwrap();
     cellshard_synth::write_dataset(
         loc.store.clone(),

@@ -11,6 +11,7 @@ mod feed;
 mod interop;
 mod layout;
 mod pushdown;
+mod race;
 mod real_data;
 mod rebuild;
 mod s3;

@@ -66,11 +66,9 @@ enum Command {
     /// List the plates a run would build (new, changed, forced) and their sizes, without
     /// decoding anything.
     Plan(ingest::PlanArgs),
-    /// Check a pipeline file without running it.
-    Validate {
-        /// Pipeline TOML file.
-        pipeline: PathBuf,
-    },
+    /// Check a pipeline file without running it, and/or a store: every published plate's
+    /// live build has its statistics.
+    Validate(maintain::ValidateArgs),
     /// Run SQL over a store: tables sites, plate_stats, rejects, runs, the views of
     /// sql/views.sql and the tensor functions. Without a query, an interactive shell.
     Sql(sql::SqlArgs),
@@ -226,7 +224,7 @@ where
             Command::Vacuum(a) => status(maintain::vacuum(a).await),
             Command::History(a) => status(maintain::history(a).await),
             Command::Restore(a) => status(maintain::restore(a).await),
-            Command::Validate { pipeline } => status(validate(&pipeline)),
+            Command::Validate(a) => status(maintain::validate(a).await),
             Command::Sql(a) => status(sql::sql(a).await),
             Command::Export(a) => status(sql::export(a).await),
             Command::Render(a) => status(view::render_cmd(a).await),
@@ -321,7 +319,8 @@ async fn synth(a: SynthArgs) -> Result<()> {
     Ok(())
 }
 
-fn validate(path: &PathBuf) -> Result<()> {
+/// Check a pipeline file and print what it does.
+pub(crate) fn validate_pipeline(path: &PathBuf) -> Result<()> {
     let p = load_pipeline(path)?;
     let t = p.transform();
     let (h, w) = t.output_shape();

@@ -29,6 +29,68 @@ impl StoreArgs {
     }
 }
 
+/// `cellshard validate`.
+#[derive(clap::Args)]
+pub(crate) struct ValidateArgs {
+    /// Pipeline TOML file.
+    pipeline: Option<std::path::PathBuf>,
+    /// A store to check: each published plate's live build must have its statistics
+    /// (exit 1 naming the plates that do not; `run --incremental` rebuilds them).
+    #[arg(long)]
+    store: Option<String>,
+    /// Object store option for the store, KEY=VALUE (repeatable).
+    #[arg(long = "store-option", value_parser = parse_kv)]
+    store_options: Vec<(String, String)>,
+}
+
+/// `cellshard validate`: the pipeline, the store, or both.
+pub(crate) async fn validate(a: ValidateArgs) -> Result<()> {
+    if a.pipeline.is_none() && a.store.is_none() {
+        return Err(crate::exit::invalid(
+            "validate: give a pipeline file, --store URL, or both",
+        ));
+    }
+    if let Some(p) = &a.pipeline {
+        crate::validate_pipeline(p)?;
+    }
+    let Some(store) = a.store else {
+        return Ok(());
+    };
+    let root = StoreArgs {
+        store,
+        store_options: a.store_options,
+    }
+    .root()?;
+    let check = maintain::check_store(&root).await?;
+    if check.incomplete.is_empty() {
+        println!(
+            "ok: store {}: {} plate(s), each live build with its statistics",
+            root.url, check.plates
+        );
+        return Ok(());
+    }
+    let names: Vec<String> = check
+        .incomplete
+        .iter()
+        .map(|p| {
+            format!(
+                "{} plate {} (build {})",
+                p.experiment,
+                p.plate,
+                p.builds.join(", ")
+            )
+        })
+        .collect();
+    anyhow::bail!(
+        "store {}: {} of {} plate(s) have tensors without their statistics: {}; \
+         `cellshard run --incremental` rebuilds them",
+        root.url,
+        check.incomplete.len(),
+        check.plates,
+        names.join("; ")
+    )
+}
+
 /// `cellshard vacuum`.
 #[derive(clap::Args)]
 pub(crate) struct VacuumArgs {

@@ -1082,6 +1082,48 @@ fn a_run_killed_between_the_publish_commits_never_pairs_tensors_with_other_stati
 }
 
 #[test]
+fn validate_store_names_plates_whose_tensors_lack_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = real_store(dir.path());
+    let out = cellshard(["validate", "--store", &store]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("ok: store"),
+        "{}",
+        text(&out.stdout)
+    );
+    let both = cellshard([
+        "validate",
+        "pipelines/rxrx1-release.toml",
+        "--store",
+        &store,
+    ]);
+    assert!(both.status.success(), "{}", text(&both.stderr));
+    assert_eq!(text(&both.stdout).lines().count(), 2);
+
+    // A store whose statistics are gone (as a lost publish race once left a plate).
+    std::fs::remove_dir_all(dir.path().join("store/plate_stats")).unwrap();
+    let out = cellshard(["validate", "--store", &store]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = error_line(&out);
+    assert!(
+        err.contains("4 of 4 plate(s) have tensors without their statistics")
+            && err.contains("plate 1 (build ")
+            && err.contains("run --incremental"),
+        "{err}"
+    );
+
+    let none = cellshard(["validate"]);
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none.stderr));
+    let missing = cellshard([
+        "validate",
+        "--store",
+        &dir.path().join("nothing").display().to_string(),
+    ]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing.stderr));
+}
+
+#[test]
 fn plan_lists_plates_and_incremental_runs_skip_unchanged_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store").display().to_string();

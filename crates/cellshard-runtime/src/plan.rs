@@ -1,7 +1,7 @@
 //! The plan of a run: which plates it would build, and why, from a listing and the store's
 //! log, without reading a pixel.
 
-use cellshard_store::publish::plate_is_whole;
+use cellshard_store::builds::plate_is_whole;
 use cellshard_store::table::open_table;
 use serde::Serialize;
 
@@ -92,7 +92,7 @@ async fn plan_with(opts: &RunOptions, read_store: bool) -> Result<Plan> {
         let fingerprint = plate_fingerprint(&opts.pipeline, plate, sites, &d.metadata);
         let committed = match &sites_table {
             Some(t) => {
-                cellshard_store::publish::committed_fingerprint(
+                cellshard_store::builds::committed_fingerprint(
                     t,
                     &plate.experiment,
                     plate.plate as i32,

@@ -65,29 +65,40 @@ pub(crate) struct Replace<'a> {
     pub txn: Option<(String, i64)>,
 }
 
-/// Commit `replace` to `table`; returns the new version and the number of files removed.
-/// A commit that would add and remove nothing is not made.
+/// What a commit did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Committed {
+    /// The table's version after it.
+    pub version: i64,
+    /// The files removed, as they were added, with their build id (`build_id`
+    /// single-valued) when they have one.
+    pub removed: Vec<(Option<String>, Add)>,
+}
+
+/// Commit `replace` to `table`. A commit that would add and remove nothing is not made.
 pub(crate) async fn commit(
     table: &mut DeltaTable,
     loc: &Location,
     replace: Replace<'_>,
-) -> Result<(i64, usize)> {
+) -> Result<Committed> {
     with_conflict_retry(table, loc, |t| attempt(t, &replace)).await
 }
 
-async fn attempt(
-    mut table: DeltaTable,
-    r: &Replace<'_>,
-) -> DeltaResult<(DeltaTable, (i64, usize))> {
+async fn attempt(mut table: DeltaTable, r: &Replace<'_>) -> DeltaResult<(DeltaTable, Committed)> {
     table.update_state().await?;
-    let removes = match r.remove {
+    let (removes, removed) = match r.remove {
         Some(rule) => picked(&table, rule)?,
-        None => Vec::new(),
+        None => Default::default(),
     };
-    let removed = removes.len();
     if r.adds.is_empty() && removes.is_empty() && r.txn.is_none() {
-        let version = table.version().unwrap_or(0) as i64;
-        return Ok((table, (version, 0)));
+        let version = version_i64(table.version().unwrap_or(0));
+        return Ok((
+            table,
+            Committed {
+                version,
+                ..Default::default()
+            },
+        ));
     }
     let mut actions: Vec<Action> = r.adds.iter().cloned().map(Action::Add).collect();
     actions.extend(removes.into_iter().map(Action::Remove));
@@ -108,18 +119,26 @@ async fn attempt(
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
-    let version = finalized.version() as i64;
+    let version = version_i64(finalized.version());
     table.update_state().await?;
-    Ok((table, (version, removed)))
+    Ok((table, Committed { version, removed }))
 }
 
-/// The live files of `table` that `rule` picks, as `Remove` actions.
+/// A Delta version as the signed number the store's tables and SQL use.
+pub(crate) fn version_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The live files of `table` that `rule` picks, as `Remove` actions, and as they were
+/// added, with their build ids.
+#[allow(clippy::type_complexity)]
 fn picked(
     table: &DeltaTable,
     rule: &(dyn Fn(&FileView) -> bool + Sync),
-) -> DeltaResult<Vec<Remove>> {
+) -> DeltaResult<(Vec<Remove>, Vec<(Option<String>, Add)>)> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::new();
+    let mut added = Vec::new();
     for file in table.snapshot()?.log_data().iter() {
         let partitions = file.partition_values_map();
         let stats: Option<Value> = file.stats().and_then(|s| serde_json::from_str(&s).ok());
@@ -130,6 +149,21 @@ fn picked(
         if !rule(&view) {
             continue;
         }
+        let build = view.single("build_id").and_then(Value::as_str);
+        let add = Add {
+            path: file.path().to_string(),
+            partition_values: partitions.clone(),
+            size: file.size(),
+            modification_time: file.modification_time(),
+            data_change: true,
+            stats: file.stats(),
+            tags: None,
+            deletion_vector: None,
+            base_row_id: None,
+            default_row_commit_version: None,
+            clustering_provider: None,
+        };
+        added.push((build.map(str::to_string), add));
         out.push(Remove {
             path: file.path().to_string(),
             data_change: true,
@@ -143,7 +177,7 @@ fn picked(
             default_row_commit_version: None,
         });
     }
-    Ok(out)
+    Ok((out, added))
 }
 
 /// Commits from several workers can race: a conflicting commit is redone on the fresh

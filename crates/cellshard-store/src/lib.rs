@@ -7,6 +7,7 @@
 //! plate's new files replace its earlier build's in one `sites` transaction, so a rerun is
 //! idempotent. It does no image work and never decides what a site contains.
 
+pub mod builds;
 pub mod commit;
 pub mod counting;
 pub mod error;

@@ -10,8 +10,35 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 
+use crate::builds::{IncompletePlate, incomplete_plates};
 use crate::table::{TABLES, open_table};
 use crate::{Error, Location, Result};
+
+/// What checking a store found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreCheck {
+    /// Plates published in `sites`.
+    pub plates: usize,
+    /// Those whose live build lacks its statistics.
+    pub incomplete: Vec<IncompletePlate>,
+}
+
+/// Check the store at `root` from its logs (no data file read): every published plate's
+/// live build has its `plate_stats` rows. A store with no `sites` table is not found.
+pub async fn check_store(root: &Location) -> Result<StoreCheck> {
+    let sites_loc = root.child("sites");
+    let Some(sites) = open_table(&sites_loc, None).await? else {
+        return Err(Error::Missing {
+            url: root.url.to_string(),
+            message: "no cellshard store here (no sites table)".into(),
+        });
+    };
+    let plates = crate::builds::published_plates(&sites, &sites_loc)?.len();
+    let stats_loc = root.child("plate_stats");
+    let stats = open_table(&stats_loc, None).await?;
+    let incomplete = incomplete_plates(&sites, stats.as_ref(), root)?;
+    Ok(StoreCheck { plates, incomplete })
+}
 
 /// What vacuum did (or, dry, would do) to one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -9,18 +9,42 @@
 //! 2. `rejects`: the same;
 //! 3. `sites`: one transaction adds the new files and removes every other file of the
 //!    plate, so readers switch from the old tensors to the new ones at once;
-//! 4. `plate_stats` and `rejects`: rows of the plate's other builds are deleted.
+//! 4. `plate_stats` and `rejects`: rows of the plate's builds that are not live are deleted.
 //!
 //! Every row of the three tables carries the build id, and the views join on it. A crash
 //! after step 1 or 2 leaves rows of a build no `sites` row names (ignored by the views,
 //! deleted by the plate's next publish); a crash after step 3 leaves the old build's rows
 //! beside the new ones until then. No state pairs tensors with another build's statistics.
+//!
+//! # Concurrent writers
+//!
+//! Several runs may publish one plate at once (a Job that starts a second pod for an
+//! index, a retry overlapping a slow first attempt, two operators). Each step is one Delta
+//! commit, retried on conflict; step 3 of the last writer wins, and its build is the
+//! plate's whole set of tensors. The statistics follow the winner by two checks, without a
+//! lock (a lease needs an expiry, and a worker killed holding it would stall the plate):
+//!
+//! - step 4 reads the live builds in `sites` after its own step 3 and deletes only rows of
+//!   builds outside them; then it reads `sites` again and adds back the rows it deleted of
+//!   any build that went live in between (their files are still in storage: a Delta
+//!   remove is logical until vacuum);
+//! - after its step 3 (3b), a writer adds back its own rows if a concurrent step 4 deleted
+//!   them while it was not yet live.
+//!
+//! For any deletion of a build's rows by writer X, either the build's step 3 comes before
+//! X's second read (X adds them back) or after it, and then after the deletion, so the
+//! build's own check (3b) sees them gone and adds them back. A reader may, for the few
+//! milliseconds between a deletion and its undo, see a live build without statistics; a
+//! writer killed inside that window leaves it so. `cellshard validate --store` reports
+//! such a plate and `run --incremental` rebuilds it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::kernel::Add;
 
+use crate::builds::{committed_fingerprint, plate_builds, plate_is_whole, published_plates};
 use crate::commit::{FileView, Replace, commit, small_file};
 use crate::schema::{
     self, PlateStatRow, RejectRow, SITES_PARTITIONS, SITES_STATS_COLUMNS, SiteRow, SitesContext,
@@ -227,101 +251,10 @@ pub struct PlateCommit {
 /// ([`crate::pause`]).
 pub const PAUSE_POINTS: [&str; 3] = ["after-stats", "after-rejects", "after-sites"];
 
-/// The fingerprint recorded with the plate's published build in the `sites` table, if
-/// any: read from the log, no data file.
-pub async fn committed_fingerprint(
-    sites: &DeltaTable,
-    experiment: &str,
-    plate: i32,
-) -> Result<Option<i64>> {
-    let err = |e: deltalake::DeltaTableError| Error::Delta {
-        table: sites.table_url().to_string(),
-        source: Box::new(e),
-    };
-    sites
-        .snapshot()
-        .map_err(err)?
-        .transaction_version(
-            sites.log_store().as_ref(),
-            fingerprint_app_id(experiment, plate),
-        )
-        .await
-        .map_err(err)
-}
-
-/// Call `f` with a view of each file of `table` at `loc`: its partition values and
-/// statistics (no data read).
-fn each_file(table: &DeltaTable, loc: &Location, mut f: impl FnMut(&FileView)) -> Result<()> {
-    let snapshot = table.snapshot().map_err(|e| Error::Delta {
-        table: loc.url.to_string(),
-        source: Box::new(e),
-    })?;
-    for file in snapshot.log_data().iter() {
-        let parts = file.partition_values_map();
-        let stats: Option<serde_json::Value> =
-            file.stats().and_then(|s| serde_json::from_str(&s).ok());
-        f(&FileView {
-            partitions: &parts,
-            stats: stats.as_ref(),
-        });
-    }
-    Ok(())
-}
-
-/// The build ids of the files of `experiment`/`plate` in `table` at `loc`.
-fn plate_builds(
-    table: &DeltaTable,
-    loc: &Location,
-    experiment: &str,
-    plate: i32,
-) -> Result<std::collections::BTreeSet<String>> {
-    let (e, p) = (
-        serde_json::Value::from(experiment),
-        serde_json::Value::from(plate),
-    );
-    let mut out = std::collections::BTreeSet::new();
-    each_file(table, loc, |f| {
-        let of_experiment = match f.partitions.get("experiment") {
-            Some(v) => v.as_deref() == Some(experiment),
-            None => f.single("experiment") == Some(&e),
-        };
-        if of_experiment && f.single("plate") == Some(&p) {
-            if let Some(b) = f.single("build_id").and_then(serde_json::Value::as_str) {
-                out.insert(b.to_string());
-            }
-        }
-    })?;
-    Ok(out)
-}
-
-/// Whether every live build of `experiment`/`plate` in the `sites` table has its rows in
-/// the `plate_stats` table of the store at `root` (from the logs alone).
-pub fn plate_is_whole(
-    sites: &DeltaTable,
-    plate_stats: &DeltaTable,
-    root: &Location,
-    experiment: &str,
-    plate: i32,
-) -> Result<bool> {
-    let live = plate_builds(sites, &root.child("sites"), experiment, plate)?;
-    let stats = plate_builds(plate_stats, &root.child("plate_stats"), experiment, plate)?;
-    Ok(live.is_subset(&stats))
-}
-
 impl StoreTables {
-    /// The plates `sites` holds, as `(experiment, plate)`, from the files' partition values
-    /// and statistics (no data read).
-    pub fn published_plates(&self) -> Result<std::collections::BTreeSet<(String, i32)>> {
-        let mut out = std::collections::BTreeSet::new();
-        each_file(&self.sites, &self.root.child("sites"), |view| {
-            if let (Some(Some(e)), Some(p)) = (
-                view.partitions.get("experiment"),
-                view.single("plate").and_then(serde_json::Value::as_i64),
-            ) {
-                out.insert((e.clone(), p as i32));
-            }
-        })?;
-        Ok(out)
+    /// The plates `sites` holds, as `(experiment, plate)` (no data read).
+    pub fn published_plates(&self) -> Result<BTreeSet<(String, i32)>> {
+        published_plates(&self.sites, &self.root.child("sites"))
     }
 
     /// Remove a plate from the store: its `sites` files (and its recorded fingerprint, so a
@@ -386,6 +319,16 @@ impl StoreTables {
         committed_fingerprint(&self.sites, experiment, plate).await
     }
 
+    /// The plate's live builds in `sites`, read afresh.
+    async fn live_builds(&mut self, scope: &PlateScope) -> Result<BTreeSet<String>> {
+        let loc = self.root.child("sites");
+        self.sites.update_state().await.map_err(|e| Error::Delta {
+            table: loc.url.to_string(),
+            source: Box::new(e),
+        })?;
+        plate_builds(&self.sites, &loc, &scope.experiment, scope.plate)
+    }
+
     /// Publish a plate build in the order described in the module docs.
     pub async fn publish(&mut self, plate: PreparedPlate) -> Result<PlateCommit> {
         let PreparedPlate {
@@ -400,19 +343,20 @@ impl StoreTables {
         let stats_loc = self.root.child("plate_stats");
         let rejects_loc = self.root.child("rejects");
         // 1 and 2: the new build's statistics and rejects, beside the live build's.
-        let add = small_file(&stats_loc, schema::plate_stats_batch(&stats)?).await?;
-        commit_files(&mut self.plate_stats, &stats_loc, add.into_iter().collect()).await?;
+        let stats_add = small_file(&stats_loc, schema::plate_stats_batch(&stats)?).await?;
+        let stats_add: Vec<Add> = stats_add.into_iter().collect();
+        commit_files(&mut self.plate_stats, &stats_loc, stats_add.clone()).await?;
         crate::pause::point("after-stats").await;
         let batch =
             schema::rejects_batch(&rejects, &pipeline_hash, &run_id, Some(&build.build_id))?;
-        let add = small_file(&rejects_loc, batch).await?;
-        commit_files(&mut self.rejects, &rejects_loc, add.into_iter().collect()).await?;
+        let rejects_add: Vec<Add> = small_file(&rejects_loc, batch).await?.into_iter().collect();
+        commit_files(&mut self.rejects, &rejects_loc, rejects_add.clone()).await?;
         crate::pause::point("after-rejects").await;
 
         // 3: the new tensors replace every other file of the plate at once.
         let mut result = PlateCommit {
             files_added: adds.len(),
-            bytes_written: adds.iter().map(|a| a.size as u64).sum(),
+            bytes_written: adds.iter().map(|a| a.size.unsigned_abs()).sum(),
             ..Default::default()
         };
         let experiment = serde_json::Value::from(scope.experiment.clone());
@@ -438,36 +382,105 @@ impl StoreTables {
                 .map(|f| (fingerprint_app_id(&scope.experiment, scope.plate), f)),
         };
         let sites_loc = self.root.child("sites");
-        (result.sites_version, result.files_removed) =
-            commit(&mut self.sites, &sites_loc, sites).await?;
+        let replaced = commit(&mut self.sites, &sites_loc, sites).await?;
+        (result.sites_version, result.files_removed) = (replaced.version, replaced.removed.len());
         crate::pause::point("after-sites").await;
 
-        // 4: the plate's other builds' statistics and rejects go.
-        let other_builds = |f: &FileView| {
+        // 3b: a concurrent publish's step 4 may have removed this build's rows while it was
+        // not yet live; they are added back.
+        for (table, loc, own) in [
+            (&mut self.plate_stats, &stats_loc, &stats_add),
+            (&mut self.rejects, &rejects_loc, &rejects_add),
+        ] {
+            restore_missing(table, loc, own).await?;
+        }
+
+        // 4: rows of builds that are not live go...
+        let live = self.live_builds(scope).await?;
+        let not_live = |f: &FileView| {
             f.single("experiment") == Some(&experiment)
                 && f.single("plate") == Some(&plate)
-                && f.single("build_id").is_some_and(|b| *b != build_id)
+                && f.single("build_id")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|b| b != build.build_id && !live.contains(b))
         };
+        let kept: Vec<String> = live
+            .iter()
+            .chain([&build.build_id])
+            .map(|b| format!("'{}'", b.replace('\'', "''")))
+            .collect();
         let predicate = format!(
-            "{} AND build_id <> '{}'",
+            "{} AND build_id NOT IN ({})",
             scope.predicate(),
-            build.build_id.replace('\'', "''")
+            kept.join(", ")
         );
+        let mut removed = Vec::new();
         for (table, loc) in [
             (&mut self.plate_stats, &stats_loc),
             (&mut self.rejects, &rejects_loc),
         ] {
             let prune = Replace {
                 adds: Vec::new(),
-                remove: Some(&other_builds),
+                remove: Some(&not_live),
                 predicate: Some(predicate.clone()),
                 metadata: Vec::new(),
                 txn: None,
             };
-            commit(table, loc, prune).await?;
+            removed.push(commit(table, loc, prune).await?.removed);
+        }
+        // ...and come back if their build went live meanwhile (a concurrent step 3).
+        let live = self.live_builds(scope).await?;
+        for ((table, loc), files) in [
+            (&mut self.plate_stats, &stats_loc),
+            (&mut self.rejects, &rejects_loc),
+        ]
+        .into_iter()
+        .zip(removed)
+        {
+            let back: Vec<Add> = files
+                .into_iter()
+                .filter(|(b, _)| b.as_ref().is_some_and(|b| live.contains(b)))
+                .map(|(_, add)| add)
+                .collect();
+            if !back.is_empty() {
+                commit_files(table, loc, back).await?;
+            }
         }
         Ok(result)
     }
+}
+
+/// Add back those of `own` that `table` no longer has.
+async fn restore_missing(table: &mut DeltaTable, loc: &Location, own: &[Add]) -> Result<()> {
+    if own.is_empty() {
+        return Ok(());
+    }
+    let err = |e: deltalake::DeltaTableError| Error::Delta {
+        table: loc.url.to_string(),
+        source: Box::new(e),
+    };
+    table.update_state().await.map_err(err)?;
+    let present: BTreeSet<String> = table
+        .snapshot()
+        .map_err(err)?
+        .log_data()
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    let missing: Vec<Add> = own
+        .iter()
+        .filter(|a| !present.contains(&a.path))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        tracing::debug!(
+            "{}: re-adding {} file(s) of this build",
+            loc.url,
+            missing.len()
+        );
+        commit_files(table, loc, missing).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

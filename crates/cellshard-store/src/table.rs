@@ -378,7 +378,7 @@ pub async fn commit_files(table: &mut DeltaTable, loc: &Location, adds: Vec<Add>
         metadata: Vec::new(),
         txn: None,
     };
-    Ok(commit(table, loc, append).await?.0)
+    Ok(commit(table, loc, append).await?.version)
 }
 
 /// Number of rows per row group for a byte target and a tensor size.
