@@ -163,7 +163,7 @@ async fn batches_hold_the_stored_tensors_and_cursors_resume_anywhere() {
     let uninterrupted = epoch(&store, 8, 2, Tail::PadMasked, 3).await;
     let cursor = feed.cursor(3, 2 * 8);
     let bytes = cursor.to_bytes();
-    assert_eq!(bytes.len(), 53);
+    assert_eq!(bytes.len(), cellshard_feed::cursor::CURSOR_BYTES);
     let cursor = Cursor::from_bytes(&bytes).unwrap();
     let mut resumed = Vec::new();
     for r in 0..4 {
@@ -209,6 +209,38 @@ async fn batches_hold_the_stored_tensors_and_cursors_resume_anywhere() {
     let mut all: Vec<u64> = seen_before.into_iter().chain(rest).collect();
     all.sort_unstable();
     assert_eq!(all, (0..48).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_resumes_only_on_the_store_it_was_taken_on() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (store(a.path()).await, store(b.path()).await);
+    let cursor = Feed::open(opts(&a, 8, 1, 0)).await.unwrap().cursor(0, 8);
+    assert!(Feed::from_cursor(opts(&a, 8, 1, 0), &cursor).await.is_ok());
+    // Same pipeline, same images, same version and selection: only the store differs.
+    let e = Feed::from_cursor(opts(&b, 8, 1, 0), &cursor)
+        .await
+        .err()
+        .expect("a cursor of another store is refused");
+    assert!(matches!(e, Error::Usage(_)), "{e:?}");
+    assert!(e.to_string().contains("another store"), "{e}");
+    // A format-1 cursor (no store identity, from an earlier release) still resumes.
+    let mut v1 = b"CSF\x01".to_vec();
+    for v in [
+        cursor.version.unsigned_abs(),
+        cursor.selection,
+        cursor.seed,
+        0,
+        8,
+    ] {
+        v1.extend(v.to_le_bytes());
+    }
+    v1.extend(8u32.to_le_bytes());
+    v1.extend(1u32.to_le_bytes());
+    v1.push(cursor.to_bytes()[cellshard_feed::cursor::CURSOR_BYTES - 1]);
+    let old = Cursor::from_bytes(&v1).unwrap();
+    assert_eq!(old.store, [0; 16]);
+    assert!(Feed::from_cursor(opts(&b, 8, 1, 0), &old).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,7 @@ pub struct Feed {
     version: i64,
     selection: Arc<Selection>,
     selection_hash: u64,
+    store_id: [u8; 16],
     reader: Reader,
 }
 
@@ -130,20 +131,8 @@ impl Feed {
                 opts.global_batch, opts.world_size, opts.rank
             )));
         }
-        // The cursor keeps both in 32 bits.
-        if opts.clump == 0 || opts.clump > u64::from(u32::MAX) {
-            return Err(Error::Usage(format!(
-                "clump {}: need 1 <= clump <= {}",
-                opts.clump,
-                u32::MAX
-            )));
-        }
-        if opts.global_batch > u64::from(u32::MAX) {
-            return Err(Error::Usage(format!(
-                "batch size {}: at most {}",
-                opts.global_batch,
-                u32::MAX
-            )));
+        if opts.clump == 0 {
+            return Err(Error::Usage("clump 0: need clump >= 1".into()));
         }
         let root = Location::parse(&opts.store, &opts.options)?;
         root.require_local_dir()?;
@@ -166,11 +155,12 @@ impl Feed {
                 url: url(),
                 message: "no sites table here".into(),
             })?;
-        let version = table.version().unwrap_or(0) as i64;
+        let version = i64::try_from(table.version().unwrap_or(0)).unwrap_or(i64::MAX);
         let snapshot = table.snapshot().map_err(|e| Error::Store {
             url: sites.url.to_string(),
             message: e.to_string(),
         })?;
+        let store_id = crate::cursor::store_identity(snapshot.metadata().id());
         let mut files: Vec<_> = snapshot
             .log_data()
             .iter()
@@ -206,6 +196,7 @@ impl Feed {
             version,
             selection,
             selection_hash: 0,
+            store_id,
             reader,
         };
         // One batch must fit the memory budget, checked before anything is allocated.
@@ -239,9 +230,15 @@ impl Feed {
     pub async fn from_cursor(mut opts: FeedOptions, cursor: &Cursor) -> Result<Feed> {
         opts.version = Some(cursor.version);
         opts.seed = cursor.seed;
-        opts.clump = u64::from(cursor.clump);
+        opts.clump = cursor.clump;
         opts.tail = cursor.tail;
         let feed = Feed::open(opts).await?;
+        if cursor.store != [0; 16] && cursor.store != feed.store_id {
+            return Err(Error::Usage(format!(
+                "the cursor was taken on another store than {} (its sites table has another Delta id)",
+                feed.sites.url
+            )));
+        }
         if feed.selection_hash != cursor.selection {
             return Err(Error::Usage(
                 "the cursor was taken with another predicate or split".into(),
@@ -376,13 +373,14 @@ impl Feed {
     /// The cursor after the steps up to global position `position` of `epoch`.
     pub fn cursor(&self, epoch: u64, position: u64) -> Cursor {
         Cursor {
+            store: self.store_id,
             version: self.version,
             selection: self.selection_hash,
             seed: self.opts.seed,
             epoch,
             position,
-            global_batch: self.opts.global_batch as u32,
-            clump: self.opts.clump as u32,
+            global_batch: self.opts.global_batch,
+            clump: self.opts.clump,
             tail: self.opts.tail,
         }
     }
