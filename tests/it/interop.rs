@@ -78,3 +78,95 @@ async fn pyarrow_duckdb_and_deltalake_read_the_store() {
     }
     eprintln!("interop: {v}");
 }
+
+/// Names that are not plain: a space, `é`, `/`, `=` and `%` in the experiment (from the
+/// source directory) and the cell type (from the metadata). The run stores every site;
+/// DataFusion, the feed, pyarrow, DuckDB, Polars and deltalake read the names back as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_utf8_name_is_a_partition_value_every_reader_reads_back() {
+    const EXPERIMENT: &str = "HUVEC 01 é=%";
+    const CELL_TYPE: &str = "HUVEC/é 1=%20";
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    let loc =
+        cellshard_store::Location::parse(&raw.display().to_string(), &Default::default()).unwrap();
+    cellshard_synth::write_dataset(
+        loc.store.clone(),
+        &loc.prefix,
+        &design(),
+        &tiny_synth(4),
+        None,
+    )
+    .await
+    .unwrap();
+    std::fs::rename(
+        raw.join("train/HUVEC-01"),
+        raw.join("train").join(EXPERIMENT),
+    )
+    .unwrap();
+    let csv = std::fs::read_to_string(raw.join("metadata.csv"))
+        .unwrap()
+        .replace("HUVEC-01", EXPERIMENT)
+        .replace(",HUVEC,", &format!(",{CELL_TYPE},"));
+    std::fs::write(raw.join("metadata.csv"), csv).unwrap();
+
+    let store = dir.path().join("store").display().to_string();
+    let source = raw.display().to_string();
+    let s = run(
+        pipeline("tiny.toml"),
+        &source,
+        &[format!("{source}/metadata.csv")],
+        &store,
+        2,
+    )
+    .await;
+    assert_eq!((s.sites.stored, s.sites.rejected), (12, 0), "{s:?}");
+
+    let seen = sql(
+        &store,
+        "SELECT DISTINCT cell_type, experiment, CAST(count(*) OVER () AS VARCHAR) FROM sites",
+    )
+    .await;
+    assert_eq!(strings(&seen, 0), [CELL_TYPE]);
+    assert_eq!(strings(&seen, 1), [EXPERIMENT]);
+    let joined = sql(
+        &store,
+        &format!(
+            "SELECT CAST(count(*) AS VARCHAR) FROM site_normalization \
+             WHERE experiment = '{EXPERIMENT}' AND cell_type = '{CELL_TYPE}'"
+        ),
+    )
+    .await;
+    assert_eq!(strings(&joined, 0), ["72"], "6 channels of 12 sites");
+    let feed = cellshard_feed::Feed::open(cellshard_feed::FeedOptions {
+        predicate: Some(format!("experiment = '{EXPERIMENT}'")),
+        columns: vec!["cell_type".into()],
+        global_batch: 12,
+        ..cellshard_feed::FeedOptions::new(&store)
+    })
+    .await
+    .unwrap();
+    let batch = feed.read(0, 0).await.unwrap();
+    assert_eq!(batch.site_ids.iter().flatten().count(), 12);
+
+    let out = std::process::Command::new(python())
+        .arg(repo().join("tests/python/names.py"))
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "names.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    for reader in ["pyarrow", "duckdb", "polars", "deltalake"] {
+        assert_eq!(v[reader]["rows"], 12, "{reader}: {v}");
+        assert_eq!(
+            v[reader]["pairs"],
+            serde_json::json!([[CELL_TYPE, EXPERIMENT]]),
+            "{reader}: {v}"
+        );
+    }
+}

@@ -268,12 +268,10 @@ fn check_value(field: Field, value: &str) -> std::result::Result<(), String> {
     if value == "." || value == ".." || value.contains("..") {
         return Err(format!("{name} {value:?} contains a path traversal ('..')"));
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| matches!(c, '=' | '\\' | '%' | '"' | '\'') || c.is_control())
-    {
+    // Any other character is fine: partition directories percent-encode their values.
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
         return Err(format!(
-            "{name} {value:?} contains the character {c:?}, which would break partition paths"
+            "{name} {value:?} contains the control character {c:?}"
         ));
     }
     if field.numeric() && value.len() > 9 {
@@ -328,15 +326,20 @@ mod tests {
     }
 
     #[test]
-    fn rejects_partition_breaking_values() {
+    fn rejects_traversal_control_characters_and_huge_numbers() {
         assert!(matches!(
             rx().match_key("train/../Plate1/B02_s1_w1.png"),
             KeyMatch::Invalid(_)
         ));
         assert!(matches!(
-            rx().match_key("train/exp=1/Plate1/B02_s1_w1.png"),
+            rx().match_key("train/exp\u{1}/Plate1/B02_s1_w1.png"),
             KeyMatch::Invalid(_)
         ));
+        // Any other name is a name: partition paths percent-encode it.
+        let KeyMatch::Matched(f) = rx().match_key("train/exp=1 é%'/Plate1/B02_s1_w1.png") else {
+            panic!("a name with '=', a space, 'é', '%' and a quote is matched")
+        };
+        assert_eq!(f.experiment, "exp=1 é%'");
         assert!(matches!(
             rx().match_key("train/HEPG2-01/Plate1234567890/B02_s1_w1.png"),
             KeyMatch::Invalid(_)

@@ -240,7 +240,18 @@ impl StoreTable {
     }
 
     fn partitioned_file(&self, f: &DataFile) -> PartitionedFile {
-        PartitionedFile::new(f.path.clone(), f.size).with_partition_values(
+        // The path is a raw key (a partition directory may hold `%`): parsed, not encoded
+        // again as `PartitionedFile::new` would.
+        let location = object_store::path::Path::parse(&f.path)
+            .unwrap_or_else(|_| object_store::path::Path::from(f.path.as_str()));
+        PartitionedFile::new_from_meta(object_store::ObjectMeta {
+            location,
+            last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            size: f.size,
+            e_tag: None,
+            version: None,
+        })
+        .with_partition_values(
             f.partitions
                 .iter()
                 .map(|v| {

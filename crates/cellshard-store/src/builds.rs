@@ -7,8 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use deltalake::DeltaTable;
 
 use crate::commit::FileView;
-use crate::publish::fingerprint_app_id;
 use crate::{Error, Location, Result};
+
+/// The application id under which a plate's fingerprint is recorded in `sites`.
+pub fn fingerprint_app_id(experiment: &str, plate: i32) -> String {
+    format!("cellshard/plate/{experiment}/{plate}")
+}
 
 /// The fingerprint recorded with the plate's published build in the `sites` table, if
 /// any: read from the log, no data file.

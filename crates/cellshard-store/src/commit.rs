@@ -254,3 +254,47 @@ pub(crate) async fn small_file(loc: &Location, batch: RecordBatch) -> Result<Opt
     })??;
     Ok(Some(file.finish().await?))
 }
+
+/// Add back those of `own` that `table` no longer has.
+pub(crate) async fn restore_missing(
+    table: &mut DeltaTable,
+    loc: &Location,
+    own: &[Add],
+) -> Result<()> {
+    if own.is_empty() {
+        return Ok(());
+    }
+    let err = |e: deltalake::DeltaTableError| Error::Delta {
+        table: loc.url.to_string(),
+        source: Box::new(e),
+    };
+    table.update_state().await.map_err(err)?;
+    let present: std::collections::BTreeSet<String> = table
+        .snapshot()
+        .map_err(err)?
+        .log_data()
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect();
+    let missing: Vec<Add> = own
+        .iter()
+        .filter(|a| !present.contains(&a.path))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        tracing::debug!(
+            "{}: re-adding {} file(s) of this build",
+            loc.url,
+            missing.len()
+        );
+        let append = Replace {
+            adds: missing,
+            remove: None,
+            predicate: None,
+            metadata: Vec::new(),
+            txn: None,
+        };
+        commit(table, loc, append).await?;
+    }
+    Ok(())
+}

@@ -340,11 +340,15 @@ impl Location {
         }
     }
 
-    /// Full path of `relative` (a key below this location).
+    /// Full path of `relative` (a key below this location), taken as the raw key: a `%` in
+    /// it stays as it is (a segment object_store cannot hold raw, such as `..`, is encoded).
     pub fn path(&self, relative: &str) -> Path {
         let mut p = self.prefix.clone();
         for part in relative.split('/').filter(|s| !s.is_empty()) {
-            p = p.join(part);
+            p = match object_store::path::PathPart::parse(part) {
+                Ok(raw) => p.join(raw),
+                Err(_) => p.join(part),
+            };
         }
         p
     }
@@ -396,6 +400,46 @@ impl Location {
             scheme => format!("{scheme}://{}/{path}", self.url.host_str().unwrap_or("")),
         }
     }
+}
+
+/// Bytes percent-encoded in a partition value's directory name: those the Delta protocol
+/// names (as delta-rs writes them), plus every non-ASCII byte. Readers decode them
+/// (Hive-style partitioning in pyarrow, DuckDB, Polars; the Delta log keeps the value).
+const PARTITION_VALUE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'!')
+    .add(b'"')
+    .add(b'#')
+    .add(b'$')
+    .add(b'%')
+    .add(b'&')
+    .add(b'\'')
+    .add(b'(')
+    .add(b')')
+    .add(b'*')
+    .add(b'+')
+    .add(b',')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// `value` as one path segment: any UTF-8 string, percent-encoded (a `/` or `=` in a
+/// name never makes another directory or partition).
+pub fn path_segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, PARTITION_VALUE).to_string()
 }
 
 #[cfg(test)]

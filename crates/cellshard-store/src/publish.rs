@@ -41,7 +41,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use deltalake::DeltaTable;
 use deltalake::kernel::Add;
 
 use crate::builds::{committed_fingerprint, plate_builds, plate_is_whole, published_plates};
@@ -51,7 +50,7 @@ use crate::schema::{
 };
 use crate::shard::{FileLayout, PartitionValues, ShardFile};
 use crate::table::{PlateScope, ShardSettings, StoreTables, commit_files};
-use crate::{Error, Location, Result};
+use crate::{Error, Result};
 
 /// One build of one plate: the scope it replaces, the id its rows carry and the
 /// fingerprint of what produced it.
@@ -77,10 +76,7 @@ impl PlateBuild {
     }
 }
 
-/// The application id under which a plate's fingerprint is recorded in `sites`.
-pub fn fingerprint_app_id(experiment: &str, plate: i32) -> String {
-    format!("cellshard/plate/{experiment}/{plate}")
-}
+pub use crate::builds::fingerprint_app_id;
 
 /// Writes the `sites` files of one plate build.
 #[derive(Debug)]
@@ -128,7 +124,8 @@ impl PlateWriter {
         ];
         let name = format!(
             "part-{}-{:05}.zstd.parquet",
-            self.build.build_id, self.next_file
+            crate::location::path_segment(&self.build.build_id),
+            self.next_file
         );
         self.next_file += 1;
         let file = self.layout.file(&values, &name).await?;
@@ -176,11 +173,20 @@ impl ShardWriter {
         let batch = self.ctx.batch(rows, &self.build_id)?;
         for (values, part) in self.layout.split(&batch)? {
             if values != self.values {
+                let words = |v: &PartitionValues| {
+                    SITES_PARTITIONS
+                        .iter()
+                        .zip(v)
+                        .map(|(c, v)| format!("{c} {:?}", v.as_deref().unwrap_or("(null)")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 return Err(Error::Write {
-                    url: format!("{:?}", self.file),
+                    url: self.file.url().to_string(),
                     message: format!(
-                        "a row of partition {values:?} in a file of partition {:?}",
-                        self.values
+                        "a row of {} in the file of {}",
+                        words(&values),
+                        words(&self.values)
                     ),
                 });
             }
@@ -392,7 +398,7 @@ impl StoreTables {
             (&mut self.plate_stats, &stats_loc, &stats_add),
             (&mut self.rejects, &rejects_loc, &rejects_add),
         ] {
-            restore_missing(table, loc, own).await?;
+            crate::commit::restore_missing(table, loc, own).await?;
         }
 
         // 4: rows of builds that are not live go...
@@ -448,39 +454,6 @@ impl StoreTables {
         }
         Ok(result)
     }
-}
-
-/// Add back those of `own` that `table` no longer has.
-async fn restore_missing(table: &mut DeltaTable, loc: &Location, own: &[Add]) -> Result<()> {
-    if own.is_empty() {
-        return Ok(());
-    }
-    let err = |e: deltalake::DeltaTableError| Error::Delta {
-        table: loc.url.to_string(),
-        source: Box::new(e),
-    };
-    table.update_state().await.map_err(err)?;
-    let present: BTreeSet<String> = table
-        .snapshot()
-        .map_err(err)?
-        .log_data()
-        .iter()
-        .map(|f| f.path().to_string())
-        .collect();
-    let missing: Vec<Add> = own
-        .iter()
-        .filter(|a| !present.contains(&a.path))
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
-        tracing::debug!(
-            "{}: re-adding {} file(s) of this build",
-            loc.url,
-            missing.len()
-        );
-        commit_files(table, loc, missing).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

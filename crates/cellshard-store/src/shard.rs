@@ -112,19 +112,17 @@ impl FileLayout {
     pub async fn file(&self, values: &PartitionValues, name: &str) -> Result<ShardFile> {
         let mut dir = String::new();
         for (col, v) in self.partitions.iter().zip(values) {
-            let v = v.as_deref().unwrap_or(NULL_PARTITION);
-            if v.is_empty()
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(Error::Write {
-                    url: self.table.url.to_string(),
-                    message: format!(
-                        "partition value {v:?} of {col:?} is not a plain name (letters, digits, '-', '_', '.')"
-                    ),
-                });
-            }
+            let v = match v.as_deref() {
+                None => NULL_PARTITION.to_string(),
+                // Delta reads an empty partition value as null.
+                Some("") => {
+                    return Err(Error::Write {
+                        url: self.table.url.to_string(),
+                        message: format!("an empty value of partition column {col:?}"),
+                    });
+                }
+                Some(v) => crate::location::path_segment(v),
+            };
             dir.push_str(&format!("{col}={v}/"));
         }
         let relative = format!("{dir}{name}");
@@ -232,6 +230,11 @@ impl ShardFile {
                 url: self.url.clone(),
                 source,
             })
+    }
+
+    /// The file's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Rows written so far.
@@ -455,7 +458,12 @@ mod tests {
         assert_eq!(stats["maxValues"]["s"], "x");
         let null_dir = layout.file(&groups[2].0, "g.parquet").await.unwrap();
         assert!(format!("{null_dir:?}").contains(NULL_PARTITION));
-        let bad = layout.file(&vec![Some("a/b".into())], "h.parquet").await;
-        assert!(bad.unwrap_err().to_string().contains("not a plain name"));
+        let odd = layout
+            .file(&vec![Some("a b/é=%".into())], "h.parquet")
+            .await
+            .unwrap();
+        assert!(format!("{odd:?}").contains("part=a%20b%2F%C3%A9%3D%25/h.parquet"));
+        let empty = layout.file(&vec![Some(String::new())], "i.parquet").await;
+        assert!(empty.unwrap_err().to_string().contains("an empty value"));
     }
 }
