@@ -87,6 +87,10 @@ enum Command {
     Executor(cluster::ExecutorArgs),
     /// Synthesize a small raw set, ingest it, and print a SQL summary (no cloud account needed).
     Demo(DemoArgs),
+    /// The viewer's query worker: runs visitors' SQL in its own process (started by
+    /// `serve`; frames on stdin and stdout).
+    #[command(hide = true)]
+    QueryWorker,
 }
 
 #[derive(Subcommand)]
@@ -234,6 +238,11 @@ where
             #[cfg(feature = "cluster")]
             Command::Executor(a) => status(cluster::executor(a).await),
             Command::Demo(a) => status(demo(a).await),
+            Command::QueryWorker => status(
+                cellshard_view::serve::worker_main()
+                    .await
+                    .map_err(Into::into),
+            ),
         }
     });
     match result {

@@ -56,7 +56,7 @@ impl TimeTravel {
         })
     }
 
-    fn options(&self) -> BTreeMap<String, String> {
+    pub(crate) fn options(&self) -> BTreeMap<String, String> {
         self.store_options.iter().cloned().collect()
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cellshard_view::data;
 use cellshard_view::render;
-use cellshard_view::serve::{ServeOptions, serve};
+use cellshard_view::serve::{ServeOptions, WorkerSpec, serve};
 use cellshard_view::stat::Stat;
 
 use crate::sql::{TimeTravel, open, open_bounded};
@@ -93,8 +93,27 @@ pub struct ServeArgs {
     /// together; a query past it is answered 503 "resources exhausted".
     #[arg(long, default_value_t = 1024)]
     query_memory: usize,
+    /// Run visitors' SQL inside the server process instead of in worker processes (a
+    /// query past the timeout then keeps its CPU until it next yields).
+    #[arg(long)]
+    in_process: bool,
     #[command(flatten)]
     travel: TimeTravel,
+}
+
+/// The command line that runs this program's `sub`command: this executable, or, inside the
+/// Python package's console command, `python -m cellshard`.
+fn self_command(sub: &str) -> Vec<std::ffi::OsString> {
+    let mut cmd: Vec<std::ffi::OsString> = match std::env::var_os("CELLSHARD_PYTHON_EXE") {
+        Some(python) => vec![python, "-m".into(), "cellshard".into()],
+        None => vec![
+            std::env::current_exe()
+                .map(Into::into)
+                .unwrap_or_else(|_| "cellshard".into()),
+        ],
+    };
+    cmd.push(sub.into());
+    cmd
 }
 
 pub async fn render_cmd(a: RenderArgs) -> Result<()> {
@@ -162,6 +181,19 @@ pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
         return Err(crate::exit::invalid("--query-timeout must be positive"));
     }
     let session = open_bounded(&a.store, &a.travel, Some(a.query_memory)).await?;
+    // The workers read the state this session pinned: the same version, or every table as
+    // of now (which includes every commit this session saw).
+    let as_of = match session.as_of {
+        cellshard_sql::AsOf::Latest => cellshard_sql::AsOf::Timestamp(chrono::Utc::now()),
+        other => other,
+    };
+    let workers = (!a.in_process).then(|| WorkerSpec {
+        command: self_command("query-worker"),
+        store: a.store.clone(),
+        options: a.travel.options(),
+        as_of,
+        memory: a.query_memory.saturating_mul(1 << 20),
+    });
     let mut opts = ServeOptions {
         bind: a.bind,
         token: a.token,
@@ -169,6 +201,7 @@ pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
         timeout: Duration::try_from_secs_f64(a.query_timeout)
             .map_err(|_| crate::exit::invalid("--query-timeout is out of range"))?,
         max_queries: a.max_queries,
+        workers,
         ..ServeOptions::default()
     };
     if let Some(n) = a.query_threads {

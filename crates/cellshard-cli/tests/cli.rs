@@ -1373,6 +1373,26 @@ fn the_python_package_installs_the_same_command_line() {
     error_line(&bad);
     let usage = run(&["run", "pipelines/tiny.toml", "--worker", "3/2"]);
     assert_eq!(usage.status.code(), Some(2));
+    // The viewer starts its query workers as `python -m cellshard query-worker`.
+    let srv = Server::start_program(&console, &["--store", &s, "--bind", "127.0.0.1:0"], &[]);
+    let (status, _, body) = srv.get(
+        &format!("/sql?q={}", q("SELECT count(*) AS n FROM sites")),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(">4<"), "{body}");
+    let workers: Vec<String> = tree_cpu(srv.child.id())
+        .into_keys()
+        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("query-worker"))
+        .collect();
+    assert!(
+        workers
+            .iter()
+            .any(|c| c.contains("-m cellshard query-worker")),
+        "{workers:?}"
+    );
 }
 
 #[test]
@@ -1732,8 +1752,12 @@ impl Server {
     }
 
     fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_program(env!("CARGO_BIN_EXE_cellshard").as_ref(), args, env)
+    }
+
+    fn start_program(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))
+        let mut child = Command::new(program)
             .arg("serve")
             .args(args)
             .envs(env.iter().copied())
@@ -1781,6 +1805,32 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds so far of process `pid` and each of its children, by pid (Linux).
+fn tree_cpu(pid: u32) -> std::collections::BTreeMap<u32, f64> {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ppid: u32 = fields[1].parse().unwrap();
+        if p == pid || ppid == pid {
+            let t: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+            out.insert(p, t / ticks);
+        }
+    }
+    out
 }
 
 /// Percent-encode a query string value.
@@ -1883,6 +1933,29 @@ fn the_viewer_is_read_only_capped_and_timed() {
     assert!(
         fast + std::time::Duration::from_millis(500) < slow_took,
         "the plate page ({fast:?}) waited for the slow query ({slow_took:?})"
+    );
+    // A query that never yields (a cross join's match) is killed with its worker process:
+    // one second after the 504, the server and its workers use no CPU.
+    let (status, _, body) = srv.get(
+        &format!(
+            "/sql?q={}",
+            q("SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b WHERE a.value + b.value = 7")
+        ),
+        "",
+    );
+    assert_eq!(status, 504, "{body}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let before = tree_cpu(srv.child.id());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let after = tree_cpu(srv.child.id());
+    let used: f64 = after
+        .iter()
+        .filter_map(|(pid, t)| before.get(pid).map(|b| t - b))
+        .sum();
+    eprintln!("viewer: CPU seconds used 1-4 s after a timed-out query: {used:.2}");
+    assert!(
+        used < 0.5,
+        "the timed-out query kept running: {used:.2} CPU s"
     );
     // Another site's page may not use the viewer, on loopback too; scripts (no Origin, no
     // Sec-Fetch-Site) and the viewer's own pages may. Every answer carries the policy.

@@ -40,6 +40,14 @@ pub enum Error {
         "{0} queries are already running, the most this viewer runs at once (--max-queries); retry shortly"
     )]
     Busy(usize),
+    /// A query failed in a query worker process, with the class it had there.
+    #[error("{message}")]
+    Remote {
+        /// Whose fault it is.
+        class: ErrorClass,
+        /// What happened.
+        message: String,
+    },
     /// A bug: a query task panicked or an invariant broke.
     #[error("internal error: {0}")]
     Internal(String),
@@ -59,6 +67,7 @@ impl Error {
             Error::Usage(_) => ErrorClass::BadInput,
             Error::NotFound(_) => ErrorClass::NotFound,
             Error::Timeout(_) | Error::Busy(_) => ErrorClass::External,
+            Error::Remote { class, .. } => *class,
             Error::Io(e) => cellshard_sql::io_class(e),
         }
     }

@@ -23,6 +23,9 @@ mod images;
 mod pages;
 mod plate;
 mod query;
+mod worker;
+
+pub use worker::{WorkerSpec, worker_main};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub struct ServeOptions {
     /// Most queries and pictures that run at once; more wait, and one that waits past the
     /// timeout is answered 503.
     pub max_queries: usize,
+    /// Run visitors' SQL in worker processes started so (`None`: in this process, where a
+    /// query past the timeout keeps its CPU until it next yields).
+    pub workers: Option<WorkerSpec>,
 }
 
 impl Default for ServeOptions {
@@ -69,6 +75,7 @@ impl Default for ServeOptions {
             timeout: Duration::from_secs(30),
             query_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_queries: 4,
+            workers: None,
         }
     }
 }
@@ -79,6 +86,7 @@ struct Viewer {
     queries: tokio::runtime::Handle,
     running: Arc<tokio::sync::Semaphore>,
     store: String,
+    workers: Option<Arc<worker::Pool>>,
 }
 
 type Shared = Arc<Viewer>;
@@ -129,12 +137,20 @@ pub async fn serve(
                 format!("cannot listen on {}: {e}", opts.bind),
             ))
         })?;
+    let workers = opts
+        .workers
+        .clone()
+        .map(|spec| Arc::new(worker::Pool::new(spec)));
+    if let Some(pool) = workers.clone() {
+        tokio::spawn(async move { pool.warm().await });
+    }
     let state: Shared = Arc::new(Viewer {
         session: Arc::new(session),
         running: Arc::new(tokio::sync::Semaphore::new(opts.max_queries)),
         opts,
         queries,
         store,
+        workers,
     });
     let app = Router::new()
         .route("/", get(pages::store_page))

@@ -98,7 +98,7 @@ pub(super) async fn sql_page(State(v): State<Shared>, Query(p): Query<SqlParams>
     let rows = v.opts.page_rows.max(1);
     let skip = (page_no - 1).saturating_mul(rows);
     let limit = v.opts.max_rows.saturating_add(1);
-    match v.query_page(q.clone(), limit, skip, rows).await {
+    match v.visitor_query(q.clone(), limit, skip, rows).await {
         Ok((b, total)) => {
             let capped = total > v.opts.max_rows;
             let total = total.min(v.opts.max_rows);

@@ -20,11 +20,7 @@ impl Viewer {
         &self,
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let busy = || Error::Busy(self.opts.max_queries);
-        let slot = tokio::time::timeout(self.opts.timeout, self.running.clone().acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
+        let slot = self.slot().await?;
         let task = self.queries.spawn(async move {
             let _slot = slot;
             work.await
@@ -38,6 +34,34 @@ impl Viewer {
                 Err(Error::Timeout(self.opts.timeout))
             }
         }
+    }
+
+    /// A slot among the `max_queries`, waited for up to the timeout.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let busy = || Error::Busy(self.opts.max_queries);
+        tokio::time::timeout(self.opts.timeout, self.running.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())
+    }
+
+    /// A visitor's query: in a worker process when the viewer has them (killed at the
+    /// timeout or past the memory), else as [`Self::query_page`].
+    pub(super) async fn visitor_query(
+        &self,
+        sql: String,
+        limit: usize,
+        skip: usize,
+        take: usize,
+    ) -> Result<(Vec<RecordBatch>, usize)> {
+        let Some(pool) = &self.workers else {
+            return self.query_page(sql, limit, skip, take).await;
+        };
+        guard::check(&sql).map_err(Error::Usage)?;
+        let deadline = std::time::Instant::now() + self.opts.timeout;
+        let _slot = self.slot().await?;
+        pool.query(&sql, limit, skip, take, deadline, self.opts.timeout)
+            .await
     }
 
     /// A guarded query, at most `limit` rows.
