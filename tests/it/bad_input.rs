@@ -15,7 +15,7 @@ fn pixels(seed: u32) -> Vec<u16> {
             s ^= s << 13;
             s ^= s >> 17;
             s ^= s << 5;
-            (s % 5000 + 200) as u16
+            u16::try_from(s % 5000 + 200).unwrap()
         })
         .collect()
 }
@@ -54,7 +54,7 @@ fn png16(seed: u32) -> Vec<u8> {
 }
 
 fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut c = (data.len() as u32).to_be_bytes().to_vec();
+    let mut c = u32::try_from(data.len()).unwrap().to_be_bytes().to_vec();
     let mut body = kind.to_vec();
     body.extend_from_slice(data);
     c.extend_from_slice(&body);
@@ -204,6 +204,11 @@ async fn ingest(raw: &Path, md: &[PathBuf], store: &Path) -> RunSummary {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "byte patterns: each value wraps to its low byte"
+)]
 async fn a_messy_bucket_is_fully_accounted_for() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");

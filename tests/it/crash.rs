@@ -57,7 +57,9 @@ pub(crate) fn run_options(spec: &serde_json::Value) -> RunOptions {
         incremental: spec["incremental"].as_bool().unwrap_or(false),
         scratch: spec["scratch"].as_str().map(Into::into),
         selection: cellshard_runtime::discover::PlateSelection {
-            index: spec["plate_index"].as_u64().map(|i| i as usize),
+            index: spec["plate_index"]
+                .as_u64()
+                .map(|i| usize::try_from(i).unwrap()),
             ..Default::default()
         },
         ..RunOptions::new(p)

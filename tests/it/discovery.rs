@@ -67,7 +67,9 @@ async fn every_object_is_stored_rejected_or_ignored() {
     keys.push("train/EXP-1/Plate1/notes.txt".into());
     keys.push("README".into());
     for (i, k) in keys.iter().enumerate() {
-        raw.put(k, png16(i as u16 + 3)).await.unwrap();
+        raw.put(k, png16(u16::try_from(i).unwrap() + 3))
+            .await
+            .unwrap();
     }
     let md = "experiment,plate,well,site,well_type,cell_type\n\
               EXP-1,1,B02,1,negative_control,HEPG2\nEXP-1,1,B03,1,treatment,HEPG2\nEXP-1,1,B04,1,treatment,HEPG2\n\

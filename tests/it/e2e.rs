@@ -36,6 +36,11 @@ fn decode16(path: &Path) -> (u32, u32, Vec<u16>) {
 }
 
 /// Naive 2x2 mean with round-half-to-even, then the centred crop.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the rounded mean of four u16 samples, in 0..=65535"
+)]
 fn downsample_crop(w: u32, h: u32, px: &[u16], crop: u32) -> Vec<u16> {
     let (dw, dh) = (w / 2, h / 2);
     let (ox, oy) = ((dw - crop) / 2, (dh - crop) / 2);

@@ -26,7 +26,7 @@ async fn export_writes_delta_and_parquet_with_equal_tensors() {
     let mut opts = ExportOptions::new(&delta);
     opts.partition_by = vec!["experiment".into()];
     let s = export(&session, q, &opts).await.unwrap();
-    assert_eq!(s.rows as usize, want_ids.len());
+    assert_eq!(usize::try_from(s.rows).unwrap(), want_ids.len());
     assert_eq!(s.version, Some(1));
     assert!(s.files >= 2, "one file per experiment at least: {s:?}");
     let loc = cellshard_store::Location::parse(&delta, &BTreeMap::new()).unwrap();
@@ -62,7 +62,10 @@ async fn export_writes_delta_and_parquet_with_equal_tensors() {
     let mut opts = ExportOptions::new(pq.display().to_string());
     opts.format = ExportFormat::Parquet;
     let s = export(&session, q, &opts).await.unwrap();
-    assert_eq!((s.rows as usize, s.version), (want_ids.len(), None));
+    assert_eq!(
+        (usize::try_from(s.rows).unwrap(), s.version),
+        (want_ids.len(), None)
+    );
     let mut ids = Vec::new();
     let mut tensors = Vec::new();
     for f in files(&pq) {

@@ -153,6 +153,11 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 /// Reference implementation of the per-plate percentile normalization to u8, written
 /// independently of the stages crate: nearest-rank percentiles over all pixels of the
 /// plate, clip, scale with round-half-to-even.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a rank clamped to 1..=n, and a value scaled into 0..=255"
+)]
 pub fn reference_normalize(
     plate_pixels: &[Vec<u16>],
     low: f64,

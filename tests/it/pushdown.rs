@@ -26,7 +26,7 @@ async fn live_files(store: &str) -> Vec<(String, u64, u64)> {
         for rg in reader.metadata().row_groups() {
             for c in rg.columns() {
                 if c.column_path().string() == "tensor" {
-                    tensor += c.compressed_size() as u64;
+                    tensor += u64::try_from(c.compressed_size()).unwrap();
                 }
             }
         }

@@ -18,6 +18,11 @@ const COLOURS: [[f64; 3]; 6] = [
 ];
 const MAXES: [f64; 6] = [51.0, 107.0, 64.0, 191.0, 89.0, 191.0];
 
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "clamped to 0..=255 first"
+)]
 fn expected(
     t: &[u8],
     h: usize,
@@ -74,7 +79,7 @@ async fn a_rendered_composite_equals_an_independent_computation_from_the_stored_
         .await
         .unwrap();
     let b = &batches[0];
-    let int = |i: usize| b.column(i).as_primitive::<Int32Type>().value(0) as usize;
+    let int = |i: usize| usize::try_from(b.column(i).as_primitive::<Int32Type>().value(0)).unwrap();
     let (c, h, w) = (int(0), int(1), int(2));
     let dtype = arrow::compute::cast(b.column(3), &arrow::datatypes::DataType::Utf8).unwrap();
     assert_eq!((c, dtype.as_string::<i32>().value(0)), (6, "uint8"));

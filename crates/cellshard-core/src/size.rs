@@ -47,7 +47,18 @@ impl FromStr for ByteSize {
         if !value.is_finite() || value < 0.0 {
             return Err(Error::Size(s.to_string()));
         }
-        Ok(ByteSize((value * mult as f64).round() as u64))
+        let bytes = (value * mult as f64).round();
+        // 2^64: the first whole number a u64 cannot hold.
+        if bytes >= 18_446_744_073_709_551_616.0 {
+            return Err(Error::Size(s.to_string()));
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a finite whole number in 0..2^64, checked above"
+        )]
+        let bytes = bytes as u64;
+        Ok(ByteSize(bytes))
     }
 }
 
@@ -101,6 +112,11 @@ mod tests {
         assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert!("".parse::<ByteSize>().is_err());
+        assert!("20000000000000000000".parse::<ByteSize>().is_err());
+        assert_eq!(
+            "18446744073709549568".parse::<ByteSize>().unwrap(),
+            ByteSize(18_446_744_073_709_549_568)
+        );
         assert_eq!(ByteSize(256 << 20).to_string(), "256MiB");
     }
 }

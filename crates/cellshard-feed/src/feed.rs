@@ -167,9 +167,13 @@ impl Feed {
             .map(|f| {
                 let mut parts: Vec<_> = f.partition_values_map().into_iter().collect();
                 parts.sort();
-                (f.path().to_string(), f.size() as u64, parts)
+                let size = u64::try_from(f.size()).map_err(|_| Error::Store {
+                    url: url(),
+                    message: format!("the log gives {} a negative size {}", f.path(), f.size()),
+                })?;
+                Ok((f.path().to_string(), size, parts))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         files.sort_by(|a, b| a.0.cmp(&b.0));
         let split = opts.split.clone();
         let keep = move |e: &str, p: i64, w: &str| split.as_ref().is_none_or(|s| s.takes(e, p, w));
@@ -335,7 +339,8 @@ impl Feed {
         let n = self.len();
         let order = EpochOrder::new(n, self.opts.seed, epoch, self.opts.clump);
         let plate = |i: u64| {
-            let id = &self.selection.site_ids[i as usize];
+            // A row of the order is below `n`, the number of site ids: it fits a usize.
+            let id = &self.selection.site_ids[usize::try_from(i).unwrap_or(usize::MAX)];
             // site_id = EXPERIMENT_PLATE_WELL_SITE
             id.rsplitn(3, '_').nth(2).unwrap_or(id).to_string()
         };

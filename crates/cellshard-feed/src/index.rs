@@ -161,11 +161,13 @@ pub(crate) async fn prune_by_partitions(
             other => terms.push(other),
         }
     }
+    // More files than a u32 can number: prune nothing.
+    let Ok(count) = u32::try_from(files.len()) else {
+        return Ok(files);
+    };
     let names: Vec<&str> = first.2.iter().map(|(k, _)| k.as_str()).collect();
     let mut fields = vec![Field::new("_i", DataType::UInt32, false)];
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(
-        0..files.len() as u32,
-    ))];
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(0..count))];
     for (c, name) in names.iter().enumerate() {
         fields.push(Field::new(*name, DataType::Utf8, true));
         let values: Vec<Option<&str>> = files
@@ -217,6 +219,10 @@ pub(crate) async fn select(
     let mut batches = Vec::new();
     let mut shape = None;
     for (i, (relative, size, partitions)) in files.into_iter().enumerate() {
+        let file = u32::try_from(i).map_err(|_| Error::Store {
+            url: sites.url.to_string(),
+            message: "the sites table has more than 2^32 files".into(),
+        })?;
         let path = sites.path(&relative);
         let read_err = |e: ParquetError| Error::Read {
             path: sites.display(&path),
@@ -247,8 +253,12 @@ pub(crate) async fn select(
         let mut row = 0u32;
         let parts: Vec<_> = stream.try_collect().await.map_err(read_err)?;
         for b in parts {
-            batches.push(with_position(&b, i as u32, row, &partitions)?);
-            row += b.num_rows() as u32;
+            let next = u32::try_from(b.num_rows())
+                .ok()
+                .and_then(|n| row.checked_add(n))
+                .ok_or_else(|| read_err(ParquetError::General("more than 2^32 rows".into())))?;
+            batches.push(with_position(&b, file, row..next, &partitions)?);
+            row = next;
         }
         refs.push(FileRef { path, size, meta });
     }
@@ -339,7 +349,10 @@ pub(crate) async fn select(
             if keep(exp.value(i), plate.value(i), well.value(i)) {
                 at.push((file.value(i), row.value(i)));
                 site_ids.push(site.value(i).to_string());
-                kept.push(i as u32);
+                kept.push(u32::try_from(i).map_err(|_| Error::Store {
+                    url: sites.url.to_string(),
+                    message: "the selection holds more than 2^32 rows".into(),
+                })?);
             }
         }
     }
@@ -373,11 +386,12 @@ fn nullable(batch: &RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
-/// `batch` with its file index, row numbers and partition values as columns.
+/// `batch` with its file index, row numbers (`rows`, one per row of `batch`) and partition
+/// values as columns.
 fn with_position(
     batch: &RecordBatch,
     file: u32,
-    first_row: u32,
+    rows: Range<u32>,
     partitions: &[(String, Option<String>)],
 ) -> Result<RecordBatch> {
     let n = batch.num_rows();
@@ -387,9 +401,7 @@ fn with_position(
     ];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(UInt32Array::from(vec![file; n])),
-        Arc::new(UInt32Array::from_iter_values(
-            first_row..first_row + n as u32,
-        )),
+        Arc::new(UInt32Array::from_iter_values(rows)),
     ];
     for (name, value) in partitions {
         fields.push(Field::new(name, DataType::Utf8, true));

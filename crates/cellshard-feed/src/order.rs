@@ -228,7 +228,10 @@ impl Batching {
                 _ => None,
             })
             .collect();
-        out.resize(self.local_batch() as usize, None);
+        out.resize(
+            usize::try_from(self.local_batch()).unwrap_or(usize::MAX),
+            None,
+        );
         out
     }
 }
@@ -241,11 +244,12 @@ mod tests {
     fn permutations_are_bijections_and_invertible() {
         for n in [1u64, 2, 3, 7, 64, 100, 1000, 4097] {
             let p = Permutation::new(n, 42);
-            let mut seen = vec![false; n as usize];
+            let mut seen = vec![false; usize::try_from(n).unwrap()];
             for i in 0..n {
                 let j = p.apply(i);
-                assert!(!seen[j as usize], "n={n}: {j} twice");
-                seen[j as usize] = true;
+                let j_at = usize::try_from(j).unwrap();
+                assert!(!seen[j_at], "n={n}: {j} twice");
+                seen[j_at] = true;
                 assert_eq!(p.invert(j), i);
             }
         }

@@ -97,8 +97,12 @@ pub(crate) fn locate(meta: &ParquetMetaData, leaf: usize, row: u32) -> Result<Ra
                 ));
             }
             let p = &pages[at];
-            let start = p.offset as u64;
-            return Ok(start..start + p.compressed_page_size as u64);
+            let start = u64::try_from(p.offset)
+                .map_err(|_| format!("the page of row {row} has offset {}", p.offset))?;
+            let size = u64::try_from(p.compressed_page_size).map_err(|_| {
+                format!("the page of row {row} has size {}", p.compressed_page_size)
+            })?;
+            return Ok(start..start + size);
         }
         first += rows;
     }
@@ -204,7 +208,11 @@ mod tests {
             false,
         )]));
         let values: Vec<Vec<u8>> = (0..rows)
-            .map(|r| (0..len).map(|i| ((i * 7 + r * 31) % 251) as u8).collect())
+            .map(|r| {
+                (0..len)
+                    .map(|i| u8::try_from((i * 7 + r * 31) % 251).unwrap())
+                    .collect()
+            })
             .collect();
         let col = BinaryArray::from_iter_values(values.iter());
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(col)]).unwrap();
@@ -232,7 +240,9 @@ mod tests {
     }
 
     fn expected(row: usize, len: usize) -> Vec<u8> {
-        (0..len).map(|i| ((i * 7 + row * 31) % 251) as u8).collect()
+        (0..len)
+            .map(|i| u8::try_from((i * 7 + row * 31) % 251).unwrap())
+            .collect()
     }
 
     #[test]
@@ -250,7 +260,8 @@ mod tests {
                 for row in 0..7u32 {
                     let range = locate(&meta, col.leaf, row)
                         .unwrap_or_else(|e| panic!("{version:?} {codec}: {e}"));
-                    let page = &bytes[range.start as usize..range.end as usize];
+                    let page = &bytes[usize::try_from(range.start).unwrap()
+                        ..usize::try_from(range.end).unwrap()];
                     let mut out = vec![0u8; 1000];
                     decode(page, col.codec, &mut out, &mut scratch, &mut z).unwrap();
                     assert_eq!(
@@ -275,7 +286,8 @@ mod tests {
         let meta = meta(&bytes);
         let col = tensor_column(&meta, "tensor").unwrap();
         let range = locate(&meta, col.leaf, 1).unwrap();
-        let page = &bytes[range.start as usize..range.end as usize];
+        let page =
+            &bytes[usize::try_from(range.start).unwrap()..usize::try_from(range.end).unwrap()];
         let mut z = zstd::bulk::Decompressor::new().unwrap();
         let mut scratch = Vec::new();
         let mut wrong = vec![0u8; 499];

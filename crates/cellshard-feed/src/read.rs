@@ -133,14 +133,26 @@ impl Reader {
     /// The batch of `samples` (indices into the selection; `None` pads a slot) of the step
     /// at global position `start`: only the pages of the rows it needs.
     pub(crate) async fn read(&self, samples: Vec<Option<u64>>, start: u64) -> Result<Batch> {
+        let past = |s: u64| Error::Internal(format!("sample {s} is past the selection"));
+        let rows = samples
+            .iter()
+            .map(|s| {
+                s.map(|s| usize::try_from(s).map_err(|_| past(s)))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let take = samples
+            .iter()
+            .map(|s| s.map(|s| u32::try_from(s).map_err(|_| past(s))).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let mut by_file: BTreeMap<u32, Vec<(usize, u32, Range<u64>)>> = BTreeMap::new();
-        for (slot, s) in samples.iter().enumerate() {
+        for (slot, s) in rows.iter().enumerate() {
             if let Some(s) = *s {
-                let (file, row) = self.selection.at[s as usize];
+                let (file, row) = self.selection.at[s];
                 by_file
                     .entry(file)
                     .or_default()
-                    .push((slot, row, self.pages[s as usize].clone()));
+                    .push((slot, row, self.pages[s].clone()));
             }
         }
         let wanted: u64 = by_file
@@ -206,18 +218,13 @@ impl Reader {
         .await
         .map_err(|e| Error::Usage(format!("a decode job failed: {e}")))??;
         drop(permit);
-        let take = UInt32Array::from(
-            samples
-                .iter()
-                .map(|s| s.map(|s| s as u32))
-                .collect::<Vec<_>>(),
-        );
+        let take = UInt32Array::from(take);
         Ok(Batch {
             tensors,
             valid: samples.iter().map(Option::is_some).collect(),
-            site_ids: samples
+            site_ids: rows
                 .iter()
-                .map(|s| s.map(|s| self.selection.site_ids[s as usize].clone()))
+                .map(|s| s.map(|s| self.selection.site_ids[s].clone()))
                 .collect(),
             meta: take_rows(&self.selection.meta, &take)?,
             samples,

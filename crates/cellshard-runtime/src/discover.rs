@@ -254,7 +254,10 @@ pub async fn list_source(
         selected = one;
     }
     for (i, (plate, sites)) in selected.into_iter().enumerate() {
-        if i as u32 % share.count == share.index {
+        let i = u32::try_from(i).map_err(|_| {
+            Error::Selection(format!("{} has more than 2^32 selected plates", source.url))
+        })?;
+        if i % share.count == share.index {
             listing.plates.insert(plate, sites);
         } else {
             listing.other_workers += sites
@@ -308,7 +311,8 @@ fn walk_local(root: &std::path::Path) -> Vec<Result<object_store::ObjectMeta, Li
                     location,
                     last_modified: chrono::DateTime::from_timestamp(
                         md.mtime(),
-                        md.mtime_nsec() as u32,
+                        // A negative count maps to u32::MAX, which from_timestamp rejects.
+                        u32::try_from(md.mtime_nsec()).unwrap_or(u32::MAX),
                     )
                     .unwrap_or_default(),
                     size: md.len(),

@@ -240,7 +240,8 @@ fn normalization(
             experiment: build.scope.experiment.clone(),
             cell_type: build.scope.cell_type.clone(),
             plate: build.scope.plate,
-            channel: c as i32 + 1,
+            channel: i32::try_from(c + 1)
+                .map_err(|_| format!("channel w{} is out of range", c + 1))?,
             method: t.method.as_str().into(),
             reference: t.reference.as_str().into(),
             p_low: pct.then_some(t.low),

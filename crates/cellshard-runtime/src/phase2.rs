@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::discover::ResolvedSite;
 use crate::phase1::DecodedPlate;
-use crate::plate::{MAX_FILE_WRITERS, PlateJob, PlateReport, add_ns};
+use crate::plate::{MAX_FILE_WRITERS, PlateJob, PlateReport, add_ns, nanos};
 use crate::spill::Spilled;
 use crate::{Error, Result};
 
@@ -124,14 +124,14 @@ async fn write_file(
         rows.push(site_row(site, tensor));
         if rows.len() == rows_per_group {
             shard = write_rows(job, shard, &mut rows).await?;
-            if sites as usize == rows_per_group {
+            if usize::try_from(sites) == Ok(rows_per_group) {
                 cellshard_store::pause::point("in-phase2").await;
             }
         }
         job.progress();
     }
     if !rows.is_empty() {
-        let first = sites as usize == rows.len();
+        let first = usize::try_from(sites) == Ok(rows.len());
         shard = write_rows(job, shard, &mut rows).await?;
         if first {
             cellshard_store::pause::point("in-phase2").await;
@@ -197,7 +197,7 @@ async fn write_rows(
         .await?;
     job.counters
         .write_ns
-        .fetch_add(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(nanos(busy), std::sync::atomic::Ordering::Relaxed);
     batch.clear();
     *rows = batch;
     Ok(shard?)

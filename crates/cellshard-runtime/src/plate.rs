@@ -55,7 +55,12 @@ pub struct Counters {
 }
 
 pub(crate) fn add_ns(c: &AtomicU64, since: Instant) {
-    c.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    c.fetch_add(nanos(since.elapsed()), Ordering::Relaxed);
+}
+
+/// `d` in nanoseconds, saturating at `u64::MAX` (about 584 years).
+pub(crate) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Everything a plate needs that does not change between plates.

@@ -166,7 +166,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     );
     // Free read buffers are capped at the in-flight budget, which bounds the buffers in use.
     let read_buffers = Arc::new(cellshard_store::ReadBuffers::new(
-        p.source.max_inflight.bytes() as usize,
+        usize::try_from(p.source.max_inflight.bytes()).unwrap_or(usize::MAX),
     ));
     let on_progress = |n: u64| {
         if let Some(b) = &bar {
@@ -351,11 +351,14 @@ async fn vanished_plates(
     summary: &mut RunSummary,
 ) -> Result<()> {
     for (experiment, plate) in tables.published_plates()? {
-        let key = PlateKey {
-            experiment: experiment.clone(),
-            plate: plate as u32,
-        };
-        if listed.contains(&key) {
+        // A negative plate number is never listed: listed plates are unsigned.
+        let is_listed = u32::try_from(plate).is_ok_and(|plate| {
+            listed.contains(&PlateKey {
+                experiment: experiment.clone(),
+                plate,
+            })
+        });
+        if is_listed {
             continue;
         }
         summary

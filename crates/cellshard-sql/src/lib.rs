@@ -294,7 +294,7 @@ impl Session {
         let int = |i: usize| {
             b.column(i)
                 .as_primitive_opt::<arrow::datatypes::Int32Type>()
-                .map(|a| a.value(0) as usize)
+                .and_then(|a| usize::try_from(a.value(0)).ok())
         };
         let dtype = arrow::compute::cast(b.column(3), &DataType::Utf8)?;
         let dtype = udf::Dtype::parse(dtype.as_string::<i32>().value(0));

@@ -133,7 +133,7 @@ impl StoreTable {
             let map = f.partition_values_map();
             files.push(DataFile {
                 path: path.to_string(),
-                size: f.size().max(0) as u64,
+                size: f.size().max(0).unsigned_abs(),
                 partitions: partition_columns
                     .iter()
                     .map(|p| map.get(p).cloned().flatten())

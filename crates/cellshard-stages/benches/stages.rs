@@ -71,8 +71,10 @@ fn decode(c: &mut Criterion) {
 fn unfilter_rows(c: &mut Criterion) {
     // The bytes one 2048-wide 16-bit row needs for a 512 crop after 2x: columns 0..1536.
     let n = 1536 * 2;
-    let raw: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
-    let prev: Vec<u8> = (0..n).map(|i| (i * 13 % 241) as u8).collect();
+    let raw: Vec<u8> = (0..n).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
+    let prev: Vec<u8> = (0..n)
+        .map(|i| u8::try_from(i * 13 % 241).unwrap())
+        .collect();
     let mut cur = vec![0u8; n];
     let mut g = c.benchmark_group("unfilter");
     g.throughput(Throughput::Bytes(n as u64));

@@ -5,6 +5,10 @@ use crate::Plane;
 
 /// `sum / n` rounded to the nearest integer, ties to even.
 #[inline]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "sum is of n u16 samples, so the rounded mean is at most 65535"
+)]
 pub fn mean_round_half_even(sum: u32, n: u32) -> u16 {
     let q = sum / n;
     let r = sum % n;

@@ -4,6 +4,11 @@
 /// The 1-based nearest rank of percentile `p` among `n` samples: `ceil(p / 100 * n)`,
 /// at least 1. Products within 1e-9 of an integer count as that integer, so that
 /// `p = 99.9, n = 1000` gives 999 despite binary floating point.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "clamped to 1..=n first"
+)]
 pub fn nearest_rank(p: f64, n: u64) -> u64 {
     let x = p / 100.0 * n as f64;
     let r = x.round();
@@ -72,17 +77,20 @@ impl Histogram {
     }
 
     /// Smallest sample.
+    #[allow(clippy::cast_possible_truncation, reason = "a bin index, below 65,536")]
     pub fn min(&self) -> Option<u16> {
         self.counts.iter().position(|&c| c > 0).map(|v| v as u16)
     }
 
     /// Largest sample.
+    #[allow(clippy::cast_possible_truncation, reason = "a bin index, below 65,536")]
     pub fn max(&self) -> Option<u16> {
         self.counts.iter().rposition(|&c| c > 0).map(|v| v as u16)
     }
 
     /// Nearest-rank percentile: the smallest value `v` whose cumulative count reaches
     /// `ceil(p / 100 * N)` (at least 1). `p = 0` gives the minimum, `p = 100` the maximum.
+    #[allow(clippy::cast_possible_truncation, reason = "a bin index, below 65,536")]
     pub fn percentile(&self, p: f64) -> Option<u16> {
         let n = self.total();
         if n == 0 {
@@ -170,7 +178,7 @@ mod tests {
             h.add(&v);
             let mut s = v.clone();
             s.sort_unstable();
-            let rank = nearest_rank(p, s.len() as u64) as usize;
+            let rank = usize::try_from(nearest_rank(p, s.len() as u64)).unwrap();
             prop_assert_eq!(h.percentile(p), Some(s[rank - 1]));
             prop_assert!(h.percentile(p) <= h.percentile((p + 1.0).min(100.0)));
         }

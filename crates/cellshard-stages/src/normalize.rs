@@ -80,6 +80,10 @@ impl ChannelNorm {
     }
 
     /// Map one sample to the output type, as little-endian bytes appended to `out`.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "int(x, max) is at most max; f32 output is the f64 value rounded to f32"
+    )]
     fn map(&self, x: u16, output: OutputDtype, out: &mut Vec<u8>) {
         let unit = |x: u16| -> f64 {
             match *self {

@@ -116,7 +116,9 @@ mod tests {
     #[test]
     fn u8_moments_match_a_plain_sum() {
         for len in [0usize, 1, 3, 4, 5, 1023] {
-            let bytes: Vec<u8> = (0..len).map(|i| (i * i % 251) as u8).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| u8::try_from(i * i % 251).unwrap())
+                .collect();
             let (n, s, ss) = bytes.iter().fold((0f64, 0f64, 0f64), |(n, s, ss), &b| {
                 let v = f64::from(b);
                 (n + 1.0, s + v, ss + v * v)

@@ -101,7 +101,8 @@ fn retry_config(options: &BTreeMap<String, String>) -> std::result::Result<Retry
             max_backoff: Duration::from_secs(15),
             base: 2.0,
         },
-        max_retries: num("max_retries", 10)? as usize,
+        max_retries: usize::try_from(num("max_retries", 10)?)
+            .map_err(|_| "option max_retries is too large".to_string())?,
         retry_timeout: Duration::from_secs(num("retry_timeout", 180)?),
     })
 }

@@ -241,9 +241,13 @@ pub async fn restore(root: &Location, version: i64) -> Result<RestoreReport> {
             tables.push((name.to_string(), latest, 0, 0));
             continue;
         }
+        let target_version = u64::try_from(target).map_err(|_| Error::Location {
+            url: loc.url.to_string(),
+            message: format!("version {target}: table versions are 0 or more"),
+        })?;
         let (t, m) = t
             .restore()
-            .with_version_to_restore(target as _)
+            .with_version_to_restore(target_version)
             .await
             .map_err(delta(&loc))?;
         tables.push((

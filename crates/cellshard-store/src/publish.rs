@@ -218,7 +218,7 @@ pub struct WrittenFile(Add);
 impl WrittenFile {
     /// Its size in bytes.
     pub fn size(&self) -> u64 {
-        self.0.size as u64
+        self.0.size.unsigned_abs()
     }
 }
 

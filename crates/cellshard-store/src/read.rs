@@ -72,7 +72,13 @@ fn read_range(
     let len = range.end - range.start;
     let mut f = file;
     f.seek(SeekFrom::Start(range.start))?;
-    let mut buf = buffers.take(len as usize);
+    let want = usize::try_from(len).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a read of {len} bytes does not fit in memory"),
+        )
+    })?;
+    let mut buf = buffers.take(want);
     f.take(len).read_to_end(&mut buf)?;
     if buf.len() as u64 != len {
         return Err(std::io::Error::new(
@@ -190,7 +196,9 @@ mod tests {
     #[test]
     fn read_buffers_are_reused_and_capped() {
         let mut f = tempfile::tempfile().unwrap();
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| u8::try_from(i * 13 % 256).unwrap())
+            .collect();
         f.write_all(&data).unwrap();
         let pool = Arc::new(ReadBuffers::new(3 * READ_BUFFER_STEP));
         let a = read_range(&f, 0..2_500_000, &pool).unwrap();
@@ -234,7 +242,9 @@ mod tests {
     #[tokio::test]
     async fn local_and_streamed_bodies_agree() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let data: Vec<u8> = (0..70_000u32)
+            .map(|i| u8::try_from(i * 7 % 256).unwrap())
+            .collect();
         std::fs::write(dir.path().join("a.png"), &data).unwrap();
         let local = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
         let path = object_store::path::Path::from("a.png");

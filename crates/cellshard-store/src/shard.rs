@@ -75,6 +75,10 @@ impl FileLayout {
             .collect::<Result<_>>()?;
         let mut groups: Vec<(PartitionValues, Vec<u32>)> = Vec::new();
         for row in 0..batch.num_rows() {
+            let index = u32::try_from(row).map_err(|_| Error::Write {
+                url: self.table.url.to_string(),
+                message: format!("a batch of {} rows is over 2^32 rows", batch.num_rows()),
+            })?;
             let values: PartitionValues = parts
                 .iter()
                 .map(|a| {
@@ -83,8 +87,8 @@ impl FileLayout {
                 })
                 .collect();
             match groups.iter_mut().find(|(v, _)| *v == values) {
-                Some((_, rows)) => rows.push(row as u32),
-                None => groups.push((values, vec![row as u32])),
+                Some((_, rows)) => rows.push(index),
+                None => groups.push((values, vec![index])),
             }
         }
         let keep: Vec<usize> = (0..batch.num_columns())
@@ -448,7 +452,7 @@ mod tests {
         assert_eq!(add.path, "part=a/f.parquet");
         assert_eq!(add.partition_values["part"].as_deref(), Some("a"));
         let on_disk = std::fs::metadata(dir.path().join("part=a/f.parquet")).unwrap();
-        assert_eq!(add.size as u64, on_disk.len());
+        assert_eq!(u64::try_from(add.size).unwrap(), on_disk.len());
         let stats: Value = serde_json::from_str(add.stats.as_deref().unwrap()).unwrap();
         assert_eq!(stats["numRecords"], 2);
         assert_eq!(stats["minValues"]["n"], 5);

@@ -383,7 +383,7 @@ pub async fn commit_files(table: &mut DeltaTable, loc: &Location, adds: Vec<Add>
 
 /// Number of rows per row group for a byte target and a tensor size.
 pub fn rows_per_group(row_group_bytes: u64, tensor_bytes: u64) -> usize {
-    (row_group_bytes / tensor_bytes.max(1)).max(1) as usize
+    usize::try_from((row_group_bytes / tensor_bytes.max(1)).max(1)).unwrap_or(usize::MAX)
 }
 
 /// Which state of the tables to open (Delta time travel).

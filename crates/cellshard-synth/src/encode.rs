@@ -45,6 +45,10 @@ pub fn encode_png(cfg: &SynthConfig, samples: &[u16]) -> Result<Vec<u8>> {
 /// `raw` as a zlib stream of stored (uncompressed) deflate blocks of at most `block` bytes
 /// (clamped to 1..=65,535): what some encoders write at level 0, and the case where a
 /// bounded inflate stops furthest before the end of its buffer. For tests of decoders.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "block is clamped to 1..=65,535 first"
+)]
 pub fn zlib_stored(raw: &[u8], block: usize) -> Vec<u8> {
     let block = block.clamp(1, 65_535);
     let mut z = Vec::with_capacity(raw.len() + raw.len() / block * 5 + 11);

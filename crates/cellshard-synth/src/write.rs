@@ -271,7 +271,7 @@ mod tests {
         let meta = select_sites(&design, &cfg).unwrap().remove(0).meta;
         let expected: Vec<u8> = render_channel(&cfg, &meta, 3)
             .into_iter()
-            .map(|v| v as u8)
+            .map(|v| u8::try_from(v).unwrap())
             .collect();
         assert_eq!(&buf[..info.buffer_size()], &expected[..]);
     }

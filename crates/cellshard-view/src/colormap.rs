@@ -14,6 +14,11 @@ const VIRIDIS: [[f64; 3]; 9] = [
 ];
 
 /// The colour of `t` in 0..1 (clamped), linearly between the nine stops.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "t is clamped to 0..=1: the stop index is in 0..=8, the colour in 0..=255"
+)]
 pub fn viridis(t: f64) -> [u8; 3] {
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)

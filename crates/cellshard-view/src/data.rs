@@ -34,7 +34,15 @@ pub fn well_position(well: &str) -> Option<(usize, usize)> {
 
 /// The well name at (row, column): `B02`.
 pub fn well_name(row: usize, col: usize) -> String {
-    format!("{}{:02}", (b'A' + row as u8) as char, col + 1)
+    format!("{}{:02}", row_letter(row), col + 1)
+}
+
+/// The letter of plate row `row` (0-based): `A` for 0; `?` where `A` + `row` is past a byte.
+pub fn row_letter(row: usize) -> char {
+    u8::try_from(row)
+        .ok()
+        .and_then(|r| b'A'.checked_add(r))
+        .map_or('?', char::from)
 }
 
 /// Quote a string as an SQL literal.

@@ -7,7 +7,7 @@ use crate::canvas::{Canvas, EMPTY, INK, WHITE, fit, text_width};
 use crate::colormap::viridis;
 use cellshard_core::rxrx1::channel_label;
 
-use crate::data::{BeforeAfter, COLS, ROWS, SiteImage, well_name, well_position};
+use crate::data::{BeforeAfter, COLS, ROWS, SiteImage, row_letter, well_name, well_position};
 use crate::stat::Stat;
 use crate::{Error, Result};
 
@@ -100,6 +100,11 @@ pub fn channel_tile(site: &SiteImage, c: usize, size: usize, contrast: Contrast)
     let x = cellshard_sql::udf::channel_intensity_with(&site.spec, &site.tensor, c, size, &maxima)?;
     let mut rgb = Vec::with_capacity(size * size * 3);
     for v in x {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "clamped to 0..=255 first"
+        )]
         let g = (v * 255.0).round().clamp(0.0, 255.0) as u8;
         rgb.extend_from_slice(&[g, g, g]);
     }
@@ -170,6 +175,11 @@ pub fn contact_sheet(
     for s in sites {
         check_size(s, size)?;
     }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped to 1..=8 first"
+    )]
     let per_row = (sites.len() as f64).sqrt().ceil().clamp(1.0, 8.0) as usize;
     let rows = sites.len().div_ceil(per_row);
     let cell_w = size + PAD;
@@ -210,7 +220,7 @@ pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -
         c.text(x, TOP - LINE, &label, 1, INK);
     }
     for row in 0..ROWS {
-        let label = ((b'A' + row as u8) as char).to_string();
+        let label = row_letter(row).to_string();
         c.text(PAD, TOP + row * CELL + (CELL - 8) / 2, &label, 1, INK);
         for col in 0..COLS {
             let colour = values

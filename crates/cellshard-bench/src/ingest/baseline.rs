@@ -136,7 +136,7 @@ mod tests {
                     (40, 40, 1, Some(17)),
                     (30, 22, 3, None),
                 ] {
-                    let px = pixels(w, h, i as u32 + 7 * w, max);
+                    let px = pixels(w, h, u32::try_from(i).unwrap() + 7 * w, max);
                     let png = encode(w, h, depth, &px, filter);
                     let d = downsample(&decode_full(&png, &spec(depth)).unwrap(), f);
                     let expect = match c {

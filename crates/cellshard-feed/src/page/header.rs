@@ -22,7 +22,11 @@ pub(super) struct PageHeader {
 impl PageHeader {
     /// Parse a thrift-compact `PageHeader`; returns it and the bytes it took.
     pub(super) fn parse(bytes: &[u8]) -> Result<(PageHeader, usize), String> {
-        let mut r = Compact { bytes, at: 0 };
+        let mut r = Compact {
+            bytes,
+            at: 0,
+            depth: 0,
+        };
         let (mut page_type, mut uncompressed, mut compressed) = (None, None, None);
         let (mut num_values, mut encoding) = (None, None);
         let (mut def_len, mut rep_len, mut is_compressed) = (0i64, 0i64, true);
@@ -62,11 +66,17 @@ impl PageHeader {
             v.ok_or_else(|| missing(what))
                 .and_then(|v| u32::try_from(v).map_err(|_| format!("bad {what} {v}")))
         };
+        let int32 = |v: Option<i64>, what: &str| {
+            v.ok_or_else(|| missing(what))
+                .and_then(|v| i32::try_from(v).map_err(|_| format!("bad {what} {v}")))
+        };
         let kind = match page_type.ok_or_else(|| missing("page type"))? {
             0 => PageKind::V1,
             3 => PageKind::V2 {
-                levels: usize::try_from(def_len + rep_len)
-                    .map_err(|_| "bad level lengths".to_string())?,
+                levels: def_len
+                    .checked_add(rep_len)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| "bad level lengths".to_string())?,
                 compressed: is_compressed,
             },
             other => return Err(format!("page type {other} is not a data page")),
@@ -75,8 +85,8 @@ impl PageHeader {
             kind,
             uncompressed: size(uncompressed, "uncompressed size")?,
             compressed: size(compressed, "compressed size")?,
-            num_values: num_values.ok_or_else(|| missing("value count"))? as i32,
-            encoding: encoding.ok_or_else(|| missing("encoding"))? as i32,
+            num_values: int32(num_values, "value count")?,
+            encoding: int32(encoding, "encoding")?,
         };
         Ok((header, r.at))
     }
@@ -100,7 +110,12 @@ const T_STRUCT: u8 = 12;
 struct Compact<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Containers entered by `skip` (a forged header could nest them without end).
+    depth: u32,
 }
+
+/// Deepest nesting of containers `skip` follows; Parquet's page headers nest a few.
+const MAX_DEPTH: u32 = 32;
 
 impl Compact<'_> {
     fn byte(&mut self) -> Result<u8, String> {
@@ -122,6 +137,12 @@ impl Compact<'_> {
             }
         }
         Err("a varint in the page header is too long".into())
+    }
+
+    /// A length or count (a varint) as a `usize`.
+    fn length(&mut self) -> Result<usize, String> {
+        let v = self.varint()?;
+        usize::try_from(v).map_err(|_| format!("a length {v} in the page header is too large"))
     }
 
     /// A zigzag varint (i16, i32 or i64).
@@ -158,24 +179,42 @@ impl Compact<'_> {
         Ok(())
     }
 
+    /// Fail unless `n` more items, each at least `size` bytes, can fit in what is left.
+    fn room(&self, n: usize, size: usize) -> Result<(), String> {
+        if n.saturating_mul(size) > self.bytes.len().saturating_sub(self.at) {
+            return Err("the page header is cut short".into());
+        }
+        Ok(())
+    }
+
     fn skip(&mut self, ty: u8) -> Result<(), String> {
+        if matches!(ty, T_LIST | T_SET | T_MAP | T_STRUCT) {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(format!(
+                    "the page header nests more than {MAX_DEPTH} containers"
+                ));
+            }
+        }
         match ty {
             T_TRUE | T_FALSE => {}
-            T_BYTE => self.at += 1,
+            T_BYTE => self.at = self.at.saturating_add(1),
             T_I16 | T_I32 | T_I64 => {
                 self.varint()?;
             }
-            T_DOUBLE => self.at += 8,
+            T_DOUBLE => self.at = self.at.saturating_add(8),
             T_BINARY => {
-                let n = self.varint()? as usize;
-                self.at += n;
+                let n = self.length()?;
+                self.at = self.at.saturating_add(n);
             }
             T_LIST | T_SET => {
                 let h = self.byte()?;
                 let n = match h >> 4 {
-                    15 => self.varint()? as usize,
+                    15 => self.length()?,
                     n => usize::from(n),
                 };
+                // Every element takes a byte or more.
+                self.room(n, 1)?;
                 for _ in 0..n {
                     // Booleans in a list take a byte each.
                     match h & 0x0f {
@@ -185,7 +224,8 @@ impl Compact<'_> {
                 }
             }
             T_MAP => {
-                let n = self.varint()? as usize;
+                let n = self.length()?;
+                self.room(n, 2)?;
                 if n > 0 {
                     let kv = self.byte()?;
                     for _ in 0..n {
@@ -197,9 +237,39 @@ impl Compact<'_> {
             T_STRUCT => self.structure(|r, _, t| r.skip(t))?,
             other => return Err(format!("unknown thrift type {other} in the page header")),
         }
+        if matches!(ty, T_LIST | T_SET | T_MAP | T_STRUCT) {
+            self.depth -= 1;
+        }
         if self.at > self.bytes.len() {
             return Err("the page header is cut short".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forged_count_or_nesting_is_refused_at_once() {
+        // Field 4, a list of booleans whose count (a varint) is 2^35 - 1, and nothing after:
+        // stepping over them one by one would spin.
+        let huge = [0x49, 0xF1, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F];
+        let e = PageHeader::parse(&huge).unwrap_err();
+        assert!(e.contains("cut short"), "{e}");
+        // Field 4, a struct holding a struct holding ... 100 deep.
+        let mut deep = vec![0x4C];
+        deep.extend(std::iter::repeat_n(0x1C, 100));
+        let e = PageHeader::parse(&deep).unwrap_err();
+        assert!(e.contains("nests more than"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any bytes are a header or an error, never a panic.
+        #[test]
+        fn any_bytes_parse_or_are_refused(b in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = PageHeader::parse(&b);
+        }
     }
 }

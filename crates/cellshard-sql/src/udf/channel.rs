@@ -79,6 +79,11 @@ fn percentile(mut v: Vec<f64>, p: f64) -> Result<f64> {
         return Ok(f64::NAN);
     }
     let n = v.len();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "p is checked to be in 0..=100, so the rank is in 0..=n"
+    )]
     let rank = ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n);
     let (_, x, _) = v.select_nth_unstable_by(rank - 1, f64::total_cmp);
     Ok(*x)

@@ -113,11 +113,14 @@ impl TensorSpec {
     /// Channel `c` (1-based) of `t` as raw bytes.
     pub(super) fn channel_bytes<'a>(&self, t: &'a [u8], c: i64) -> Result<&'a [u8]> {
         self.check(t)?;
-        if c < 1 || c as usize > self.channels {
+        let Some(c) = usize::try_from(c)
+            .ok()
+            .filter(|c| (1..=self.channels).contains(c))
+        else {
             return exec_err!("channel {c} is out of range 1..={}", self.channels);
-        }
+        };
         let n = self.plane() * self.dtype.size();
-        let start = (c as usize - 1) * n;
+        let start = (c - 1) * n;
         Ok(&t[start..start + n])
     }
 
@@ -155,7 +158,10 @@ pub(super) fn shapes(spec: &TensorSpec, tensors: &[Option<&[u8]>]) -> Result<Arr
             Some(t) => {
                 spec.check(t)?;
                 for d in [spec.channels, spec.height, spec.width] {
-                    b.values().append_value(d as i32);
+                    let Ok(d) = i32::try_from(d) else {
+                        return exec_err!("dimension {d} does not fit an Int32");
+                    };
+                    b.values().append_value(d);
                 }
                 b.append(true);
             }

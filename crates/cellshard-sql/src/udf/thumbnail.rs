@@ -69,6 +69,11 @@ pub fn composite(spec: &TensorSpec, t: &[u8], size: usize, channels: &[usize]) -
 }
 
 /// [`composite`] with other display maxima (0..255 display scale).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "clamped to 0..=255 first"
+)]
 pub fn composite_with(
     spec: &TensorSpec,
     t: &[u8],
@@ -101,6 +106,11 @@ pub fn auto_maxima(spec: &TensorSpec, t: &[u8], q: f64) -> Result<[f64; 6]> {
             .into_iter()
             .map(|v| display_scale(v, spec.dtype))
             .collect();
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "q is clamped to 0..=1, so k is in 0..len"
+        )]
         let k = ((v.len() as f64 - 1.0) * q.clamp(0.0, 1.0)).round() as usize;
         let (_, x, _) = v.select_nth_unstable_by(k, f64::total_cmp);
         *m = x.max(1.0);
@@ -111,7 +121,10 @@ pub fn auto_maxima(spec: &TensorSpec, t: &[u8], q: f64) -> Result<[f64; 6]> {
 /// Encode `w` x `h` RGB bytes as PNG.
 pub fn rgb_png(w: usize, h: usize, rgb: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, w as u32, h as u32);
+    let (Ok(width), Ok(height)) = (u32::try_from(w), u32::try_from(h)) else {
+        return exec_err!("an image of {w} x {h} pixels is too large for PNG");
+    };
+    let mut enc = png::Encoder::new(&mut out, width, height);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut wr = enc
@@ -126,11 +139,13 @@ pub fn rgb_png(w: usize, h: usize, rgb: &[u8]) -> Result<Vec<u8>> {
 
 /// A `size` x `size` RGB PNG of all channels (up to six).
 fn thumbnail(spec: &TensorSpec, t: &[u8], size: i64) -> Result<Vec<u8>> {
-    let limit = spec.height.min(spec.width) as i64;
-    if size < 1 || size > limit {
+    let limit = spec.height.min(spec.width);
+    let Some(size) = usize::try_from(size)
+        .ok()
+        .filter(|s| (1..=limit).contains(s))
+    else {
         return exec_err!("thumbnail size {size} is outside 1..={limit}");
-    }
-    let size = size as usize;
+    };
     let channels: Vec<usize> = (1..=spec.channels.min(6)).collect();
     rgb_png(size, size, &composite(spec, t, size, &channels)?)
 }
@@ -168,6 +183,11 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "expected bytes, in 0..=255"
+    )]
     fn thumbnail_uses_rxrx1_colours() {
         // One pixel, six channels, each at its display maximum except channel 1 at zero.
         let s = TensorSpec {

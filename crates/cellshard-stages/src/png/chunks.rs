@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn one_walk_finds_the_header_and_every_idat_in_order() {
-        let px: Vec<u16> = (0..40 * 30).map(|i| i as u16).collect();
+        let px: Vec<u16> = (0..40 * 30).map(|i| u16::try_from(i).unwrap()).collect();
         let png = encode_rows(40, 30, 16, &px, &[4, 1], 7);
         let c = PngChunks::read(&png).unwrap();
         assert_eq!(

@@ -208,7 +208,9 @@ impl RowState {
             *a += block.iter().map(|&v| u32::from(v)).sum::<u32>();
         }
         if block_row == f - 1 {
-            let n = (f * f) as u32;
+            let n = u32::try_from(f * f).map_err(|_| {
+                DecodeError::format(format!("a downsample factor of {f} is too large"))
+            })?;
             data.extend(self.acc.iter().map(|&s| mean_round_half_even(s, n)));
         }
         Ok(())
@@ -339,6 +341,10 @@ fn accumulate_pairs(px: &[u8], bpp: usize, first: bool, acc: &mut [u32]) {
 
 /// Mean of a 2x2 block sum, rounded half to even (the constant divisor lets this inline).
 #[inline]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "sum is of four u16 samples, so the rounded mean is at most 65535"
+)]
 fn mean4(sum: u32) -> u16 {
     let q = sum >> 2;
     let r = sum & 3;
@@ -382,7 +388,7 @@ mod tests {
     #[test]
     fn refuses_a_geometry_made_for_another_image() {
         use crate::png::fixtures::encode_rows;
-        let px: Vec<u16> = (0..32 * 32).map(|i| i as u16).collect();
+        let px: Vec<u16> = (0..32 * 32).map(|i| u16::try_from(i).unwrap()).collect();
         let png = encode_rows(32, 32, 16, &px, &[1], 1 << 20);
         let c = PngChunks::read(&png).unwrap();
         let mut g = CropGeometry::new(&c.header, 2, Some(8)).unwrap();
@@ -395,6 +401,10 @@ mod tests {
 
     /// Both inflate paths give the same plane, and the same error for the same bad input.
     #[test]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "keeps the low 16 bits of a hash"
+    )]
     fn bulk_and_streaming_paths_agree() {
         use crate::png::fixtures::encode_rows;
         let mut d = CropDecoder::new();
@@ -438,6 +448,10 @@ mod tests {
     /// wherever that row is, and a bad filter byte above the restart row is still reported,
     /// in row order.
     #[test]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "keeps the low 16 bits of a hash"
+    )]
     fn unfiltering_restarts_only_at_rows_that_ignore_the_row_above() {
         use crate::png::fixtures::encode_rows;
         let (w, h, out) = (64u32, 64u32, 16u32);
@@ -460,7 +474,9 @@ mod tests {
         // The crop starts at source row 16.
         for (restart, kind) in [(0, 1u8), (3, 0), (15, 1), (16, 1), (40, 0)] {
             // Up, Avg and Paeth in turn: each reads the row above.
-            let mut filters: Vec<u8> = (0..h as usize).map(|y| 2 + (y % 3) as u8).collect();
+            let mut filters: Vec<u8> = (0..h as usize)
+                .map(|y| 2 + u8::try_from(y % 3).unwrap())
+                .collect();
             filters[restart] = kind;
             let png = encode_rows(w, h, 16, &px, &filters, 1 << 20);
             assert_eq!(

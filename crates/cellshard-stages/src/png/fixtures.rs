@@ -7,6 +7,10 @@ use super::chunks::DecodeSpec;
 use super::chunks::SIGNATURE;
 
 /// Encode a grayscale PNG; `filter` varies per image so every unfilter path is exercised.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "an 8-bit image keeps each sample's low byte"
+)]
 pub fn encode(w: u32, h: u32, depth: u8, px: &[u16], filter: ::png::Filter) -> Vec<u8> {
     let mut out = Vec::new();
     {
@@ -30,6 +34,10 @@ pub fn encode(w: u32, h: u32, depth: u8, px: &[u16], filter: ::png::Filter) -> V
 }
 
 /// `w` x `h` deterministic pseudo-random samples below `max`, with a gradient.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the gradient wraps at 16 bits by design"
+)]
 pub fn pixels(w: u32, h: u32, seed: u32, max: u16) -> Vec<u16> {
     let mut s = seed.wrapping_mul(2654435761).max(1);
     (0..w * h)
@@ -63,7 +71,7 @@ pub fn filter_row(f: u8, bpp: usize, row: &[u8], prev: &[u8]) -> Vec<u8> {
                 0 => 0,
                 1 => a,
                 2 => b,
-                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                3 => u8::try_from((u16::from(a) + u16::from(b)) / 2).unwrap(),
                 _ => {
                     let p = i32::from(a) + i32::from(b) - i32::from(c);
                     let pa = (p - i32::from(a)).abs();
@@ -85,7 +93,7 @@ pub fn filter_row(f: u8, bpp: usize, row: &[u8], prev: &[u8]) -> Vec<u8> {
 
 /// Append the PNG chunk `kind` with `body` and its CRC to `out`.
 pub fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], body: &[u8]) {
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
     let mut crc = kind.to_vec();
     crc.extend_from_slice(body);
     out.extend_from_slice(&crc);
@@ -117,6 +125,10 @@ pub fn encode_rows(
 pub type Zlib = fn(&[u8]) -> Vec<u8>;
 
 /// [`encode_rows`] with the zlib stream made by `zlib`.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "an 8-bit image keeps each sample's low byte"
+)]
 pub fn encode_rows_with(
     w: u32,
     h: u32,

@@ -147,6 +147,10 @@ mod tests {
 
     /// An Adam7 PNG written by hand: row `r` (counted over all passes) has filter
     /// `filters[r % len]`, and the zlib stream is cut into IDAT chunks of `idat_len` bytes.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "an 8-bit image keeps each sample's low byte"
+    )]
     fn adam7(w: u32, h: u32, depth: u8, px: &[u16], filters: &[u8], idat_len: usize) -> Vec<u8> {
         let bpp = usize::from(depth / 8);
         let mut raw = Vec::new();

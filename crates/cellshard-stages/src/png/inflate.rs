@@ -122,6 +122,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "keeps the low byte: a pseudo-random byte pattern"
+    )]
     fn bulk_stops_at_the_limit_and_refuses_what_it_cannot_inflate() {
         let raw: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
         let z = fdeflate::compress_to_vec(&raw);
@@ -134,6 +138,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "keeps the low byte: a pseudo-random byte pattern"
+    )]
     fn streamed_rows_match_and_a_short_stream_names_its_row() {
         let raw: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
         let z = fdeflate::compress_to_vec(&raw);

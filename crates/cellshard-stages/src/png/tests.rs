@@ -34,7 +34,7 @@ fn fused_equals_straightforward() {
                 (40, 40, 1, Some(17)),
                 (30, 22, 3, None),
             ] {
-                let px = pixels(w, h, i as u32 + 7 * w, max);
+                let px = pixels(w, h, u32::try_from(i).unwrap() + 7 * w, max);
                 let png = encode(w, h, depth, &px, filter);
                 let full = decode_full(&png, &spec(depth)).unwrap();
                 assert_eq!(full.data, px);
@@ -81,6 +81,10 @@ fn a_different_filter_on_every_row() {
 }
 
 #[test]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "keeps the low byte: a pseudo-random byte pattern"
+)]
 fn stored_zlib_round_trips() {
     let raw: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
     for (len, block) in [

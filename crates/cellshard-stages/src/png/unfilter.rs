@@ -29,6 +29,11 @@ pub fn unfilter(filter: u8, bpp: usize, raw: &[u8], prev: &[u8], cur: &mut [u8])
 /// Sub, Avg and Paeth for `B` bytes per pixel. Each byte lane is a serial dependency chain
 /// (a byte depends on the one `B` to its left); carrying the lanes together as a small
 /// array lets the CPU overlap the chains, and the left neighbour stays in a register.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "PNG byte arithmetic: the mean of two bytes, a Paeth prediction (one of three bytes) and a lane masked with 0xff each fit a byte"
+)]
 fn unfilter_lanes<const B: usize>(filter: u8, raw: &[u8], prev: &[u8], cur: &mut [u8]) {
     let whole = raw.len() / B * B;
     let mut a = [0u8; B];
@@ -109,7 +114,7 @@ mod tests {
                 0 => 0,
                 1 => a,
                 2 => b,
-                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                3 => u8::try_from((u16::from(a) + u16::from(b)) / 2).unwrap(),
                 _ => {
                     let p = i32::from(a) + i32::from(b) - i32::from(c);
                     let (pa, pb, pc) = (
@@ -139,7 +144,7 @@ mod tests {
             raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
             seed in proptest::prelude::any::<u8>(),
         ) {
-            let prev: Vec<u8> = (0..raw.len()).map(|i| (i as u8).wrapping_mul(37) ^ seed).collect();
+            let prev: Vec<u8> = (0..raw.len()).map(|i| u8::try_from(i).unwrap().wrapping_mul(37) ^ seed).collect();
             let mut cur = vec![0u8; raw.len()];
             unfilter(filter, bpp, &raw, &prev, &mut cur).unwrap();
             proptest::prop_assert_eq!(cur, unfilter_spec(filter, bpp, &raw, &prev));

@@ -19,6 +19,11 @@ const BACKGROUND: [f32; 6] = [260.0, 380.0, 320.0, 340.0, 300.0, 360.0];
 
 impl Scene {
     /// Background drift, vignetting, batch gain, phenotype, shot and read noise, quantization.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "capped at the sample maximum; `as` saturates below 0 and + 0.5 rounds"
+    )]
     pub(super) fn finish(&self, channel: u32, model: usize, seed: u64, sig: &[f32]) -> Vec<u16> {
         let n = self.n;
         let gain = batch_gain(&self.experiment, self.plate, channel);

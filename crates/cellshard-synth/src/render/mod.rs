@@ -186,6 +186,10 @@ impl Scene {
     }
 
     /// Shade every pixel that belongs to a cell.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "pixel coordinates of an in-memory image, far below i32::MAX"
+    )]
     fn shade<F: Fn(&Cell, &Px) -> f32>(&self, sig: &mut [f32], f: F) {
         let owner = self.owner();
         let n = self.n;
@@ -217,6 +221,10 @@ impl Scene {
     }
 
     /// Hoechst: bright, slightly domed nuclei with chromatin texture.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "pixel coordinates of an in-memory image, far below i32::MAX"
+    )]
     fn nuclei(&self, sig: &mut [f32], coarse: &Tile, fine: &Tile) {
         let n = self.n;
         for c in &self.cells {
@@ -243,6 +251,11 @@ impl Scene {
 
     /// Nucleoli: `f(cell, profile, texture)` is added, or (when `relative`) multiplies the
     /// signal by `1 + f` (Hoechst sees nucleoli as darker holes).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "pixel coordinates of an in-memory image, clamped to 0..n"
+    )]
     fn nucleoli_pass<F: Fn(&Cell, f32, f32) -> f32>(&self, sig: &mut [f32], f: F, relative: bool) {
         let n = self.n as i32;
         let mut rng = Rng::new(combine(self.seed, hash_str("nucleoli")));
@@ -297,6 +310,11 @@ mod tests {
         }
     }
 
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "p in 0..=1 gives an index in 0..len"
+    )]
     fn percentile(v: &[u16], p: f64) -> u16 {
         let mut s = v.to_vec();
         s.sort_unstable();

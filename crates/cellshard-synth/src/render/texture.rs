@@ -4,6 +4,7 @@
 use crate::rng::Rng;
 
 const TILE: usize = 512;
+#[allow(clippy::cast_possible_truncation, reason = "TILE is 512")]
 const TILE_MASK: u32 = TILE as u32 - 1;
 const LINE: usize = 1024;
 
@@ -12,12 +13,21 @@ pub(super) struct Tile(Vec<f32>);
 
 impl Tile {
     #[inline]
+    #[allow(
+        clippy::cast_sign_loss,
+        reason = "negative coordinates wrap around the tile: only the masked bits are used"
+    )]
     pub(super) fn at(&self, x: i32, y: i32) -> f32 {
         let k = (((y as u32) & TILE_MASK) << 9) | ((x as u32) & TILE_MASK);
         self.0[k as usize]
     }
 
     /// Smoothed white noise, normalized to mean 0 and standard deviation 1.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "the rounded radius saturates at 0: a negative radius blurs nothing"
+    )]
     pub(super) fn smooth(seed: u64, radius: f32) -> Tile {
         let mut rng = Rng::new(seed);
         let mut data: Vec<f32> = (0..TILE * TILE).map(|_| rng.f32() - 0.5).collect();
@@ -31,6 +41,11 @@ impl Tile {
     }
 
     /// Short, slightly bent tubules at random orientations (mitochondria): values >= 0.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "positive counts and radii of a synthetic texture, far below usize::MAX"
+    )]
     pub(super) fn tubules(seed: u64, scale: f32) -> Tile {
         let mut rng = Rng::new(seed);
         let mut data = vec![0f32; TILE * TILE];
@@ -58,6 +73,11 @@ impl Tile {
 }
 
 /// Add a soft disc (max 1) at a point, wrapping around the tile.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "pixel offsets on the 512 x 512 tile; negative coordinates wrap (only the masked bits are used)"
+)]
 fn stamp(data: &mut [f32], x: f32, y: f32, radius: f32, bright: f32) {
     let r = radius.ceil() as i32 + 1;
     let (xi, yi) = (x.floor() as i32, y.floor() as i32);
@@ -97,6 +117,10 @@ fn blur(data: &mut [f32], r: usize) {
     }
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "f32 texture values, computed in f64"
+)]
 fn normalize(data: &mut [f32]) {
     let n = data.len() as f64;
     let mean = data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
@@ -116,6 +140,11 @@ pub(super) struct Line(Vec<f32>);
 
 impl Line {
     #[inline]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "t is shifted to be non-negative: its integer part is the sample index"
+    )]
     pub(super) fn at(&self, t: f32) -> f32 {
         // Shift to positive so truncation is floor (no libm call in the pixel loop); the
         // shift is a multiple of the period.
@@ -129,6 +158,11 @@ impl Line {
     }
 
     /// Parallel thin lines of varied brightness (stress fibres seen across their direction).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "positions on the 1,024-sample line, masked to it"
+    )]
     pub(super) fn fibres(seed: u64, scale: f32) -> Line {
         let mut rng = Rng::new(seed);
         let mut data = vec![0f32; LINE];
@@ -152,6 +186,11 @@ impl Line {
     }
 
     /// Slow variation in [0.05, 1] (fibre intensity along its length: fibres start and end).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a positive blur radius in samples"
+    )]
     pub(super) fn slow(seed: u64, scale: f32) -> Line {
         let mut rng = Rng::new(seed);
         let raw: Vec<f32> = (0..LINE).map(|_| rng.f32()).collect();

@@ -13,6 +13,7 @@ pub(crate) struct Phenotype {
 /// The phenotype of a well: neutral for negative controls and withheld siRNAs, a few percent
 /// for treatments, stronger for positive controls. Depends on the siRNA only, so it is the
 /// same in every experiment and plate (that is what a model should learn).
+#[allow(clippy::cast_sign_loss, reason = "a hash input: only the bits matter")]
 pub(crate) fn phenotype(well_type: &str, sirna_id: Option<i32>) -> Phenotype {
     let neutral = Phenotype {
         size: 1.0,

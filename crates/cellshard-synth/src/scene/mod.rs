@@ -52,6 +52,11 @@ pub(crate) struct Scene {
 impl Scene {
     /// Lay out the cells of a site. Cheap: pixels are only touched by [`Scene::owner`] and
     /// the channel renderers.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "grid counts and indices: small, and non-negative where they index"
+    )]
     pub(crate) fn new(size: u32, bit_depth: u8, seed: u64, site: &SiteMetadata) -> Scene {
         let n = size as usize;
         let scale = size as f32 / 2048.0;
@@ -158,6 +163,11 @@ impl Scene {
         self.owner.get_or_init(|| self.compute_owner())
     }
 
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "rho in 0..1 scaled to u16; cell indices far below u32::MAX"
+    )]
     fn compute_owner(&self) -> Owner {
         let n = self.n;
         let mut id = vec![NONE; n * n];

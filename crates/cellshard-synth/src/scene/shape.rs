@@ -86,6 +86,10 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the bounding box of a cell, in pixel coordinates"
+    )]
     pub(super) fn new(
         cx: f32,
         cy: f32,
@@ -129,6 +133,11 @@ impl Shape {
 
     /// Normalized radius at a pixel centre: below 1 inside, `INFINITY` far outside.
     #[inline]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "t is a non-negative angle index, capped at LUT - 1"
+    )]
     pub(crate) fn rho(&self, px: f32, py: f32) -> f32 {
         let (u, v) = self.ellipse.uv(px, py);
         let r2 = u * u + v * v;
@@ -146,6 +155,11 @@ impl Shape {
     }
 
     /// The pixels of row `y` where [`Shape::rho`] can be finite, clipped to `0..n`.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped at 0 first, and at n after"
+    )]
     pub(crate) fn row_span(&self, y: usize, n: usize) -> std::ops::Range<usize> {
         let e = &self.ellipse;
         let dy = y as f32 + 0.5 - e.cy;
@@ -166,6 +180,11 @@ impl Shape {
     }
 
     /// The bounding box clipped to an `n` x `n` image, as ranges.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "the image size fits an i32; the box is clamped to 0..n first"
+    )]
     pub(crate) fn clipped(
         &self,
         n: usize,
@@ -210,7 +229,8 @@ mod tests {
                 if s.rho(x as f32 + 0.5, y as f32 + 0.5).is_finite() {
                     assert!(x >= x0 && x < x1 && y >= y0 && y < y1, "{x},{y}");
                     assert!(
-                        s.row_span(y as usize, 100).contains(&(x as usize)),
+                        s.row_span(usize::try_from(y).unwrap(), 100)
+                            .contains(&usize::try_from(x).unwrap()),
                         "{x},{y}"
                     );
                 }

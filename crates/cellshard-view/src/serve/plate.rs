@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::Shared;
 use super::html::{enc, esc};
 
-use crate::data::{self, COLS, ROWS, literal, well_name};
+use crate::data::{self, COLS, ROWS, literal, row_letter, well_name};
 use crate::render;
 use crate::stat::{STATS, Stat};
 use crate::{Error, Result};
@@ -120,7 +120,7 @@ pub(super) async fn plate_page(
     }
     body.push_str("</tr>");
     for r in 0..ROWS {
-        body.push_str(&format!("<tr><th>{}</th>", (b'A' + r as u8) as char));
+        body.push_str(&format!("<tr><th>{}</th>", row_letter(r)));
         for c in 0..COLS {
             let well = well_name(r, c);
             match (values.get(&well), site_of.get(&well)) {

@@ -324,10 +324,8 @@ impl Pool {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
             loop {
                 tick.tick().await;
-                if let Some(now) = pid.and_then(rss) {
-                    if now > limit_rss {
-                        return now;
-                    }
+                if let Some(now) = pid.and_then(rss).filter(|&now| now > limit_rss) {
+                    return now;
                 }
             }
         };
