@@ -252,3 +252,34 @@ def test_a_query_past_its_memory_bound_fails_alone():
         cellshard.sql(STORE, big, query_memory=1 << 20)
     assert pa.table(cellshard.sql(STORE, "SELECT count(*) AS n FROM sites",
                                   query_memory=1 << 20)).column("n")[0].as_py() == 4
+
+
+def query_workers():
+    """This process's children that are query workers."""
+    me, out = str(os.getpid()), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == me and b"query-worker" in cmd:
+            out.append(pid)
+    return out
+
+
+def test_a_query_past_its_timeout_is_stopped_with_its_process():
+    cross = ("SELECT count(*) FROM generate_series(1, 100000) a, "
+             "generate_series(1, 100000) b WHERE a.value + b.value = 7")
+    with pytest.raises(cellshard.StoreError, match="stopped after 2 s"):
+        cellshard.sql(STORE, cross, timeout=2)
+    assert query_workers() == [], "the worker outlived its query"
+    rows = pa.table(cellshard.sql(STORE, "SELECT count(*) AS n FROM sites", timeout=60))
+    assert rows.column("n")[0].as_py() == 4
+    empty = pa.table(cellshard.sql(STORE, "SELECT site_id FROM sites WHERE false", timeout=60))
+    assert empty.num_rows == 0 and empty.column_names == ["site_id"]
+    for bad in [dict(timeout=0), dict(timeout=-1), dict(timeout=5, allow_writes=True)]:
+        with pytest.raises(cellshard.InvalidInput):
+            cellshard.sql(STORE, "SELECT 1", **bad)

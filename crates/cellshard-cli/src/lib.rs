@@ -245,6 +245,9 @@ where
             ),
         }
     });
+    // A statement stopped at its timeout may still hold a runtime thread until its plan
+    // next yields; the command ends without waiting for it.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err((code, e)) => {

@@ -94,6 +94,9 @@ pub struct SqlArgs {
     /// past it fails with "resources exhausted" (default: unbounded).
     #[arg(long)]
     query_memory: Option<usize>,
+    /// Seconds each statement may run; past it the command stops with an error (exit 1).
+    #[arg(long)]
+    query_timeout: Option<f64>,
     /// Run statements that write or reach outside the store (CREATE EXTERNAL TABLE, COPY,
     /// DDL, DML, SET); without it only queries run.
     #[arg(long)]
@@ -197,6 +200,14 @@ pub async fn sql(a: SqlArgs) -> Result<()> {
         }
         (None, None, None) => None,
     };
+    let timeout = match a.query_timeout {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(
+            std::time::Duration::try_from_secs_f64(s)
+                .map_err(|_| crate::exit::invalid("--query-timeout is out of range"))?,
+        ),
+        Some(_) => return Err(crate::exit::invalid("--query-timeout must be positive")),
+    };
     let mut session = open_sql(&a).await?;
     session.allow_writes(a.allow_writes);
     let mut out: Box<dyn Write + Send> = match &a.output {
@@ -226,7 +237,7 @@ pub async fn sql(a: SqlArgs) -> Result<()> {
     }
     for q in statements {
         let batches = session
-            .run(&q)
+            .run_within(&q, timeout)
             .await
             .with_context(|| format!("in: {}", first_line(&q)))?;
         cellshard_sql::write_output(&batches, fmt, &mut out)?;

@@ -192,7 +192,7 @@ pub async fn serve_cmd(a: ServeArgs) -> Result<()> {
         store: a.store.clone(),
         options: a.travel.options(),
         as_of,
-        memory: a.query_memory.saturating_mul(1 << 20),
+        memory: Some(a.query_memory.saturating_mul(1 << 20)),
     });
     let mut opts = ServeOptions {
         bind: a.bind,

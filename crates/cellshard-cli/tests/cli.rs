@@ -585,6 +585,45 @@ fn sql_is_read_only_unless_writes_are_allowed() {
     assert!(std::path::Path::new(&target).exists());
 }
 
+#[test]
+fn sql_stops_a_statement_at_its_timeout() {
+    // A cross join whose match never yields: the command still ends at the timeout.
+    let cross = "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b \
+                 WHERE a.value + b.value = 7";
+    let t = std::time::Instant::now();
+    let out = cellshard_within(
+        &[
+            "sql",
+            "--store",
+            view_store(),
+            "--query-timeout",
+            "2",
+            "-c",
+            cross,
+        ],
+        60,
+    );
+    eprintln!("sql --query-timeout 2 ended after {:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        error_line(&out).contains("stopped after 2 s"),
+        "{}",
+        text(&out.stderr)
+    );
+    for bad in ["0", "-1", "nan"] {
+        let out = cellshard([
+            "sql",
+            "--store",
+            view_store(),
+            "--query-timeout",
+            bad,
+            "-c",
+            "SELECT 1",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+    }
+}
+
 /// Run `cellshard ARGS`, killing it if it has not ended within `secs` seconds (a hang).
 fn cellshard_within(args: &[&str], secs: u64) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cellshard"))

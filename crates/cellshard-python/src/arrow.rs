@@ -86,8 +86,10 @@ impl ArrowData {
 
 /// Run one SQL statement over a store, in the session `cellshard sql` opens (its tables,
 /// views and tensor functions); `version` pins `sites` as `--version` does. Returns Arrow.
+/// With `timeout` (seconds) the query runs in a worker process of its own, killed then.
 #[pyfunction]
-#[pyo3(signature = (store, query, version=None, store_options=None, allow_writes=false, query_memory=None))]
+#[pyo3(signature = (store, query, version=None, store_options=None, allow_writes=false, query_memory=None, timeout=None))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sql(
     py: Python<'_>,
     store: String,
@@ -96,6 +98,7 @@ pub(crate) fn sql(
     store_options: Option<BTreeMap<String, String>>,
     allow_writes: bool,
     query_memory: Option<usize>,
+    timeout: Option<f64>,
 ) -> PyResult<ArrowData> {
     let as_of = version.map_or(AsOf::Latest, AsOf::Version);
     let options = store_options.unwrap_or_default();
@@ -103,6 +106,39 @@ pub(crate) fn sql(
         .enable_all()
         .build()
         .map_err(|e| crate::internal(format!("cannot start the query threads: {e}")))?;
+    if let Some(t) = timeout {
+        let invalid = |m: &str| crate::raise(cellshard_core::ErrorClass::BadInput, m.to_string());
+        let t = std::time::Duration::try_from_secs_f64(t)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| invalid("timeout must be a positive number of seconds"))?;
+        if allow_writes {
+            return Err(invalid(
+                "timeout runs read-only queries (in a worker process); it cannot be given with allow_writes=True",
+            ));
+        }
+        let python: std::ffi::OsString = py
+            .import("sys")?
+            .getattr("executable")?
+            .extract::<String>()?
+            .into();
+        let spec = cellshard_view::serve::WorkerSpec {
+            command: vec![
+                python,
+                "-m".into(),
+                "cellshard".into(),
+                "query-worker".into(),
+            ],
+            store,
+            options,
+            as_of,
+            memory: query_memory,
+        };
+        let out = py.detach(|| rt.block_on(cellshard_view::serve::query_once(spec, &query, t)));
+        rt.shutdown_background();
+        let (schema, batches) = out.map_err(|e| crate::raise(e.class(), e.to_string()))?;
+        return Ok(ArrowData::new(schema, batches));
+    }
     let batches = py.detach(|| {
         rt.block_on(async {
             let mut session =

@@ -100,6 +100,9 @@ pub enum Error {
     /// Writing Parquet failed.
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A statement ran past its timeout and was stopped.
+    #[error("the query was stopped after {} s (its timeout)", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -113,7 +116,9 @@ impl Error {
             Error::Query(e) => class::datafusion_class(e),
             Error::Format(_) => ErrorClass::Internal,
             Error::Empty(_) => ErrorClass::NotFound,
-            Error::Export { .. } | Error::Io(_) | Error::Parquet(_) => ErrorClass::External,
+            Error::Export { .. } | Error::Io(_) | Error::Parquet(_) | Error::Timeout(_) => {
+                ErrorClass::External
+            }
             Error::Usage(_) => ErrorClass::BadInput,
         }
     }
@@ -363,6 +368,54 @@ impl Session {
                 guard::check(s).map_err(Error::Usage)?;
                 let df = self.ctx.sql_with_options(s, guard::options()).await?;
                 Ok(df.collect().await?)
+            }
+        }
+    }
+
+    /// [`Session::run`], answered with [`Error::Timeout`] after `timeout` when one is
+    /// given. The statement runs as a task of its own, so the caller gets the answer on
+    /// time; its plan is dropped then, but one that does not yield keeps its thread until it
+    /// does, so a caller that must get the CPU back runs it in a process of its own (the
+    /// viewer's query workers) or exits.
+    pub async fn run_within(
+        &mut self,
+        statement: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Vec<RecordBatch>> {
+        let s = statement.trim();
+        let Some(t) = timeout.filter(|_| !s.starts_with('\\')) else {
+            return self.run(statement).await;
+        };
+        if !self.writes {
+            guard::check(s).map_err(Error::Usage)?;
+        }
+        let (ctx, s, writes) = (self.ctx.clone(), s.to_string(), self.writes);
+        let task = tokio::spawn(async move {
+            if writes {
+                query(&ctx, &s).await
+            } else {
+                let df = ctx.sql_with_options(&s, guard::options()).await?;
+                Ok(df.collect().await?)
+            }
+        });
+        let abort = task.abort_handle();
+        // The alarm is a thread of its own: the runtime's timers only advance when one of
+        // its threads gets free, which a plan that does not yield may hold up.
+        let (ring, alarm) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            std::thread::sleep(t);
+            let _ = ring.send(());
+        });
+        tokio::select! {
+            joined = task => match joined {
+                Ok(r) => r,
+                Err(e) => Err(Error::Query(datafusion::error::DataFusionError::Internal(
+                    format!("the query task failed: {e}"),
+                ))),
+            },
+            _ = alarm => {
+                abort.abort();
+                Err(Error::Timeout(t))
             }
         }
     }

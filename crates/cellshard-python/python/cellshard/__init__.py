@@ -28,7 +28,7 @@ MEMORY_BUDGET = 2 << 30
 
 
 def sql(store, query, version=None, store_options=None, allow_writes=False,
-        query_memory=None):
+        query_memory=None, timeout=None):
     """Run one SQL statement over ``store`` in the session ``cellshard sql`` opens (tables,
     views, tensor functions). Returns ``ArrowData``: ``pyarrow.table(result)``,
     ``polars.DataFrame(result)`` or ``result.to_pyarrow()``.
@@ -37,9 +37,14 @@ def sql(store, query, version=None, store_options=None, allow_writes=False,
     ``COPY``, ``CREATE EXTERNAL TABLE``, DDL, DML and ``SET`` raise ``InvalidInput``, so a
     service may pass analysts' SQL through. ``allow_writes=True`` runs them.
     ``query_memory`` bounds the bytes of operator state (sorts, joins, aggregates); a query
-    past it raises ``StoreError`` ("resources exhausted")."""
+    past it raises ``StoreError`` ("resources exhausted").
+
+    ``timeout`` (seconds) runs the query in a worker process of its own (``python -m
+    cellshard query-worker``), killed at the timeout, so even a plan that never yields
+    gives its CPU and memory back; the call then raises ``StoreError``. With
+    ``query_memory`` that process is also killed past its idle size plus the limit."""
     return _sql(store, query, version=version, store_options=store_options,
-                allow_writes=allow_writes, query_memory=query_memory)
+                allow_writes=allow_writes, query_memory=query_memory, timeout=timeout)
 
 
 class Dataset:

@@ -25,7 +25,7 @@ mod plate;
 mod query;
 mod worker;
 
-pub use worker::{WorkerSpec, worker_main};
+pub use worker::{RSS_SLACK, WorkerSpec, query_once, worker_main};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

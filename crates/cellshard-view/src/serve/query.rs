@@ -60,8 +60,10 @@ impl Viewer {
         guard::check(&sql).map_err(Error::Usage)?;
         let deadline = std::time::Instant::now() + self.opts.timeout;
         let _slot = self.slot().await?;
-        pool.query(&sql, limit, skip, take, deadline, self.opts.timeout)
-            .await
+        let (_, batches, rows) = pool
+            .query(&sql, limit, skip, take, deadline, self.opts.timeout)
+            .await?;
+        Ok((batches, rows))
     }
 
     /// A guarded query, at most `limit` rows.

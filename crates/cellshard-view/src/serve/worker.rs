@@ -21,6 +21,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use cellshard_core::ErrorClass;
 use cellshard_sql::{AsOf, guard};
 use futures::StreamExt;
@@ -43,8 +44,8 @@ pub struct WorkerSpec {
     /// the pages see.
     pub as_of: AsOf,
     /// Bytes of operator state a query may hold (DataFusion's pool); the whole process is
-    /// also killed past its idle size plus this.
-    pub memory: usize,
+    /// also killed past its idle size plus this (and [`RSS_SLACK`]). `None`: unbounded.
+    pub memory: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,7 +54,7 @@ struct Init {
     options: BTreeMap<String, String>,
     version: Option<i64>,
     timestamp: Option<String>,
-    memory: usize,
+    memory: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,7 +74,7 @@ struct Failure {
 /// Resident bytes a worker may hold beyond its idle size and the query memory before it is
 /// killed: room for what DataFusion's pool does not count (batches in flight, decoded
 /// pages, a function's output). The pool stops most queries first, with its own message.
-const RSS_SLACK: u64 = 256 << 20;
+pub const RSS_SLACK: u64 = 256 << 20;
 
 /// Largest frame read (a page of tensors is far below it).
 const MAX_FRAME: usize = 1 << 30;
@@ -127,8 +128,7 @@ pub async fn worker_main() -> Result<()> {
         (None, None) => AsOf::Latest,
     };
     let session =
-        cellshard_sql::open_session_with(&init.store, &init.options, as_of, Some(init.memory))
-            .await?;
+        cellshard_sql::open_session_with(&init.store, &init.options, as_of, init.memory).await?;
     loop {
         let frame = match read_frame(&mut input).await {
             Ok(f) => f,
@@ -294,7 +294,7 @@ impl Pool {
         take: usize,
         deadline: Instant,
         timeout: Duration,
-    ) -> Result<(Vec<RecordBatch>, usize)> {
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
         let mut w = match self.take() {
             Some(w) => w,
             None => tokio::time::timeout_at(deadline.into(), self.start())
@@ -308,9 +308,10 @@ impl Pool {
             take,
         };
         let pid = w.child.id();
+        let memory = self.spec.memory.unwrap_or(usize::MAX);
         let limit_rss = w
             .idle_rss
-            .saturating_add(u64::try_from(self.spec.memory).unwrap_or(u64::MAX))
+            .saturating_add(u64::try_from(memory).unwrap_or(u64::MAX))
             .saturating_add(RSS_SLACK);
         let exchange = async {
             write_frame(
@@ -336,7 +337,7 @@ impl Pool {
                 message: format!(
                     "resources exhausted: the query's process grew to {} MiB, past its idle size plus the viewer's --query-memory of {} MiB and {} MiB of slack; it was stopped",
                     used >> 20,
-                    self.spec.memory >> 20,
+                    memory >> 20,
                     RSS_SLACK >> 20
                 ),
             }),
@@ -367,8 +368,24 @@ impl Pool {
     }
 }
 
-/// An answer frame's rows and count, or its error.
-fn decode(frame: &[u8]) -> Result<(Vec<RecordBatch>, usize)> {
+/// Run one read-only query in a worker process of its own, killed at `timeout` (or past its
+/// memory): how a library caller stops a query whose plan does not yield.
+pub async fn query_once(
+    spec: WorkerSpec,
+    sql: &str,
+    timeout: Duration,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    guard::check(sql).map_err(Error::Usage)?;
+    let deadline = Instant::now() + timeout;
+    let pool = Pool::new(spec);
+    let (schema, batches, _) = pool
+        .query(sql, usize::MAX, 0, usize::MAX, deadline, timeout)
+        .await?;
+    Ok((schema, batches))
+}
+
+/// An answer frame's schema, rows and count, or its error.
+fn decode(frame: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>, usize)> {
     let Some((&tag, body)) = frame.split_first() else {
         return Err(Error::Internal(
             "an empty answer from a query worker".into(),
@@ -389,8 +406,9 @@ fn decode(frame: &[u8]) -> Result<(Vec<RecordBatch>, usize)> {
     n.copy_from_slice(&body[..8]);
     let rows = usize::try_from(u64::from_le_bytes(n)).unwrap_or(usize::MAX);
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&body[8..]), None)?;
+    let schema = reader.schema();
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((batches, rows))
+    Ok((schema, batches, rows))
 }
 
 /// Resident bytes of process `pid` (Linux; `None` elsewhere or when it is gone).
