@@ -188,6 +188,17 @@ def test_sql_returns_arrow_from_the_same_session_as_the_cli():
     (dict(batch_size=10**9), "memory budget"),
     (dict(batch_size=4, memory_budget=1 << 20), "memory budget"),
     (dict(clump=0), "clump"),
+    # Numbers out of their type's range are InvalidInput too, never OverflowError.
+    (dict(batch_size=-1), "batch_size"),
+    (dict(batch_size=10**30), "batch_size"),
+    (dict(rank=-1), "rank"),
+    (dict(world_size=0), "world_size"),
+    (dict(threads=-1), "threads"),
+    (dict(threads=10**6), "threads"),
+    (dict(seed=-1), "seed"),
+    (dict(version=10**30), "version"),
+    (dict(memory_budget=-1), "memory_budget"),
+    (dict(batch_size=2.5), "integer"),
 ])
 def test_bad_input_is_a_clear_error_at_construction(kwargs, message):
     with pytest.raises(cellshard.InvalidInput, match=message) as e:

@@ -51,6 +51,9 @@ pub(crate) fn class(e: &anyhow::Error) -> Option<ErrorClass> {
         if let Some(e) = link.downcast_ref::<cellshard_view::Error>() {
             return Some(e.class());
         }
+        if let Some(e) = link.downcast_ref::<cellshard_synth::Error>() {
+            return Some(e.class());
+        }
         #[cfg(feature = "cluster")]
         if let Some(e) = link.downcast_ref::<cellshard_cluster::Error>() {
             return Some(e.class());

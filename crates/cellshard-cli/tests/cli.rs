@@ -675,6 +675,30 @@ fn out_of_range_versions_are_refused_at_once() {
             vec!["restore", "--store", store, "--version=99999999999"],
             "no version",
         ),
+        // Counts past what a machine can run refuse at once instead of starting them.
+        (
+            vec!["feed", "bench", "--store", store, "--threads", "99999"],
+            "at most 1024",
+        ),
+        (
+            vec!["run", "pipelines/tiny.toml", "--threads", "99999"],
+            "at most 1024",
+        ),
+        (
+            vec![
+                "feed",
+                "plan",
+                "--store",
+                store,
+                "--batch-size",
+                "99999999999999",
+            ],
+            "memory budget",
+        ),
+        (
+            vec!["synth", "--out", "/nonexistent/x", "--plates", "0"],
+            "plates is 0",
+        ),
     ] {
         let out = cellshard_within(&args, 60);
         assert_eq!(

@@ -17,6 +17,9 @@ use crate::read::{Batch, Reader};
 use crate::split::SplitSpec;
 use crate::{Error, Result};
 
+/// Decode threads a feed may start.
+pub const MAX_THREADS: usize = 1024;
+
 /// How to open a feed.
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
@@ -134,6 +137,12 @@ impl Feed {
         if opts.clump == 0 {
             return Err(Error::Usage("clump 0: need clump >= 1".into()));
         }
+        if opts.threads > MAX_THREADS {
+            return Err(Error::Usage(format!(
+                "{} decode threads: at most {MAX_THREADS} (0: one per core)",
+                opts.threads
+            )));
+        }
         let root = Location::parse(&opts.store, &opts.options)?;
         root.require_local_dir()?;
         let sites = root.child("sites");
@@ -204,8 +213,9 @@ impl Feed {
             reader,
         };
         // One batch must fit the memory budget, checked before anything is allocated.
-        let batch = (feed.tensor_bytes() as u64).saturating_mul(feed.rank_batch());
-        if batch > feed.opts.memory_budget {
+        let batch = u128::try_from(feed.tensor_bytes()).unwrap_or(u128::MAX)
+            * u128::from(feed.rank_batch());
+        if batch > u128::from(feed.opts.memory_budget) {
             return Err(Error::Usage(format!(
                 "a batch of {} sites on this rank needs {batch} bytes of tensors, more than the memory budget of {} bytes: use a smaller batch size or a larger memory budget",
                 feed.rank_batch(),

@@ -42,6 +42,9 @@ pub enum Error {
     /// `--plates` / `--experiments` name plates the source does not have.
     #[error("{0}")]
     Selection(String),
+    /// An option out of its range (the message names it and the range).
+    #[error("{0}")]
+    Usage(String),
     /// The scratch disk filled up while a plate was spilled.
     #[error(
         "scratch directory {dir} is full: plate {plate} needs {needed} bytes of scratch (two plates are spilled at a time); free space or point --scratch elsewhere"
@@ -80,7 +83,7 @@ impl Error {
             Error::Store(e) => e.class(),
             Error::Source { source, .. } => cellshard_store::object_store_class(source),
             Error::External(_) | Error::PlateUnreadable { .. } => C::External,
-            Error::Selection(_) => C::BadInput,
+            Error::Selection(_) | Error::Usage(_) => C::BadInput,
             Error::ScratchFull { .. } | Error::Scratch { .. } => C::External,
             Error::Internal(_) | Error::Conservation(_) => C::Internal,
         }

@@ -12,6 +12,9 @@ pub struct CpuPool {
     threads: usize,
 }
 
+/// CPU threads a run may start.
+pub const MAX_THREADS: usize = 1024;
+
 impl CpuPool {
     /// A pool of `threads` threads (0 = one per core).
     pub fn new(threads: usize) -> Result<Self> {

@@ -57,6 +57,13 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let started_us = now_us();
     let p = &opts.pipeline;
     let transform = p.transform();
+    if opts.threads > crate::pool::MAX_THREADS {
+        return Err(Error::Usage(format!(
+            "{} CPU threads: at most {} (0: one per core)",
+            opts.threads,
+            crate::pool::MAX_THREADS
+        )));
+    }
     if opts.prune && (opts.selection != PlateSelection::default() || opts.worker.index != 0) {
         return Err(Error::Selection(
             "--prune needs a run over every plate (no --plates, --experiments or --plate-index; \

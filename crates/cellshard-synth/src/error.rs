@@ -61,3 +61,25 @@ impl From<object_store::Error> for Error {
         Error::Store(Box::new(e))
     }
 }
+
+impl Error {
+    /// Whose fault the failure is: a configuration or design that cannot be drawn is bad
+    /// input; a failed write keeps the store's class.
+    pub fn class(&self) -> cellshard_core::ErrorClass {
+        use cellshard_core::ErrorClass;
+        match self {
+            Error::Config(_)
+            | Error::EmptyDesign
+            | Error::UnknownExperiment { .. }
+            | Error::NotInDesign(_)
+            | Error::MissingDataset { .. }
+            | Error::Path { .. } => ErrorClass::BadInput,
+            Error::Core(e) => e.class(),
+            Error::Store(e) => match e.as_ref() {
+                object_store::Error::NotFound { .. } => ErrorClass::NotFound,
+                _ => ErrorClass::External,
+            },
+            Error::Png(_) | Error::Csv(_) | Error::Task(_) => ErrorClass::Internal,
+        }
+    }
+}

@@ -4,7 +4,7 @@
 selects rows with a SQL predicate over the metadata columns and yields this rank's batches:
 ``for batch in ds.epoch(e)`` gives ``batch.tensors`` (numpy uint8, B x C x H x W, no copy),
 ``batch.valid``, ``batch.site_ids``, ``batch.samples`` and ``batch.metadata`` (Arrow).
-``ds.state_dict()`` is a cursor of 53 bytes, the same on every rank;
+``ds.state_dict()`` is a cursor of 77 bytes, the same on every rank;
 ``Dataset.from_state(state, store, ...)`` resumes, on any world size. ``cellshard.sql`` runs
 the CLI's SQL and returns Arrow. ``cellshard.torch`` has a ``torch.utils.data.IterableDataset``
 adapter.
@@ -14,6 +14,7 @@ Failures raise ``cellshard.Error`` subclasses (``cellshard.errors``): ``InvalidI
 ``InternalError``.
 """
 
+import numbers
 import os
 
 from ._cellshard import ArrowData, Batch, Feed, Stream, read_state
@@ -25,6 +26,24 @@ __all__ = ["ArrowData", "Batch", "Dataset", "sql", "read_state", "Error", "Inval
 
 READ_BUDGET = 256 << 20
 MEMORY_BUDGET = 2 << 30
+# Decode threads a feed may start.
+MAX_THREADS = 1024
+_U64 = (1 << 64) - 1
+_I64 = (1 << 63) - 1
+
+
+def _int(name, value, lo=0, hi=_U64):
+    """``value`` as an int within ``lo..=hi``, or ``InvalidInput`` (never an OverflowError
+    from the extension)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInput(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidInput(f"{name} {value} is out of range: need {lo} <= {name} <= {hi}")
+    return int(value)
+
+
+def _opt_int(name, value, lo=0, hi=_U64):
+    return None if value is None else _int(name, value, lo, hi)
 
 
 def sql(store, query, version=None, store_options=None, allow_writes=False,
@@ -43,6 +62,11 @@ def sql(store, query, version=None, store_options=None, allow_writes=False,
     cellshard query-worker``), killed at the timeout, so even a plan that never yields
     gives its CPU and memory back; the call then raises ``StoreError``. With
     ``query_memory`` that process is also killed past its idle size plus the limit."""
+    version = _opt_int("version", version, lo=-_I64 - 1, hi=_I64)
+    query_memory = _opt_int("query_memory", query_memory)
+    if timeout is not None and not (isinstance(timeout, numbers.Real) and timeout > 0
+                                    and timeout < float("inf")):
+        raise InvalidInput(f"timeout {timeout!r}: need a positive number of seconds")
     return _sql(store, query, version=version, store_options=store_options,
                 allow_writes=allow_writes, query_memory=query_memory, timeout=timeout)
 
@@ -69,6 +93,15 @@ class Dataset:
                  rank=0, world_size=1, tail="pad_masked", clump=1, split=None, take=None,
                  threads=0, read_budget=READ_BUDGET, memory_budget=MEMORY_BUDGET,
                  store_options=None, _state=None):
+        version = _opt_int("version", version, lo=-_I64 - 1, hi=_I64)
+        seed, clump = _int("seed", seed), _int("clump", clump, lo=1)
+        batch_size = _int("batch_size", batch_size)
+        world_size = _int("world_size", world_size, lo=1)
+        rank = _int("rank", rank, hi=world_size - 1)
+        threads = _int("threads", threads, hi=MAX_THREADS)
+        take = _opt_int("take", take)
+        read_budget = _int("read_budget", read_budget, lo=1)
+        memory_budget = _int("memory_budget", memory_budget, lo=1)
         self._kwargs = dict(store=store, where=where, columns=columns, version=version,
                             seed=seed, batch_size=batch_size, rank=rank,
                             world_size=world_size, tail=tail, clump=clump, split=split,
@@ -137,7 +170,7 @@ class Dataset:
 
     def shuffle_quality(self, epoch=0):
         """(distinct plates per global batch, bits of index-distance entropy) of ``epoch``."""
-        return self._live().shuffle_quality(epoch)
+        return self._live().shuffle_quality(_int("epoch", epoch))
 
     def epoch(self, epoch, worker=0, workers=1, start=None):
         """This rank's batches of ``epoch``, from where the dataset stands in it (or from
@@ -146,6 +179,9 @@ class Dataset:
         With ``workers=n``, only steps ``worker, worker+n, ...`` of the rest of the epoch:
         n DataLoader workers, read round-robin as DataLoader does, give the same stream as
         one. The position (``state_dict``) moves only when ``workers == 1``."""
+        epoch, workers = _int("epoch", epoch), _int("workers", workers, lo=1)
+        worker = _int("worker", worker, hi=workers - 1)
+        start = _opt_int("start", start)
         feed = self._live()
         if epoch != self._epoch:
             self._epoch, self._position = epoch, 0
@@ -174,13 +210,14 @@ class Dataset:
         return self._restored
 
     def state_dict(self):
-        """The position after the last batch handed out: 53 bytes, the same on every rank."""
+        """The position after the last batch handed out: 77 bytes, the same on every rank."""
         return self._live().cursor(self._epoch, self._position)
 
     def state_at(self, epoch, steps):
         """The cursor after ``steps`` whole steps of ``epoch`` (for loaders that count steps
         themselves, e.g. with several DataLoader workers)."""
-        return self._live().cursor(epoch, steps * self.batch_size)
+        epoch, steps = _int("epoch", epoch), _int("steps", steps)
+        return self._live().cursor(epoch, _int("steps x batch_size", steps * self.batch_size))
 
     def __repr__(self):
         k = self._kwargs
