@@ -478,6 +478,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any requested version of a table at version 0 is opened (0), refused as invalid
+        /// (negative) or not found (past it), never wrapped or searched for.
+        #[test]
+        fn any_version_is_opened_refused_or_not_found(
+            v in proptest::prop_oneof![-2i64..=2, proptest::num::i64::ANY]
+        ) {
+            use arrow::datatypes::{DataType, Field};
+            use cellshard_core::ErrorClass;
+            use std::collections::BTreeMap;
+            static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+            let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let loc = Location::parse(dir.path().to_str().unwrap(), &BTreeMap::new()).unwrap();
+            let schema: SchemaRef =
+                Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]));
+            rt.block_on(open_or_create(&loc, "t", &schema, &[], Vec::new())).unwrap();
+            match (v, rt.block_on(open_table(&loc, Some(v)))) {
+                (0, Ok(Some(t))) => proptest::prop_assert_eq!(t.version(), Some(0)),
+                (v, Err(e)) if v < 0 => proptest::prop_assert_eq!(e.class(), ErrorClass::BadInput),
+                (v, Err(e)) if v > 0 => proptest::prop_assert_eq!(e.class(), ErrorClass::NotFound),
+                (v, other) => proptest::prop_assert!(false, "version {v}: {:?}", other.map(|t| t.map(|t| t.version()))),
+            }
+        }
+    }
+
     #[test]
     fn rows_per_group_divides_the_byte_target() {
         assert_eq!(rows_per_group(32 << 20, 6 * 512 * 512), 21);
