@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::*;
 
 /// The Python with pyarrow, DuckDB and numpy: `$CELLSHARD_PYTHON`, else `target/pyenv`.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("CELLSHARD_PYTHON") {
         return PathBuf::from(p);
     }

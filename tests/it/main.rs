@@ -16,6 +16,7 @@ mod real_data;
 mod rebuild;
 mod s3;
 mod slt;
+mod tiff;
 mod view;
 
 use std::collections::BTreeMap;

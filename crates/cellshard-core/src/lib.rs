@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use failure::{ErrorClass, SiteError};
 pub use layout::{KeyFields, LayoutTemplate};
 pub use metadata::{MetadataTable, SiteMetadata};
-pub use pipeline::{NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
+pub use pipeline::{ImageFormat, NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
 pub use reject::RejectReason;
 pub use report::error_line;
 pub use site::{PlateKey, SiteKey};

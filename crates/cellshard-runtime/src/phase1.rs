@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use cellshard_core::pipeline::Transform;
 use cellshard_core::{ErrorClass, NormalizeMethod, PlateKey, RejectReason, SiteError};
-use cellshard_stages::png::{DecodeErrorKind, decode_transformed};
+use cellshard_stages::image::decode_transformed;
+use cellshard_stages::png::DecodeErrorKind;
 use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane};
 use cellshard_store::schema::{PlateStatRow, RejectRow};
 use cellshard_store::{PlateBuild, PlateScope};
@@ -283,7 +284,7 @@ fn decode_site(
     };
     let mut planes: Vec<Plane> = Vec::with_capacity(files.len());
     for (obj, bytes) in site.objects.iter().zip(files) {
-        match decode_transformed(bytes, spec, t.factor, t.crop) {
+        match decode_transformed(bytes, obj.path.as_ref(), t.format, spec, t.factor, t.crop) {
             Ok(p) => planes.push(p),
             Err(e) => {
                 let reason = match e.kind {

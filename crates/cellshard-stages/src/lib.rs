@@ -8,10 +8,12 @@
 pub mod crop;
 pub mod downsample;
 pub mod histogram;
+pub mod image;
 pub mod normalize;
 pub mod plane;
 pub mod png;
 pub mod tensor;
+pub mod tiff;
 
 pub use tensor::SiteTensor;
 

@@ -18,7 +18,7 @@ use crate::layout::RXRX1_LAYOUT;
 use crate::{ByteSize, Error, LayoutTemplate, Result};
 
 pub use sink::Sink;
-pub use stage::{NormalizeMethod, OutputDtype, Reference, Stage};
+pub use stage::{ImageFormat, NormalizeMethod, OutputDtype, Reference, Stage};
 pub use validate::{Stages, Transform};
 
 /// A parsed and validated pipeline.

@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Stage {
-    /// PNG to u16 pixels.
+    /// PNG or TIFF to u16 pixels.
     Decode {
+        /// The image format: `png` (the default), `tiff`, or `auto` (by the object's
+        /// extension, `.png` or `.tif`/`.tiff`, else by its first bytes).
+        #[serde(default, skip_serializing_if = "ImageFormat::is_png")]
+        format: ImageFormat,
         /// Expected bit depth of every PNG (8 or 16); anything else is rejected.
         bit_depth: u8,
         /// Expected width; other sizes are rejected. `None` accepts any.
@@ -137,6 +141,27 @@ impl OutputDtype {
             OutputDtype::F16 => "float16",
             OutputDtype::F32 => "float32",
         }
+    }
+}
+
+/// The format of the raw images.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    /// PNG.
+    #[default]
+    Png,
+    /// TIFF.
+    Tiff,
+    /// By extension, else by signature.
+    Auto,
+}
+
+impl ImageFormat {
+    /// Whether this is the default, PNG (left out of the pipeline hash, so pipelines
+    /// written before the field existed keep their hash).
+    pub fn is_png(&self) -> bool {
+        *self == ImageFormat::Png
     }
 }
 

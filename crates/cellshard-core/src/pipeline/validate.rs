@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
+use super::{ImageFormat, NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
 use crate::LayoutTemplate;
 
 /// The stage list and the [`Transform`] it resolves to. Every value has passed the order
@@ -51,6 +51,8 @@ impl From<Stages> for Vec<Stage> {
 /// The resolved transform: what the stage list means, in one struct.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transform {
+    /// Image format of the raw files.
+    pub format: ImageFormat,
     /// Expected input bit depth.
     pub bit_depth: u8,
     /// Expected input width, if fixed.
@@ -126,6 +128,7 @@ impl Pipeline {
 fn resolve(stages: &[Stage]) -> std::result::Result<Transform, String> {
     let mut it = stages.iter().peekable();
     let Some(Stage::Decode {
+        format,
         bit_depth,
         width,
         height,
@@ -176,6 +179,7 @@ fn resolve(stages: &[Stage]) -> std::result::Result<Transform, String> {
         return Err("normalize method = \"zscore\" needs output = \"f16\" or \"f32\"".into());
     }
     Ok(Transform {
+        format: *format,
         bit_depth: *bit_depth,
         width: *width,
         height: *height,

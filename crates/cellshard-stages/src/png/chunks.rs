@@ -198,13 +198,7 @@ impl Header {
     /// Check the header against `spec`: the pixel limit first (nothing has been allocated
     /// for pixels yet), then grayscale, bit depth and expected size.
     pub fn check(&self, spec: &DecodeSpec) -> Result<(), DecodeError> {
-        let (w, h) = (self.width, self.height);
-        if u64::from(w) * u64::from(h) > spec.max_pixels {
-            return Err(DecodeError::format(format!(
-                "the header claims {w}x{h} pixels, over the limit of {} pixels (refused before decoding)",
-                spec.max_pixels
-            )));
-        }
+        spec.check_pixels(self.width, self.height)?;
         if self.color_type != 0 {
             let name = match self.color_type {
                 2 => "Rgb",
@@ -216,17 +210,35 @@ impl Header {
                 "colour type {name}; a single-channel grayscale PNG is expected"
             )));
         }
-        if self.bit_depth != spec.bit_depth {
+        spec.check_depth_and_size(self.width, self.height, self.bit_depth)
+    }
+}
+
+impl DecodeSpec {
+    /// A header's pixel count against the limit, before anything is allocated.
+    pub fn check_pixels(&self, w: u32, h: u32) -> Result<(), DecodeError> {
+        if u64::from(w) * u64::from(h) > self.max_pixels {
             return Err(DecodeError::format(format!(
-                "bit depth {}; the pipeline expects {}",
-                self.bit_depth, spec.bit_depth
+                "the header claims {w}x{h} pixels, over the limit of {} pixels (refused before decoding)",
+                self.max_pixels
             )));
         }
-        if spec.width.is_some_and(|x| x != w) || spec.height.is_some_and(|x| x != h) {
+        Ok(())
+    }
+
+    /// A header's bit depth and size against the pipeline's.
+    pub fn check_depth_and_size(&self, w: u32, h: u32, depth: u8) -> Result<(), DecodeError> {
+        if depth != self.bit_depth {
+            return Err(DecodeError::format(format!(
+                "bit depth {depth}; the pipeline expects {}",
+                self.bit_depth
+            )));
+        }
+        if self.width.is_some_and(|x| x != w) || self.height.is_some_and(|x| x != h) {
             return Err(DecodeError::format(format!(
                 "size {w}x{h}; the pipeline expects {}x{}",
-                spec.width.map_or("any".into(), |x| x.to_string()),
-                spec.height.map_or("any".into(), |x| x.to_string())
+                self.width.map_or("any".into(), |x| x.to_string()),
+                self.height.map_or("any".into(), |x| x.to_string())
             )));
         }
         Ok(())

@@ -22,7 +22,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     /// The file is not a well-formed PNG.
-    pub(crate) fn corrupt(message: impl Into<String>) -> Self {
+    pub fn corrupt(message: impl Into<String>) -> Self {
         Self {
             kind: DecodeErrorKind::Corrupt,
             message: message.into(),
@@ -30,7 +30,7 @@ impl DecodeError {
     }
 
     /// The file is a PNG, but not one the pipeline accepts.
-    pub(crate) fn format(message: impl Into<String>) -> Self {
+    pub fn format(message: impl Into<String>) -> Self {
         Self {
             kind: DecodeErrorKind::Format,
             message: message.into(),
