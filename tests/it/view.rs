@@ -130,3 +130,83 @@ async fn a_rendered_composite_equals_an_independent_computation_from_the_stored_
     let (x, y) = (hot % w, hot / w);
     assert!(expected(&t, h, w, &[2], x, y, 1)[1] > 0);
 }
+
+/// A plate whose wells are RxRx3 addresses (`AD27`, `AF48`) is stored, and its heatmap is
+/// the 32 x 48 grid of a 1536-well plate with those wells coloured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1536_well_plate_renders_a_32_by_48_heatmap() {
+    use cellshard_core::plate::PlateFormat;
+    use cellshard_view::render;
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    let loc =
+        cellshard_store::Location::parse(&raw.display().to_string(), &BTreeMap::new()).unwrap();
+    let cfg = cellshard_synth::SynthConfig {
+        plates: 1,
+        ..crate::tiny_synth(8)
+    };
+    cellshard_synth::write_dataset(loc.store.clone(), &loc.prefix, &crate::design(), &cfg, None)
+        .await
+        .unwrap();
+    // The design's wells, renamed to addresses only a 1536-well plate has.
+    let csv = std::fs::read_to_string(raw.join("metadata.csv")).unwrap();
+    let mut wells: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(6).unwrap().to_string())
+        .collect();
+    wells.sort();
+    wells.dedup();
+    let new: Vec<&str> = ["AD27", "AF48", "Q01", "B02"][..wells.len()].to_vec();
+    let plate_dir = raw.join("train/HUVEC-01/Plate1");
+    let mut csv = csv;
+    for (old, new) in wells.iter().zip(&new) {
+        for f in std::fs::read_dir(&plate_dir).unwrap().flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if let Some(rest) = name.strip_prefix(&format!("{old}_")) {
+                std::fs::rename(f.path(), plate_dir.join(format!("{new}_{rest}"))).unwrap();
+            }
+        }
+        csv = csv
+            .replace(&format!("_{old}"), &format!("_{new}"))
+            .replace(&format!(",{old},"), &format!(",{new},"));
+    }
+    std::fs::write(raw.join("metadata.csv"), csv).unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let source = raw.display().to_string();
+    let s = crate::run(
+        crate::pipeline("tiny.toml"),
+        &source,
+        &[format!("{source}/metadata.csv")],
+        &store,
+        2,
+    )
+    .await;
+    assert_eq!(s.sites.stored, 2 * wells.len() as u64, "{s:?}");
+    let session = cellshard_sql::open_session(&store, &BTreeMap::new(), AsOf::Latest)
+        .await
+        .unwrap();
+    let stat = cellshard_view::stat::Stat::parse("mean").unwrap();
+    let values = cellshard_view::data::plate_map(&session.ctx, "HUVEC-01", 1, stat, 1)
+        .await
+        .unwrap();
+    assert_eq!(values.keys().cloned().collect::<Vec<_>>(), {
+        let mut n: Vec<String> = new.iter().map(|s| s.to_string()).collect();
+        n.sort();
+        n
+    });
+    let canvas = render::plate("HUVEC-01", 1, stat, 1, &values);
+    let f = PlateFormat::W1536;
+    let (x, y, w, h) = render::well_cell_of(f, 31, 47);
+    assert!(
+        x + w <= canvas.width && y + h <= canvas.height,
+        "not a 32 x 48 grid"
+    );
+    let range = render::range_of(&values);
+    for well in &new {
+        let (r, c) = cellshard_core::plate::well_position(well).unwrap();
+        let (x, y, w, h) = render::well_cell_of(f, r, c);
+        let want = cellshard_view::colormap::viridis(render::scaled(values[*well], range));
+        assert_eq!(canvas.get(x + w / 2, y + h / 2), want, "{well}");
+    }
+}

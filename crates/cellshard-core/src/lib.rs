@@ -10,6 +10,7 @@ pub mod failure;
 pub mod layout;
 pub mod metadata;
 pub mod pipeline;
+pub mod plate;
 pub mod reject;
 pub mod report;
 pub mod rxrx1;

@@ -18,32 +18,7 @@ pub const DEFAULT_MAX_SITES: usize = 64;
 /// The most sites one contact sheet shows.
 pub const MAX_SITES: usize = 1024;
 
-/// Plate rows A..P and columns 1..24 of a 384-well plate.
-pub const ROWS: usize = 16;
-/// Columns.
-pub const COLS: usize = 24;
-
-/// (row, column), 0-based, of a well name such as `B02`; None outside a 384-well plate.
-pub fn well_position(well: &str) -> Option<(usize, usize)> {
-    let mut chars = well.chars();
-    let r = chars.next()?.to_ascii_uppercase();
-    let c: usize = chars.as_str().parse().ok()?;
-    let row = (r as usize).checked_sub('A' as usize)?;
-    (row < ROWS && (1..=COLS).contains(&c)).then_some((row, c - 1))
-}
-
-/// The well name at (row, column): `B02`.
-pub fn well_name(row: usize, col: usize) -> String {
-    format!("{}{:02}", row_letter(row), col + 1)
-}
-
-/// The letter of plate row `row` (0-based): `A` for 0; `?` where `A` + `row` is past a byte.
-pub fn row_letter(row: usize) -> char {
-    u8::try_from(row)
-        .ok()
-        .and_then(|r| b'A'.checked_add(r))
-        .map_or('?', char::from)
-}
+pub use cellshard_core::plate::{PlateFormat, row_name, well_name, well_position};
 
 /// Quote a string as an SQL literal.
 pub fn literal(s: &str) -> String {
@@ -401,12 +376,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wells_map_to_a_384_well_grid() {
+    fn wells_map_to_their_plate_format() {
         assert_eq!(well_position("A01"), Some((0, 0)));
-        assert_eq!(well_position("B02"), Some((1, 1)));
         assert_eq!(well_position("P24"), Some((15, 23)));
-        assert_eq!(well_position("Q01"), None);
-        assert_eq!(well_position("A25"), None);
+        assert!(!PlateFormat::W384.holds("Q01") && !PlateFormat::W384.holds("A25"));
+        assert_eq!(PlateFormat::containing(["B02", "AD27"]), PlateFormat::W1536);
         assert_eq!(well_name(15, 23), "P24");
         assert_eq!(parse_plate("HUVEC-01/3").unwrap(), ("HUVEC-01".into(), 3));
         assert!(parse_plate("HUVEC-01").is_err());

@@ -7,7 +7,7 @@ use crate::canvas::{Canvas, EMPTY, INK, WHITE, fit, text_width};
 use crate::colormap::viridis;
 use cellshard_core::rxrx1::channel_label;
 
-use crate::data::{BeforeAfter, COLS, ROWS, SiteImage, row_letter, well_name, well_position};
+use crate::data::{BeforeAfter, PlateFormat, SiteImage, row_name, well_position};
 use crate::stat::Stat;
 use crate::{Error, Result};
 
@@ -202,40 +202,59 @@ const LEFT: usize = 24;
 const TOP: usize = 44;
 const BAR_W: usize = 16;
 
-/// One plate's heatmap: 16 rows x 24 columns of wells coloured by `values` on `range`
-/// (viridis; grey where a well has no value), a title, and a colour bar with its ends and
-/// middle labelled.
+/// One plate's heatmap: a cell per well of the plate's format (96, 384 or 1536 wells, the
+/// smallest holding the wells of `values`) coloured by `values` on `range` (viridis; grey
+/// where a well has no value), a title, and a colour bar with its ends and middle labelled.
 pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -> Canvas {
-    let grid_w = COLS * CELL;
-    let grid_h = ROWS * CELL;
+    let format = PlateFormat::containing(values.keys().map(String::as_str));
+    heatmap_of(format, title, values, range)
+}
+
+/// [`heatmap`] on a given plate format.
+pub fn heatmap_of(
+    format: PlateFormat,
+    title: &str,
+    values: &BTreeMap<String, f64>,
+    range: (f64, f64),
+) -> Canvas {
+    // 1536-well plates get smaller cells, and every 4th column a label.
+    let cell = cell_side(format);
+    let every = if cell < CELL { 4 } else { 1 };
+    let mut grid = vec![None; format.wells()];
+    for (well, &v) in values {
+        if let Some((r, c)) = well_position(well).filter(|_| format.holds(well)) {
+            grid[r * format.cols + c] = Some(v);
+        }
+    }
+    let grid_w = format.cols * cell;
+    let grid_h = format.rows * cell;
     let label_w = text_width(&format_value(range.1), 1).max(text_width(&format_value(range.0), 1));
     // A long title widens the panel up to 1024 px and is cut past that.
     let width = (LEFT + grid_w + 2 * PAD + BAR_W + PAD + label_w.min(12 * 8) + PAD)
         .max((text_width(title, 1) + 2 * PAD).min(1024));
     let mut c = Canvas::new(width, TOP + grid_h + 2 * PAD, WHITE);
     c.text(PAD, PAD, &fit(title, (width - 2 * PAD) / 8), 1, INK);
-    for col in 0..COLS {
+    for col in (0..format.cols).filter(|c| c % every == 0) {
         let label = format!("{}", col + 1);
-        let x = LEFT + col * CELL + (CELL - text_width(&label, 1)) / 2;
+        let x = (LEFT + col * cell + cell / 2).saturating_sub(text_width(&label, 1) / 2);
         c.text(x, TOP - LINE, &label, 1, INK);
     }
-    for row in 0..ROWS {
-        let label = row_letter(row).to_string();
-        c.text(PAD, TOP + row * CELL + (CELL - 8) / 2, &label, 1, INK);
-        for col in 0..COLS {
-            let colour = values
-                .get(&well_name(row, col))
-                .map_or(EMPTY, |&v| viridis(scaled(v, range)));
+    for row in 0..format.rows {
+        let label = row_name(row);
+        let y = TOP + row * cell + cell.saturating_sub(8) / 2;
+        c.text(PAD.saturating_sub(4 * (label.len() - 1)), y, &label, 1, INK);
+        for col in 0..format.cols {
+            let colour = grid[row * format.cols + col].map_or(EMPTY, |v| viridis(scaled(v, range)));
             c.fill(
-                LEFT + col * CELL + 1,
-                TOP + row * CELL + 1,
-                CELL - 2,
-                CELL - 2,
+                LEFT + col * cell + 1,
+                TOP + row * cell + 1,
+                cell - 2,
+                cell - 2,
                 colour,
             );
         }
     }
-    // Wells outside a 384-well plate have no cell and are not drawn (see `outside`).
+    // Wells past 1536 have no cell and are not drawn (see `outside`).
     let bx = LEFT + grid_w + 2 * PAD;
     for y in 0..grid_h {
         let t = 1.0 - y as f64 / (grid_h - 1) as f64;
@@ -255,9 +274,10 @@ pub fn heatmap(title: &str, values: &BTreeMap<String, f64>, range: (f64, f64)) -
     c
 }
 
-/// Wells in `values` that a 16x24 heatmap cannot place (other plate formats).
+/// Wells in `values` that the heatmap cannot place (not a well name, or past 1536 wells).
 pub fn outside(values: &BTreeMap<String, f64>) -> usize {
-    values.keys().filter(|w| well_position(w).is_none()).count()
+    let format = PlateFormat::containing(values.keys().map(String::as_str));
+    values.keys().filter(|w| !format.holds(w)).count()
 }
 
 /// Two panels side by side (raw, then normalized), each with its own title and bar.
@@ -300,7 +320,18 @@ pub fn range_of(values: &BTreeMap<String, f64>) -> (f64, f64) {
 
 /// The (x, y, w, h) of a well's cell in a heatmap from [`heatmap`].
 pub fn well_cell(row: usize, col: usize) -> (usize, usize, usize, usize) {
-    (LEFT + col * CELL, TOP + row * CELL, CELL, CELL)
+    well_cell_of(PlateFormat::W384, row, col)
+}
+
+/// [`well_cell`] on a heatmap of `format`.
+pub fn well_cell_of(format: PlateFormat, row: usize, col: usize) -> (usize, usize, usize, usize) {
+    let cell = cell_side(format);
+    (LEFT + col * cell, TOP + row * cell, cell, cell)
+}
+
+/// Side of a well's cell: smaller on a 1536-well plate, which gets a label every 4th column.
+fn cell_side(format: PlateFormat) -> usize {
+    if format.cols > 24 { 12 } else { CELL }
 }
 
 /// `1,2,5` -> [1, 2, 5].
@@ -327,7 +358,7 @@ pub fn plate(
     let mut title = format!("{experiment} plate {plate}: {}", stat.title(channel));
     let n = outside(values);
     if n > 0 {
-        title.push_str(&format!(" ({n} wells outside A01..P24 not drawn)"));
+        title.push_str(&format!(" ({n} wells outside the plate format not drawn)"));
     }
     heatmap(&title, values, range_of(values))
 }
@@ -372,6 +403,7 @@ pub fn before_after(experiment: &str, plate: i32, channel: usize, d: &BeforeAfte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::well_name;
 
     #[test]
     fn heatmap_colours_wells_by_value_and_leaves_the_rest_grey() {
@@ -394,5 +426,43 @@ mod tests {
         // A long title is cut, not allowed to widen the picture without bound.
         let long = "x".repeat(100_000);
         assert!(heatmap(&long, &values, (0.0, 1.0)).width <= 1024);
+    }
+
+    #[test]
+    fn a_1536_well_plate_is_a_32_by_48_heatmap() {
+        // Every well of an RxRx3 plate, valued by its position.
+        let mut values = BTreeMap::new();
+        for r in 0..32 {
+            for c in 0..48 {
+                values.insert(well_name(r, c), (r * 48 + c) as f64);
+            }
+        }
+        let range = (0.0, 1535.0);
+        let c = heatmap("rxrx3", &values, range);
+        let f = PlateFormat::W1536;
+        let (x, y, w, h) = well_cell_of(f, 31, 47);
+        assert!(x + w <= c.width && y + h <= c.height);
+        for (r, col) in [(0, 0), (29, 26), (31, 47), (16, 24)] {
+            let (x, y, w, h) = well_cell_of(f, r, col);
+            let v = (r * 48 + col) as f64;
+            assert_eq!(
+                c.get(x + w / 2, y + h / 2),
+                viridis(scaled(v, range)),
+                "{r},{col}"
+            );
+        }
+        assert_eq!(outside(&values), 0);
+        // The 384-well grid is unchanged, and a 96-well plate gets its own.
+        assert_eq!(well_cell_of(PlateFormat::W384, 1, 1), well_cell(1, 1));
+        let small = BTreeMap::from([("H12".to_string(), 1.0)]);
+        assert!(
+            heatmap("96", &small, (0.0, 1.0)).height
+                < heatmap(
+                    "384",
+                    &BTreeMap::from([("P24".to_string(), 1.0)]),
+                    (0.0, 1.0)
+                )
+                .height
+        );
     }
 }

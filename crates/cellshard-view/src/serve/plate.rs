@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::Shared;
 use super::html::{enc, esc};
 
-use crate::data::{self, COLS, ROWS, literal, row_letter, well_name};
+use crate::data::{self, PlateFormat, literal, row_name, well_name, well_position};
 use crate::render;
 use crate::stat::{STATS, Stat};
 use crate::{Error, Result};
@@ -115,14 +115,25 @@ pub(super) async fn plate_page(
         render::format_value(range.0),
         render::format_value(range.1)
     ));
-    for c in 0..COLS {
+    // The plate's wells by grid position, whatever their names' padding (B2, B02).
+    let format = PlateFormat::containing(values.keys().chain(site_of.keys()).map(String::as_str));
+    let mut by_position: BTreeMap<(usize, usize), String> = BTreeMap::new();
+    for w in values.keys().chain(site_of.keys()) {
+        if let Some(p) = well_position(w).filter(|_| format.holds(w)) {
+            by_position.insert(p, w.clone());
+        }
+    }
+    for c in 0..format.cols {
         body.push_str(&format!("<th>{}</th>", c + 1));
     }
     body.push_str("</tr>");
-    for r in 0..ROWS {
-        body.push_str(&format!("<tr><th>{}</th>", row_letter(r)));
-        for c in 0..COLS {
-            let well = well_name(r, c);
+    for r in 0..format.rows {
+        body.push_str(&format!("<tr><th>{}</th>", row_name(r)));
+        for c in 0..format.cols {
+            let well = by_position
+                .get(&(r, c))
+                .cloned()
+                .unwrap_or_else(|| well_name(r, c));
             match (values.get(&well), site_of.get(&well)) {
                 (value, Some(site)) => {
                     let colour = value.map_or(crate::canvas::EMPTY, |&x| {
