@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 const SIDE: u32 = 2048;
 
-fn channel_png() -> Vec<u8> {
+fn channel_pixels() -> Vec<u16> {
     let cfg = SynthConfig {
         size: SIDE,
         compression: SynthCompression::Default,
@@ -34,8 +34,68 @@ fn channel_png() -> Vec<u8> {
         sirna_id: Some(607),
         extra: Vec::new(),
     };
-    let px = cellshard_synth::render_channel(&cfg, &site, 1);
-    cellshard_synth::encode_png(&cfg, &px).unwrap()
+    cellshard_synth::render_channel(&cfg, &site, 1)
+}
+
+fn channel_png() -> Vec<u8> {
+    let cfg = SynthConfig {
+        size: SIDE,
+        compression: SynthCompression::Default,
+        ..Default::default()
+    };
+    cellshard_synth::encode_png(&cfg, &channel_pixels()).unwrap()
+}
+
+/// The same pixels as a TIFF, in 16-row strips (as microscopes write them).
+fn channel_tiff(compression: tiff::encoder::Compression, predict: bool) -> Vec<u8> {
+    use tiff::encoder::{TiffEncoder, colortype::Gray16};
+    let px = channel_pixels();
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut e = TiffEncoder::new(&mut out)
+        .unwrap()
+        .with_compression(compression);
+    if predict {
+        e = e.with_predictor(tiff::tags::Predictor::Horizontal);
+    }
+    e.write_image::<Gray16>(SIDE, SIDE, &px).unwrap();
+    out.into_inner()
+}
+
+/// TIFF against PNG on the same pixels, per pixel decoded and transformed (one core).
+fn tiff_vs_png(c: &mut Criterion) {
+    use cellshard_core::ImageFormat;
+    use cellshard_stages::image;
+    use tiff::encoder::{Compression, DeflateLevel};
+    let s = spec();
+    let files = [
+        ("png", channel_png()),
+        ("tiff_none", channel_tiff(Compression::Uncompressed, false)),
+        ("tiff_lzw_predictor", channel_tiff(Compression::Lzw, true)),
+        (
+            "tiff_deflate_predictor",
+            channel_tiff(Compression::Deflate(DeflateLevel::Balanced), true),
+        ),
+        ("tiff_packbits", channel_tiff(Compression::Packbits, false)),
+    ];
+    let mut g = c.benchmark_group("tiff_vs_png");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(u64::from(SIDE) * u64::from(SIDE)));
+    for (name, bytes) in &files {
+        g.bench_function(BenchmarkId::new("decode_transformed", name), |b| {
+            b.iter(|| {
+                image::decode_transformed(
+                    black_box(bytes),
+                    name,
+                    ImageFormat::Auto,
+                    &s,
+                    2,
+                    Some(512),
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
 }
 
 fn spec() -> DecodeSpec {
@@ -125,5 +185,5 @@ fn plate_math(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, unfilter_rows, plate_math);
+criterion_group!(benches, decode, unfilter_rows, plate_math, tiff_vs_png);
 criterion_main!(benches);
