@@ -386,6 +386,40 @@ mod tests {
     }
 
     #[test]
+    fn rxrx3_dialect_per_well_keeps_every_column_and_quoted_smiles() {
+        let mut t = MetadataTable::new();
+        let csv = "well_id,experiment_name,plate,address,gene,treatment,SMILES,concentration,perturbation_type,cell_type\n\
+                   gene-079_8_AD27,gene-079,8,AD27,EMPTY_control,,,,CONTROL,HUVEC\n\
+                   compound-001_1_B02,compound-001,1,B02,,SID-17,\"CC(=O)O,c1ccccc1 [Na+].[Cl-]\",2.5,COMPOUND,HUVEC\n";
+        assert_eq!(t.add_csv("rxrx3/metadata.csv", csv.as_bytes()).unwrap(), 2);
+        assert_eq!(
+            t.extra_columns(),
+            [
+                "gene",
+                "treatment",
+                "SMILES",
+                "concentration",
+                "perturbation_type"
+            ]
+        );
+        // One row per well: every site of the well has it.
+        for s in [1, 9] {
+            let Lookup::Found(m) = t.lookup(&key("gene-079", 8, "AD27", s)) else {
+                panic!()
+            };
+            assert_eq!((m.cell_type.as_str(), m.well.as_str()), ("HUVEC", "AD27"));
+            assert_eq!(m.extra[0].as_deref(), Some("EMPTY_control"));
+            assert_eq!(m.extra[4].as_deref(), Some("CONTROL"));
+        }
+        let Lookup::Found(m) = t.lookup(&key("compound-001", 1, "B02", 1)) else {
+            panic!()
+        };
+        assert_eq!(m.extra[2].as_deref(), Some("CC(=O)O,c1ccccc1 [Na+].[Cl-]"));
+        assert_eq!(m.extra[3].as_deref(), Some("2.5"));
+        assert!(t.row_errors.is_empty(), "{:?}", t.row_errors);
+    }
+
+    #[test]
     fn kaggle_dialect_per_well() {
         let mut t = MetadataTable::new();
         t.add_csv(
