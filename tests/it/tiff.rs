@@ -116,9 +116,10 @@ fn bad_tiffs_get_the_png_paths_reject_reasons() {
 }
 
 /// The tiny synthetic plates with every PNG replaced by a TIFF copy (LZW, predictor, as
-/// `tifffile` writes them): `format = "auto"` ingests them to byte-identical tensors.
+/// `tifffile` writes them), under the PNGs' names and under Phenix names: `format = "auto"`
+/// ingests both to byte-identical tensors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plate_of_tiffs_ingests_to_the_tensors_of_its_pngs() {
+async fn a_plate_of_tiffs_under_either_layout_ingests_to_the_tensors_of_its_pngs() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
     let loc =
@@ -187,36 +188,66 @@ async fn a_plate_of_tiffs_ingests_to_the_tensors_of_its_pngs() {
         p.source.layout = p.source.layout.replace(".png", ".tif");
         p
     };
-    let (png_store, tif_store) = (dir.path().join("s-png"), dir.path().join("s-tif"));
-    let raw_s = raw.display().to_string();
-    let tif_s = tif.display().to_string();
-    let a = run(
+    // The same TIFFs under a Phenix/Harmony name: rRRcCCfFFpPP-chNsk1fk1fl1.tiff (no
+    // dataset directory), the well from its row and column, the site from its field.
+    let phenix = dir.path().join("phenix");
+    for entry in walk(&tif) {
+        let rel = entry.strip_prefix(&tif).unwrap();
+        let parts: Vec<&str> = rel.iter().map(|p| p.to_str().unwrap()).collect();
+        let target = match parts.as_slice() {
+            [_dataset, exp, plate, file] if file.ends_with(".tif") => {
+                let (well, rest) = file.trim_end_matches(".tif").split_once("_s").unwrap();
+                let (site, ch) = rest.split_once("_w").unwrap();
+                let (r, c) = cellshard_core::plate::well_position(well).unwrap();
+                let site: u32 = site.parse().unwrap();
+                phenix.join(exp).join(plate).join(format!(
+                    "r{:02}c{:02}f{site:02}p01-ch{ch}sk1fk1fl1.tiff",
+                    r + 1,
+                    c + 1
+                ))
+            }
+            _ => phenix.join(rel),
+        };
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+    let phenix_pipeline = |p: Pipeline| -> Pipeline {
+        let mut p = tiff_pipeline(p);
+        p.source.layout =
+            "{experiment}/Plate{plate}/r{row:02}c{col:02}f{field:02}p{plane:02}-ch{channel}sk1fk1fl1.tiff"
+                .into();
+        p
+    };
+    let stores = [
+        dir.path().join("s-png"),
+        dir.path().join("s-tif"),
+        dir.path().join("s-phenix"),
+    ];
+    let sources = [&raw, &tif, &phenix].map(|p| p.display().to_string());
+    let pipelines = [
         pipeline("tiny.toml"),
-        &raw_s,
-        &[format!("{raw_s}/metadata.csv")],
-        &png_store.display().to_string(),
-        2,
-    )
-    .await;
-    let b = run(
         tiff_pipeline(pipeline("tiny.toml")),
-        &tif_s,
-        &[format!("{tif_s}/metadata.csv")],
-        &tif_store.display().to_string(),
-        2,
-    )
-    .await;
-    assert_eq!((a.sites.stored, b.sites.stored), (12, 12), "{b:?}");
-    let q = "SELECT site_id, tensor FROM sites ORDER BY site_id";
-    let (x, y) = (
-        sql(&png_store.display().to_string(), q).await,
-        sql(&tif_store.display().to_string(), q).await,
-    );
-    assert_eq!(strings(&x, 0), strings(&y, 0));
+        phenix_pipeline(pipeline("tiny.toml")),
+    ];
+    let mut tensors = Vec::new();
+    for ((p, source), store) in pipelines.into_iter().zip(&sources).zip(&stores) {
+        let store = store.display().to_string();
+        let s = run(p, source, &[format!("{source}/metadata.csv")], &store, 2).await;
+        assert_eq!(
+            (s.sites.stored, s.sites.rejected),
+            (12, 0),
+            "{source}: {s:?}"
+        );
+        let rows = sql(&store, "SELECT site_id, tensor FROM sites ORDER BY site_id").await;
+        tensors.push((strings(&rows, 0), binaries(&rows, 1)));
+    }
     assert_eq!(
-        binaries(&x, 1),
-        binaries(&y, 1),
-        "tensors from TIFFs differ"
+        tensors[0], tensors[1],
+        "tensors from TIFFs differ from the PNGs'"
+    );
+    assert_eq!(
+        tensors[0], tensors[2],
+        "tensors from Phenix-named TIFFs differ"
     );
 }
 

@@ -30,6 +30,15 @@ pub enum Field {
     Site,
     /// `{channel}`, a number (1-based).
     Channel,
+    /// `{row}`, the well's row number (1-based; Phenix `r02`), with `{col}` instead of
+    /// `{well}`.
+    Row,
+    /// `{col}`, the well's column number (1-based).
+    Col,
+    /// `{field}`, the imaging field: the site (Phenix `f01`).
+    FieldNo,
+    /// `{plane}`, the focal plane (Phenix `p01`): recorded; one plane per site is stored.
+    Plane,
 }
 
 impl Field {
@@ -41,12 +50,16 @@ impl Field {
             "well" => Field::Well,
             "site" => Field::Site,
             "channel" => Field::Channel,
+            "row" => Field::Row,
+            "col" => Field::Col,
+            "field" => Field::FieldNo,
+            "plane" => Field::Plane,
             _ => return None,
         })
     }
 
     fn numeric(self) -> bool {
-        matches!(self, Field::Plate | Field::Site | Field::Channel)
+        !matches!(self, Field::Dataset | Field::Experiment | Field::Well)
     }
 
     fn name(self) -> &'static str {
@@ -57,6 +70,10 @@ impl Field {
             Field::Well => "well",
             Field::Site => "site",
             Field::Channel => "channel",
+            Field::Row => "row",
+            Field::Col => "col",
+            Field::FieldNo => "field",
+            Field::Plane => "plane",
         }
     }
 }
@@ -64,7 +81,9 @@ impl Field {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     Literal(String),
-    Field(Field),
+    /// A placeholder and the digits it is written with (`{row:02}`: 2; 0 for as many as
+    /// the number has).
+    Field(Field, usize),
 }
 
 /// A parsed layout template.
@@ -89,6 +108,8 @@ pub struct KeyFields {
     pub site: u32,
     /// Channel number (1-based).
     pub channel: u32,
+    /// Focal plane, when the layout has one.
+    pub plane: Option<u32>,
 }
 
 /// Outcome of matching a key against a template.
@@ -120,21 +141,41 @@ impl LayoutTemplate {
                     .find('}')
                     .ok_or_else(|| err("unclosed '{'".into()))?
                     + open;
-                let name = &rest[open + 1..close];
+                let inner = &rest[open + 1..close];
+                let (name, width) = match inner.split_once(':') {
+                    Some((n, w)) => (
+                        n,
+                        w.parse::<usize>()
+                            .ok()
+                            .filter(|w| (1..=9).contains(w))
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "{{{inner}}}: the width must be 1..9, e.g. {{{n}:02}}"
+                                ))
+                            })?,
+                    ),
+                    None => (inner, 0),
+                };
                 let field = Field::parse(name).ok_or_else(|| {
                     err(format!(
-                        "unknown placeholder {{{name}}}; known: dataset, experiment, plate, well, site, channel"
+                        "unknown placeholder {{{name}}}; known: dataset, experiment, plate, well (or row and col), site (or field), channel, plane"
                     ))
                 })?;
-                if matches!(tokens.last(), Some(Token::Field(_))) {
+                if width > 0 && !field.numeric() {
+                    return Err(err(format!("{{{inner}}}: only numbers take a width")));
+                }
+                if matches!(tokens.last(), Some(Token::Field(..))) {
                     return Err(err(format!(
                         "placeholder {{{name}}} directly follows another placeholder; separate them with a literal"
                     )));
                 }
-                if tokens.iter().any(|t| t == &Token::Field(field)) {
+                if tokens
+                    .iter()
+                    .any(|t| matches!(t, Token::Field(f, _) if *f == field))
+                {
                     return Err(err(format!("placeholder {{{name}}} appears twice")));
                 }
-                tokens.push(Token::Field(field));
+                tokens.push(Token::Field(field, width));
                 rest = &rest[close + 1..];
             } else {
                 if rest.contains('}') {
@@ -144,16 +185,29 @@ impl LayoutTemplate {
                 rest = "";
             }
         }
-        for required in [
-            Field::Experiment,
-            Field::Plate,
-            Field::Well,
-            Field::Site,
-            Field::Channel,
-        ] {
-            if !tokens.contains(&Token::Field(required)) {
+        let has = |f: Field| {
+            tokens
+                .iter()
+                .any(|t| matches!(t, Token::Field(g, _) if *g == f))
+        };
+        for required in [Field::Experiment, Field::Plate, Field::Channel] {
+            if !has(required) {
                 return Err(err(format!("missing placeholder {{{}}}", required.name())));
             }
+        }
+        match (has(Field::Well), has(Field::Row), has(Field::Col)) {
+            (true, false, false) | (false, true, true) => {}
+            (true, _, _) => return Err(err("{well} and {row}/{col} name the well twice".into())),
+            _ => {
+                return Err(err(
+                    "missing placeholder {well} (or both {row} and {col})".into()
+                ));
+            }
+        }
+        match (has(Field::Site), has(Field::FieldNo)) {
+            (true, false) | (false, true) => {}
+            (true, true) => return Err(err("{site} and {field} name the site twice".into())),
+            _ => return Err(err("missing placeholder {site} (or {field})".into())),
         }
         Ok(Self {
             text: text.to_string(),
@@ -173,6 +227,7 @@ impl LayoutTemplate {
             return KeyMatch::Ignored;
         }
         let mut fields = KeyFields::default();
+        let (mut row, mut col) = (None, None);
         for (field, value) in values {
             if let Err(why) = check_value(field, value) {
                 return KeyMatch::Invalid(why);
@@ -181,7 +236,7 @@ impl LayoutTemplate {
                 Field::Dataset => fields.dataset = Some(value.to_string()),
                 Field::Experiment => fields.experiment = value.to_string(),
                 Field::Well => fields.well = value.to_string(),
-                Field::Plate | Field::Site | Field::Channel => {
+                _ => {
                     let Ok(n) = value.parse::<u32>() else {
                         return KeyMatch::Invalid(format!(
                             "{} {value:?} is not a number",
@@ -190,27 +245,54 @@ impl LayoutTemplate {
                     };
                     match field {
                         Field::Plate => fields.plate = n,
-                        Field::Site => fields.site = n,
+                        Field::Site | Field::FieldNo => fields.site = n,
+                        Field::Row => row = Some(n),
+                        Field::Col => col = Some(n),
+                        Field::Plane => fields.plane = Some(n),
                         _ => fields.channel = n,
                     }
                 }
             }
+        }
+        if let (Some(r), Some(c)) = (row, col) {
+            let (Some(r0), Some(c0)) = (r.checked_sub(1), c.checked_sub(1)) else {
+                return KeyMatch::Invalid(format!("row {r} and column {c} count from 1"));
+            };
+            let (Ok(r0), Ok(c0)) = (usize::try_from(r0), usize::try_from(c0)) else {
+                return KeyMatch::Invalid(format!("row {r}, column {c} are out of range"));
+            };
+            if r0 >= 32 || c0 >= 48 {
+                return KeyMatch::Invalid(format!(
+                    "row {r}, column {c} is past a 1536-well plate (32 x 48)"
+                ));
+            }
+            fields.well = crate::plate::well_name(r0, c0);
         }
         KeyMatch::Matched(fields)
     }
 
     /// Build the key for the given values (the inverse of [`LayoutTemplate::match_key`]).
     pub fn render(&self, f: &KeyFields) -> String {
+        let (row, col) = crate::plate::well_position(&f.well).unwrap_or((0, 0));
+        let number = |n: usize, width: usize| format!("{n:0width$}");
         let mut out = String::new();
         for t in &self.tokens {
             match t {
                 Token::Literal(l) => out.push_str(l),
-                Token::Field(Field::Dataset) => out.push_str(f.dataset.as_deref().unwrap_or("")),
-                Token::Field(Field::Experiment) => out.push_str(&f.experiment),
-                Token::Field(Field::Plate) => out.push_str(&f.plate.to_string()),
-                Token::Field(Field::Well) => out.push_str(&f.well),
-                Token::Field(Field::Site) => out.push_str(&f.site.to_string()),
-                Token::Field(Field::Channel) => out.push_str(&f.channel.to_string()),
+                Token::Field(Field::Dataset, _) => out.push_str(f.dataset.as_deref().unwrap_or("")),
+                Token::Field(Field::Experiment, _) => out.push_str(&f.experiment),
+                Token::Field(Field::Well, _) => out.push_str(&f.well),
+                Token::Field(field, w) => {
+                    let n = match field {
+                        Field::Plate => f.plate,
+                        Field::Site | Field::FieldNo => f.site,
+                        Field::Plane => f.plane.unwrap_or(1),
+                        Field::Channel => f.channel,
+                        Field::Row => u32::try_from(row + 1).unwrap_or(u32::MAX),
+                        _ => u32::try_from(col + 1).unwrap_or(u32::MAX),
+                    };
+                    out.push_str(&number(usize::try_from(n).unwrap_or(usize::MAX), *w));
+                }
             }
         }
         out
@@ -218,7 +300,9 @@ impl LayoutTemplate {
 
     /// Whether the layout has a `{dataset}` placeholder.
     pub fn has_dataset(&self) -> bool {
-        self.tokens.contains(&Token::Field(Field::Dataset))
+        self.tokens
+            .iter()
+            .any(|t| matches!(t, Token::Field(Field::Dataset, _)))
     }
 }
 
@@ -239,7 +323,7 @@ fn match_tokens<'k>(tokens: &[Token], key: &'k str, out: &mut Vec<(Field, &'k st
                 && key[..lit.len()].eq_ignore_ascii_case(lit)
                 && match_tokens(rest, &key[lit.len()..], out)
         }
-        Some((Token::Field(field), rest)) => {
+        Some((Token::Field(field, _), rest)) => {
             // A value never crosses a '/', so candidates end before the next '/'.
             let segment_end = key.find('/').unwrap_or(key.len());
             // Shortest value first: the literal after a placeholder is its delimiter.
@@ -344,6 +428,58 @@ mod tests {
             rx().match_key("train/HEPG2-01/Plate1234567890/B02_s1_w1.png"),
             KeyMatch::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn instrument_layouts_name_wells_by_row_and_column_and_sites_by_field() {
+        let phenix = LayoutTemplate::parse(
+            "{experiment}/Plate{plate}/r{row:02}c{col:02}f{field:02}p{plane:02}-ch{channel}sk1fk1fl1.tiff",
+        )
+        .unwrap();
+        let key = "BR00117035/Plate1/r02c03f04p01-ch5sk1fk1fl1.tiff";
+        let KeyMatch::Matched(f) = phenix.match_key(key) else {
+            panic!("{key}")
+        };
+        assert_eq!(
+            (f.well.as_str(), f.site, f.plane, f.channel, f.plate),
+            ("B03", 4, Some(1), 5, 1)
+        );
+        assert_eq!(phenix.render(&f), key);
+        // Row 30 of a 1536-well plate is AD.
+        let KeyMatch::Matched(f) = phenix.match_key("X/Plate1/r30c27f01p01-ch1sk1fk1fl1.tiff")
+        else {
+            panic!()
+        };
+        assert_eq!(f.well, "AD27");
+        for bad in [
+            "X/Plate1/r00c01f01p01-ch1sk1fk1fl1.tiff",
+            "X/Plate1/r33c01f01p01-ch1sk1fk1fl1.tiff",
+            "X/Plate1/r01c49f01p01-ch1sk1fk1fl1.tiff",
+        ] {
+            assert!(
+                matches!(phenix.match_key(bad), KeyMatch::Invalid(_)),
+                "{bad}"
+            );
+        }
+        let ixm =
+            LayoutTemplate::parse("{experiment}/{plate}_{well}_s{site}_w{channel}.tif").unwrap();
+        let KeyMatch::Matched(f) = ixm.match_key("exp1/3_B02_s1_w2.tif") else {
+            panic!()
+        };
+        assert_eq!(
+            (f.plate, f.well.as_str(), f.site, f.channel),
+            (3, "B02", 1, 2)
+        );
+        for bad in [
+            "{experiment}/Plate{plate}/{well}r{row}c{col}_s{site}_w{channel}.png",
+            "{experiment}/Plate{plate}/r{row}_s{site}_w{channel}.png",
+            "{experiment}/Plate{plate}/{well}_s{site}f{field}_w{channel}.png",
+            "{experiment}/Plate{plate}/{well}_w{channel}.png",
+            "{experiment:02}/Plate{plate}/{well}_s{site}_w{channel}.png",
+            "{experiment}/Plate{plate:0}/{well}_s{site}_w{channel}.png",
+        ] {
+            assert!(LayoutTemplate::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

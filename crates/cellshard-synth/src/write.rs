@@ -81,6 +81,7 @@ pub async fn write_dataset(
                     well: m.well.clone(),
                     site: s,
                     channel,
+                    plane: None,
                 };
                 join(prefix, &layout.render(&fields))
             })

@@ -108,6 +108,7 @@ pub(super) fn ensure_layout(
                 well: m.well.clone(),
                 site: m.site.unwrap_or(1),
                 channel: c,
+                plane: None,
             });
             let dst = root.join(&key);
             if dst.exists() {

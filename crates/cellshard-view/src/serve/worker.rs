@@ -273,8 +273,15 @@ impl Pool {
         }
     }
 
+    /// An idle worker that is still running (one that died while idle is dropped).
     fn take(&self) -> Option<Worker> {
-        self.idle.lock().ok()?.pop()
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(mut w) = idle.pop() {
+            if matches!(w.child.try_wait(), Ok(None)) {
+                return Some(w);
+            }
+        }
+        None
     }
 
     fn give_back(&self, w: Worker) {
