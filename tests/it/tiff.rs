@@ -249,6 +249,60 @@ async fn a_plate_of_tiffs_under_either_layout_ingests_to_the_tensors_of_its_pngs
         tensors[0], tensors[2],
         "tensors from Phenix-named TIFFs differ"
     );
+
+    // Bad TIFFs in a run: one channel file of four sites replaced (cut short, RGB, float,
+    // not a TIFF at all). Those sites are rejected with the PNG path's reasons, the other
+    // eight are stored, and every object is accounted for.
+    let bad = dir.path().join("bad");
+    let mut by_site: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for entry in walk(&tif) {
+        let target = bad.join(entry.strip_prefix(&tif).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+        let name = target.file_name().unwrap().to_string_lossy().to_string();
+        if let Some((site, _)) = name.split_once("_w") {
+            let key = format!("{}/{site}", target.parent().unwrap().display());
+            by_site.entry(key).or_insert(target);
+        }
+    }
+    let made = write_tiffs(&dir.path().join("bad-tiffs"));
+    assert_eq!(made["bad"].as_array().unwrap().len(), 4);
+    let victims: Vec<PathBuf> = by_site.into_values().take(4).collect();
+    let whole = std::fs::read(&victims[0]).unwrap();
+    std::fs::write(&victims[0], &whole[..whole.len() / 2]).unwrap();
+    for (v, name) in victims[1..]
+        .iter()
+        .zip(["rgb.tif", "float.tif", "not-a-tiff.tif"])
+    {
+        std::fs::copy(dir.path().join("bad-tiffs").join(name), v).unwrap();
+    }
+    let source = bad.display().to_string();
+    let s = run(
+        tiff_pipeline(pipeline("tiny.toml")),
+        &source,
+        &[format!("{source}/metadata.csv")],
+        &dir.path().join("s-bad").display().to_string(),
+        2,
+    )
+    .await;
+    assert_eq!((s.sites.stored, s.sites.rejected), (8, 4), "{s:?}");
+    let reasons: BTreeMap<&str, u64> = s
+        .rejects_by_reason
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        reasons,
+        // Objects: a rejected site's six channel files each carry its reason.
+        BTreeMap::from([("decode_error", 12), ("unexpected_format", 12)]),
+        "{s:?}"
+    );
+    assert_eq!(
+        s.objects.stored + s.objects.rejected + s.objects.ignored,
+        s.objects.discovered,
+        "{}",
+        s.conservation
+    );
 }
 
 /// Every file below `dir`.
