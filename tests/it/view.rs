@@ -210,3 +210,65 @@ async fn a_1536_well_plate_renders_a_32_by_48_heatmap() {
         assert_eq!(canvas.get(x + w / 2, y + h / 2), want, "{well}");
     }
 }
+
+/// `synth --dataset rxrx3`: a 1536-well plate in RxRx3's layout and metadata dialect
+/// ingests (every metadata column kept, SMILES with its commas), and its heatmap is the
+/// 32 x 48 grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synthetic_rxrx3_plate_ingests_and_draws_on_1536_wells() {
+    use cellshard_core::plate::PlateFormat;
+    use cellshard_synth::rxrx3::{RXRX3_LAYOUT, rxrx3_design};
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw").display().to_string();
+    let loc = cellshard_store::Location::parse(&raw, &BTreeMap::new()).unwrap();
+    let cfg = cellshard_synth::SynthConfig {
+        experiments: None,
+        plates: 1,
+        wells: Some(50),
+        sites: 1,
+        layout: RXRX3_LAYOUT.into(),
+        ..crate::tiny_synth(9)
+    };
+    let r = cellshard_synth::write_dataset(
+        loc.store.clone(),
+        &loc.prefix,
+        &rxrx3_design(1).unwrap(),
+        &cfg,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.sites, 50);
+    let mut p = crate::pipeline("tiny.toml");
+    p.source.layout = RXRX3_LAYOUT.into();
+    let store = dir.path().join("store").display().to_string();
+    let s = crate::run(p, &raw, &[format!("{raw}/metadata.csv")], &store, 2).await;
+    assert_eq!((s.sites.stored, s.sites.rejected), (50, 0), "{s:?}");
+    let smiles = crate::strings(
+        &crate::sql(
+            &store,
+            "SELECT DISTINCT \"SMILES\" FROM sites WHERE perturbation_type = 'COMPOUND'",
+        )
+        .await,
+        0,
+    );
+    assert!(
+        !smiles.is_empty() && smiles.iter().all(|s| s.contains(',')),
+        "{smiles:?}"
+    );
+    let session = cellshard_sql::open_session(&store, &BTreeMap::new(), AsOf::Latest)
+        .await
+        .unwrap();
+    let stat = cellshard_view::stat::Stat::parse("mean").unwrap();
+    let values = cellshard_view::data::plate_map(&session.ctx, "gene-001", 1, stat, 1)
+        .await
+        .unwrap();
+    assert_eq!(values.len(), 50);
+    assert_eq!(
+        PlateFormat::containing(values.keys().map(String::as_str)),
+        PlateFormat::W1536
+    );
+    let canvas = cellshard_view::render::plate("gene-001", 1, stat, 1, &values);
+    let (x, y, w, h) = cellshard_view::render::well_cell_of(PlateFormat::W1536, 31, 47);
+    assert!(x + w <= canvas.width && y + h <= canvas.height);
+}

@@ -124,6 +124,11 @@ struct SynthArgs {
     /// Output URL or path (images go below it, plus metadata.csv).
     #[arg(long)]
     out: String,
+    /// The dataset's shape: `rxrx1` (the real RxRx1 design, 384-well plates) or `rxrx3`
+    /// (1536-well plates of CRISPR, compound and control wells, RxRx3's layout and
+    /// metadata columns).
+    #[arg(long, value_enum, default_value_t = SynthDataset::Rxrx1)]
+    dataset: SynthDataset,
     /// The experiment design, an RxRx1 metadata.csv (plain or .zst) at a path or URL
     /// (default: the built-in real RxRx1 design).
     #[arg(long, env = "CELLSHARD_DESIGN")]
@@ -155,6 +160,12 @@ struct SynthArgs {
     /// Object store option for the output, KEY=VALUE (repeatable; e.g. endpoint, region).
     #[arg(long = "store-option", value_parser = sql::parse_kv)]
     store_options: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SynthDataset {
+    Rxrx1,
+    Rxrx3,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -281,8 +292,18 @@ pub fn error_line(e: &anyhow::Error) -> String {
 }
 
 async fn synth(a: SynthArgs) -> Result<()> {
-    let design = load_design(a.design.as_deref()).await?;
+    let rxrx3 = a.dataset == SynthDataset::Rxrx3;
+    let design = match (&a.design, rxrx3) {
+        (None, true) => cellshard_synth::rxrx3::rxrx3_design(a.plates)?,
+        (d, _) => load_design(d.as_deref()).await?,
+    };
+    let layout = if rxrx3 {
+        cellshard_synth::rxrx3::RXRX3_LAYOUT
+    } else {
+        cellshard_core::layout::RXRX1_LAYOUT
+    };
     let cfg = cellshard_synth::SynthConfig {
+        layout: layout.to_string(),
         experiments: (!a.experiments.is_empty()).then_some(a.experiments),
         plates: a.plates,
         wells: a.wells,
@@ -395,6 +416,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
     );
     synth(SynthArgs {
         out: raw.clone(),
+        dataset: SynthDataset::Rxrx1,
         design: a.design,
         experiments: vec!["HUVEC-01".into()],
         plates: a.plates,

@@ -1145,6 +1145,34 @@ fn a_run_killed_between_the_publish_commits_never_pairs_tensors_with_other_stati
 }
 
 #[test]
+fn synth_writes_an_rxrx3_shaped_plate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r3").display().to_string();
+    let args = [
+        "synth",
+        "--dataset",
+        "rxrx3",
+        "--out",
+        &out,
+        "--wells",
+        "3",
+        "--sites",
+        "1",
+    ];
+    let o = cellshard(args.iter().copied().chain(["--size", "64"]));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let csv = std::fs::read_to_string(dir.path().join("r3/metadata.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",gene,treatment,SMILES,concentration,perturbation_type"),
+        "{csv}"
+    );
+    assert!(dir.path().join("r3/gene-001/Plate1/A01_s1_w6.png").exists());
+}
+
+#[test]
 fn validate_store_names_plates_whose_tensors_lack_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let store = real_store(dir.path());

@@ -20,6 +20,7 @@ mod encode;
 mod error;
 mod render;
 mod rng;
+pub mod rxrx3;
 mod scene;
 mod write;
 
