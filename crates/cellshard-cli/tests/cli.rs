@@ -23,6 +23,7 @@ fn validate_accepts_shipped_pipelines() {
     for p in [
         "pipelines/rxrx1.toml",
         "pipelines/rxrx1-release.toml",
+        "pipelines/rxrx3.toml",
         "pipelines/tiny.toml",
     ] {
         let out = cellshard(["validate", p]);
@@ -1170,6 +1171,40 @@ fn synth_writes_an_rxrx3_shaped_plate() {
         "{csv}"
     );
     assert!(dir.path().join("r3/gene-001/Plate1/A01_s1_w6.png").exists());
+    // Full-size RxRx3-shaped originals through the shipped pipeline.
+    let big = dir.path().join("big").display().to_string();
+    let o = cellshard([
+        "synth",
+        "--dataset",
+        "rxrx3",
+        "--out",
+        &big,
+        "--wells",
+        "2",
+        "--sites",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let store = dir.path().join("store").display().to_string();
+    let md = format!("{big}/metadata.csv");
+    let o = cellshard([
+        "run",
+        "pipelines/rxrx3.toml",
+        "--source",
+        &big,
+        "--metadata",
+        &md,
+        "--sink",
+        &store,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        sql_one(
+            &store,
+            "SELECT count(*) FROM sites WHERE experiment = 'gene-001' AND channels = 6"
+        ),
+        "2"
+    );
 }
 
 #[test]
