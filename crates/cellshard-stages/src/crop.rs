@@ -19,6 +19,20 @@ pub fn center_crop(p: &Plane, size: u32) -> Plane {
     Plane::new(size, size, data)
 }
 
+/// `center_crop(downsample(plane, factor), crop)`: the stages after a full decode (the
+/// path of images decoded whole: interlaced PNGs, TIFFs). The crop must fit.
+pub fn downsample_then_crop(plane: Plane, factor: u32, crop: Option<u32>) -> Plane {
+    let d = if factor > 1 {
+        crate::downsample::downsample(&plane, factor)
+    } else {
+        plane
+    };
+    match crop {
+        Some(c) => center_crop(&d, c),
+        None => d,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

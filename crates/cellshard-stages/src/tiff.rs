@@ -216,15 +216,7 @@ pub fn decode_transformed(
             )));
         }
     }
-    let d = if factor > 1 {
-        crate::downsample::downsample(&full, factor)
-    } else {
-        full
-    };
-    Ok(match crop {
-        Some(c) => crate::crop::center_crop(&d, c),
-        None => d,
-    })
+    Ok(crate::crop::downsample_then_crop(full, factor, crop))
 }
 
 #[cfg(test)]

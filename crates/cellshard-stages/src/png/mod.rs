@@ -51,11 +51,8 @@ pub fn decode_transformed(
     png.header.check(spec)?;
     let g = CropGeometry::new(&png.header, factor, crop)?;
     if png.header.interlaced {
-        let d = crate::downsample::downsample(&full::decode(&png)?, factor);
-        return Ok(match crop {
-            Some(c) => crate::crop::center_crop(&d, c),
-            None => d,
-        });
+        let full = full::decode(&png)?;
+        return Ok(crate::crop::downsample_then_crop(full, factor, crop));
     }
     crop::with_thread_decoder(|d| d.decode(&png, &g))
 }

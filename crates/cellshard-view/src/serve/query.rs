@@ -85,22 +85,37 @@ impl Viewer {
         guard::check(&sql).map_err(Error::Usage)?;
         let s = self.session.clone();
         self.run(async move {
-            let df = s.ctx.sql_with_options(&sql, guard::options()).await?;
-            let mut stream = df.execute_stream().await?;
-            let (mut out, mut rows) = (Vec::new(), 0usize);
-            while rows < limit {
-                let Some(b) = stream.next().await else { break };
-                let b = b?;
-                let n = b.num_rows().min(limit - rows);
-                let lo = skip.max(rows);
-                let hi = skip.saturating_add(take).min(rows + n);
-                if lo < hi {
-                    out.push(b.slice(lo - rows, hi - lo));
-                }
-                rows += n;
-            }
+            let (_, out, rows) = page(&s.ctx, &sql, limit, skip, take).await?;
             Ok((out, rows))
         })
         .await
     }
+}
+
+/// Run a guarded `sql`: its schema, rows `skip..skip+take` of its first `limit` rows, and
+/// how many rows it has up to `limit`. Rows come off the result stream, only the page's
+/// are kept, and the rest is never computed.
+pub(super) async fn page(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    limit: usize,
+    skip: usize,
+    take: usize,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>, usize)> {
+    let df = ctx.sql_with_options(sql, guard::options()).await?;
+    let mut stream = df.execute_stream().await?;
+    let schema = stream.schema();
+    let (mut out, mut rows) = (Vec::new(), 0usize);
+    while rows < limit {
+        let Some(b) = stream.next().await else { break };
+        let b = b?;
+        let n = b.num_rows().min(limit - rows);
+        let lo = skip.max(rows);
+        let hi = skip.saturating_add(take).min(rows + n);
+        if lo < hi {
+            out.push(b.slice(lo - rows, hi - lo));
+        }
+        rows += n;
+    }
+    Ok((schema, out, rows))
 }

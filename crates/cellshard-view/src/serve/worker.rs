@@ -24,7 +24,6 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use cellshard_core::ErrorClass;
 use cellshard_sql::{AsOf, guard};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -159,24 +158,8 @@ pub async fn worker_main() -> Result<()> {
 /// it has up to `limit`, as an answer frame.
 async fn answer(session: &cellshard_sql::Session, r: Request) -> Result<Vec<u8>> {
     guard::check(&r.sql).map_err(Error::Usage)?;
-    let df = session
-        .ctx
-        .sql_with_options(&r.sql, guard::options())
-        .await?;
-    let mut stream = df.execute_stream().await?;
-    let schema = stream.schema();
-    let (mut out, mut rows) = (Vec::new(), 0usize);
-    while rows < r.limit {
-        let Some(b) = stream.next().await else { break };
-        let b = b?;
-        let n = b.num_rows().min(r.limit - rows);
-        let lo = r.skip.max(rows);
-        let hi = r.skip.saturating_add(r.take).min(rows + n);
-        if lo < hi {
-            out.push(b.slice(lo - rows, hi - lo));
-        }
-        rows += n;
-    }
+    let (schema, out, rows) =
+        super::query::page(&session.ctx, &r.sql, r.limit, r.skip, r.take).await?;
     let mut body = vec![0u8];
     body.extend(u64::try_from(rows).unwrap_or(u64::MAX).to_le_bytes());
     let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut body, &schema)?;
