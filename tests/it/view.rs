@@ -195,7 +195,7 @@ async fn a_1536_well_plate_renders_a_32_by_48_heatmap() {
         n.sort();
         n
     });
-    let canvas = render::plate("HUVEC-01", 1, stat, 1, &values);
+    let canvas = render::plate("HUVEC-01", 1, stat, "w1 Hoechst", &values);
     let f = PlateFormat::W1536;
     let (x, y, w, h) = render::well_cell_of(f, 31, 47);
     assert!(
@@ -268,7 +268,7 @@ async fn a_synthetic_rxrx3_plate_ingests_and_draws_on_1536_wells() {
         PlateFormat::containing(values.keys().map(String::as_str)),
         PlateFormat::W1536
     );
-    let canvas = cellshard_view::render::plate("gene-001", 1, stat, 1, &values);
+    let canvas = cellshard_view::render::plate("gene-001", 1, stat, "w1 Hoechst", &values);
     let (x, y, w, h) = cellshard_view::render::well_cell_of(PlateFormat::W1536, 31, 47);
     assert!(x + w <= canvas.width && y + h <= canvas.height);
 }

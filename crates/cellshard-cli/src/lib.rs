@@ -16,6 +16,7 @@ mod feed;
 mod ingest;
 mod maintain;
 mod sql;
+mod synth_jump;
 mod view;
 
 use std::collections::BTreeMap;
@@ -124,9 +125,10 @@ struct SynthArgs {
     /// Output URL or path (images go below it, plus metadata.csv).
     #[arg(long)]
     out: String,
-    /// The dataset's shape: `rxrx1` (the real RxRx1 design, 384-well plates) or `rxrx3`
+    /// The dataset's shape: `rxrx1` (the real RxRx1 design, 384-well plates), `rxrx3`
     /// (1536-well plates of CRISPR, compound and control wells, RxRx3's layout and
-    /// metadata columns).
+    /// metadata columns) or `jump` (one 5-channel plate of 16-bit TIFFs in JUMP's tree and
+    /// Phenix naming, with a load_data.csv and a vignetting field).
     #[arg(long, value_enum, default_value_t = SynthDataset::Rxrx1)]
     dataset: SynthDataset,
     /// The experiment design, an RxRx1 metadata.csv (plain or .zst) at a path or URL
@@ -145,9 +147,12 @@ struct SynthArgs {
     /// Sites per well.
     #[arg(long, default_value_t = 2)]
     sites: u32,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 2048)]
-    size: u32,
+    /// Image side in pixels (default 2048; 1080 for jump).
+    #[arg(long)]
+    size: Option<u32>,
+    /// jump: the vignetting strength (corners keep 1 - V of the light).
+    #[arg(long, default_value_t = 0.5)]
+    vignetting: f64,
     /// Bits per sample (8 or 16).
     #[arg(long, default_value_t = 16, value_parser = parse_bit_depth)]
     bit_depth: u8,
@@ -166,6 +171,7 @@ struct SynthArgs {
 enum SynthDataset {
     Rxrx1,
     Rxrx3,
+    Jump,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -279,6 +285,7 @@ pub async fn load_design(url: Option<&str>) -> Result<MetadataTable> {
         .with_context(|| format!("cannot read the design {url} (--design or CELLSHARD_DESIGN)"))?;
     let mut design = MetadataTable::new();
     cellshard_runtime::metadata::add_metadata_file(&mut design, url, &bytes)?;
+    design.finish();
     if let Some(e) = design.row_errors.first().filter(|_| design.is_empty()) {
         anyhow::bail!("the design {url} has no usable rows: {e}");
     }
@@ -292,6 +299,9 @@ pub fn error_line(e: &anyhow::Error) -> String {
 }
 
 async fn synth(a: SynthArgs) -> Result<()> {
+    if a.dataset == SynthDataset::Jump {
+        return synth_jump::synth_jump(a).await;
+    }
     let rxrx3 = a.dataset == SynthDataset::Rxrx3;
     let design = match (&a.design, rxrx3) {
         (None, true) => cellshard_synth::rxrx3::rxrx3_design(a.plates)?,
@@ -308,7 +318,7 @@ async fn synth(a: SynthArgs) -> Result<()> {
         plates: a.plates,
         wells: a.wells,
         sites: a.sites,
-        size: a.size,
+        size: a.size.unwrap_or(2048),
         bit_depth: a.bit_depth,
         seed: a.seed,
         compression: match a.compression {
@@ -365,6 +375,15 @@ pub(crate) fn validate_pipeline(path: &PathBuf) -> Result<()> {
             _ => String::new(),
         }
     )];
+    if let Some(i) = t.illumination {
+        steps.push(match p.illumination_files() {
+            Some(f) => format!("illumination from {f}"),
+            None => format!(
+                "illumination computed (block {}, median {}, robust minimum p{})",
+                i.block, i.filter_fraction, i.robust_min_percentile
+            ),
+        });
+    }
     if t.factor > 1 {
         steps.push(format!("downsample {}x", t.factor));
     }
@@ -382,14 +401,15 @@ pub(crate) fn validate_pipeline(path: &PathBuf) -> Result<()> {
         t.output.numpy_name()
     ));
     println!(
-        "ok: pipeline {:?} (hash {}): {}; tensor {}x{}x{} {}; layout {}",
+        "ok: pipeline {:?} (hash {}): {}; tensor {}x{}x{} {}; channels {}; layout {}",
         p.name,
         p.hash(),
         steps.join(" -> "),
-        p.source.channels,
+        p.source.channels.count(),
         h,
         w,
         t.output.numpy_name(),
+        p.source.channels.names().join(","),
         p.source.layout
     );
     Ok(())
@@ -422,7 +442,8 @@ async fn demo(a: DemoArgs) -> Result<()> {
         plates: a.plates,
         wells: Some(a.wells),
         sites: 2,
-        size: t.width.unwrap_or(2048),
+        size: Some(t.width.unwrap_or(2048)),
+        vignetting: 0.5,
         bit_depth: t.bit_depth,
         seed: 0,
         compression: Compression::Default,

@@ -118,10 +118,14 @@ fn self_command(sub: &str) -> Vec<std::ffi::OsString> {
 
 pub async fn render_cmd(a: RenderArgs) -> Result<()> {
     let session = open(&a.store, &a.travel).await?;
+    let palette = cellshard_core::palette::Palette::new(
+        session.tensor.map_or(6, |t| t.channels),
+        &session.channel_names,
+    );
     let channels = a
         .channels
         .as_deref()
-        .map(render::parse_channels)
+        .map(|c| render::parse_channels(c, &palette))
         .transpose()?;
     let contrast = render::Contrast::parse(&a.contrast)?;
     let canvas = if let Some(id) = &a.site {
@@ -153,11 +157,11 @@ pub async fn render_cmd(a: RenderArgs) -> Result<()> {
         data::check_channel(a.channel, session.tensor.map_or(6, |t| t.channels))?;
         if a.before_after {
             let d = data::before_after(&session.ctx, &experiment, plate, a.channel).await?;
-            render::before_after(&experiment, plate, a.channel, &d)
+            render::before_after(&experiment, plate, &palette.label(a.channel), &d)
         } else {
             let stat = Stat::parse(&a.stat)?;
             let values = data::plate_map(&session.ctx, &experiment, plate, stat, a.channel).await?;
-            render::plate(&experiment, plate, stat, a.channel, &values)
+            render::plate(&experiment, plate, stat, &palette.label(a.channel), &values)
         }
     } else {
         return Err(crate::exit::invalid(

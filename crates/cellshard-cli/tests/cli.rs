@@ -24,6 +24,7 @@ fn validate_accepts_shipped_pipelines() {
         "pipelines/rxrx1.toml",
         "pipelines/rxrx1-release.toml",
         "pipelines/rxrx3.toml",
+        "pipelines/jump-cpg0016.toml",
         "pipelines/tiny.toml",
     ] {
         let out = cellshard(["validate", p]);

@@ -215,7 +215,7 @@ fn server_state(
     let mut state = SessionStateBuilder::new_from_existing(state)
         .with_runtime_env(runtime(stores)?)
         .build();
-    for f in udf::functions(None) {
+    for f in udf::functions(&udf::StoreTensor::default()) {
         state.register_udf(Arc::new(f))?;
     }
     Ok(state)

@@ -15,6 +15,11 @@ use crate::{Error, Result};
 /// The RxRx1 bucket layout.
 pub const RXRX1_LAYOUT: &str = "{dataset}/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png";
 
+/// JUMP Cell Painting's image tree (Cell Painting Gallery `cpg0016`): the source is the
+/// dataset, the plate barcode the experiment; the batch and the measurement's timestamp are
+/// matched and not recorded (`load_data.csv` carries them).
+pub const JUMP_LAYOUT: &str = "{dataset}/images/{*}/images/{experiment}__{*}/Images/r{row:02}c{col:02}f{field:02}p{plane:02}-ch{channel}sk1fk1fl1.tiff";
+
 /// A placeholder of a layout template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -39,6 +44,9 @@ pub enum Field {
     FieldNo,
     /// `{plane}`, the focal plane (Phenix `p01`): recorded; one plane per site is stored.
     Plane,
+    /// `{*}`: any text within one path segment, not recorded (a timestamp, a batch name,
+    /// a measurement number). May appear more than once.
+    Any,
 }
 
 impl Field {
@@ -54,12 +62,16 @@ impl Field {
             "col" => Field::Col,
             "field" => Field::FieldNo,
             "plane" => Field::Plane,
+            "*" => Field::Any,
             _ => return None,
         })
     }
 
     fn numeric(self) -> bool {
-        !matches!(self, Field::Dataset | Field::Experiment | Field::Well)
+        !matches!(
+            self,
+            Field::Dataset | Field::Experiment | Field::Well | Field::Any
+        )
     }
 
     fn name(self) -> &'static str {
@@ -74,6 +86,7 @@ impl Field {
             Field::Col => "col",
             Field::FieldNo => "field",
             Field::Plane => "plane",
+            Field::Any => "*",
         }
     }
 }
@@ -100,7 +113,8 @@ pub struct KeyFields {
     pub dataset: Option<String>,
     /// Experiment (batch) name.
     pub experiment: String,
-    /// Plate number.
+    /// Plate number (1 when the layout has no `{plate}`: a plate named by its barcode is
+    /// the `{experiment}`).
     pub plate: u32,
     /// Well address.
     pub well: String,
@@ -124,7 +138,9 @@ pub enum KeyMatch {
 }
 
 impl LayoutTemplate {
-    /// Parse a template. Requires `experiment`, `plate`, `well`, `site` and `channel`.
+    /// Parse a template. Requires `experiment`, `well` (or `row` and `col`), `site` (or
+    /// `field`) and `channel`. Without `{plate}` every key is plate 1: layouts whose plates
+    /// are named by barcode (JUMP's `BR00117035`) use `{experiment}` for the barcode.
     pub fn parse(text: &str) -> Result<Self> {
         let err = |message: String| Error::Layout {
             template: text.to_string(),
@@ -158,7 +174,7 @@ impl LayoutTemplate {
                 };
                 let field = Field::parse(name).ok_or_else(|| {
                     err(format!(
-                        "unknown placeholder {{{name}}}; known: dataset, experiment, plate, well (or row and col), site (or field), channel, plane"
+                        "unknown placeholder {{{name}}}; known: dataset, experiment, plate, well (or row and col), site (or field), channel, plane, * (any text)"
                     ))
                 })?;
                 if width > 0 && !field.numeric() {
@@ -169,9 +185,10 @@ impl LayoutTemplate {
                         "placeholder {{{name}}} directly follows another placeholder; separate them with a literal"
                     )));
                 }
-                if tokens
-                    .iter()
-                    .any(|t| matches!(t, Token::Field(f, _) if *f == field))
+                if field != Field::Any
+                    && tokens
+                        .iter()
+                        .any(|t| matches!(t, Token::Field(f, _) if *f == field))
                 {
                     return Err(err(format!("placeholder {{{name}}} appears twice")));
                 }
@@ -190,7 +207,7 @@ impl LayoutTemplate {
                 .iter()
                 .any(|t| matches!(t, Token::Field(g, _) if *g == f))
         };
-        for required in [Field::Experiment, Field::Plate, Field::Channel] {
+        for required in [Field::Experiment, Field::Channel] {
             if !has(required) {
                 return Err(err(format!("missing placeholder {{{}}}", required.name())));
             }
@@ -226,9 +243,15 @@ impl LayoutTemplate {
         if !match_tokens(&self.tokens, key, &mut values) {
             return KeyMatch::Ignored;
         }
-        let mut fields = KeyFields::default();
+        let mut fields = KeyFields {
+            plate: 1,
+            ..KeyFields::default()
+        };
         let (mut row, mut col) = (None, None);
         for (field, value) in values {
+            if field == Field::Any {
+                continue;
+            }
             if let Err(why) = check_value(field, value) {
                 return KeyMatch::Invalid(why);
             }
@@ -282,6 +305,8 @@ impl LayoutTemplate {
                 Token::Field(Field::Dataset, _) => out.push_str(f.dataset.as_deref().unwrap_or("")),
                 Token::Field(Field::Experiment, _) => out.push_str(&f.experiment),
                 Token::Field(Field::Well, _) => out.push_str(&f.well),
+                // Any text matches; a rendered key needs some.
+                Token::Field(Field::Any, _) => out.push('0'),
                 Token::Field(field, w) => {
                     let n = match field {
                         Field::Plate => f.plate,

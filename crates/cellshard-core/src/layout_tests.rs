@@ -135,3 +135,33 @@ fn bad_templates_are_errors() {
     assert!(LayoutTemplate::parse("{experiment}/{bogus}/{well}_s{site}_w{channel}").is_err());
     assert!(LayoutTemplate::parse("{experiment/Plate{plate}").is_err());
 }
+
+#[test]
+fn jump_tree_names_plates_by_barcode() {
+    let t = LayoutTemplate::parse(JUMP_LAYOUT).unwrap();
+    let key = "source_4/images/2021_04_26_Batch1/images/BR00117035__2021-05-02T16_02_51-Measurement1/Images/r16c24f09p01-ch5sk1fk1fl1.tiff";
+    let KeyMatch::Matched(f) = t.match_key(key) else {
+        panic!("{key}")
+    };
+    assert_eq!(
+        (
+            f.dataset.as_deref(),
+            f.experiment.as_str(),
+            f.plate,
+            f.well.as_str(),
+            f.site,
+            f.channel
+        ),
+        (Some("source_4"), "BR00117035", 1, "P24", 9, 5)
+    );
+    // The wildcard never crosses a '/', and the barcode needs its `__`.
+    for other in [
+        "source_4/images/a/b/images/BR1__t/Images/r01c01f01p01-ch1sk1fk1fl1.tiff",
+        "source_4/images/B1/images/BR00117035/Images/r01c01f01p01-ch1sk1fk1fl1.tiff",
+    ] {
+        assert_eq!(t.match_key(other), KeyMatch::Ignored, "{other}");
+    }
+    // `{*}` may repeat; every other placeholder may not.
+    assert!(LayoutTemplate::parse("{*}/{*}/{experiment}/{well}_s{site}_w{channel}.png").is_ok());
+    assert!(LayoutTemplate::parse("{experiment}/{*}{well}_s{site}_w{channel}.png").is_err());
+}

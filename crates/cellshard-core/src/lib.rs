@@ -9,6 +9,7 @@ pub mod error;
 pub mod failure;
 pub mod layout;
 pub mod metadata;
+pub mod palette;
 pub mod pipeline;
 pub mod plate;
 pub mod reject;
@@ -21,7 +22,9 @@ pub use error::{Error, Result};
 pub use failure::{ErrorClass, SiteError};
 pub use layout::{KeyFields, LayoutTemplate};
 pub use metadata::{MetadataTable, SiteMetadata};
-pub use pipeline::{ImageFormat, NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
+pub use pipeline::{
+    Channels, ImageFormat, NormalizeMethod, OutputDtype, Pipeline, Reference, Stage,
+};
 pub use reject::RejectReason;
 pub use report::error_line;
 pub use site::{PlateKey, SiteKey};

@@ -1,6 +1,16 @@
-//! Experiment metadata: the RxRx1 `metadata.csv` dialect (one row per site) and the Kaggle
+//! Experiment metadata: the RxRx1 `metadata.csv` dialect (one row per site), the Kaggle
 //! competition dialect (`train.csv`, `test.csv`, `*_controls.csv`: one row per well, keyed
-//! by `id_code`). Several files merge into one [`MetadataTable`].
+//! by `id_code`), RxRx3's `metadata.csv` (per well, `experiment_name`/`address`) and JUMP's
+//! `load_data.csv` (per site: `Metadata_Plate` is the plate's barcode, which cellshard keys
+//! as the experiment, plate 1; `FileName_Orig{Channel}` names each channel's file). Several
+//! files merge into one [`MetadataTable`]:
+//! - a site's row takes the values its well's row has and it lacks (JUMP's per-well
+//!   `well.csv` beside the per-site `load_data.csv`);
+//! - a file with no well column is a lookup table joined on every column it shares with the
+//!   files before it (JUMP's `plate.csv` on `Metadata_Plate`, `compound.csv` on
+//!   `Metadata_JCP2022`), so it comes after the files it extends.
+//!
+//! [`MetadataTable::finish`] applies both once every file is read.
 //!
 //! Every column is carried: the well-known ones are typed (`cell_type`, `dataset`,
 //! `well_type`, `sirna_id`), every other column is kept as a string in `extra`, in the
@@ -37,6 +47,16 @@ pub struct SiteMetadata {
 
 type RowKey = (String, u32, String, Option<u32>);
 
+/// A file without a well column: rows keyed by the values of the columns it shares with
+/// the rows (`keys`, indexes into `extra_columns`), giving values for `values`.
+#[derive(Debug, Clone)]
+struct LookupTable {
+    path: String,
+    keys: Vec<usize>,
+    values: Vec<usize>,
+    rows: HashMap<Vec<String>, Vec<Option<String>>>,
+}
+
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<'a> {
@@ -54,6 +74,10 @@ pub struct MetadataTable {
     extra_columns: Vec<String>,
     rows: HashMap<RowKey, (Arc<SiteMetadata>, String)>,
     conflicts: HashMap<RowKey, String>,
+    /// Lookup tables waiting for [`MetadataTable::finish`], in file order.
+    lookups: Vec<LookupTable>,
+    /// `(experiment, file name)` -> channel name, from `FileName_Orig{Channel}` columns.
+    channel_files: HashMap<(String, String), String>,
     /// Rows (or whole files) that could not be used.
     pub row_errors: Vec<RowError>,
 }
@@ -72,6 +96,9 @@ impl std::fmt::Display for RowError {
         write!(f, "{}: {}", self.at, self.message)
     }
 }
+
+/// Prefix of JUMP's per-channel file name columns (`FileName_OrigDNA`).
+const FILE_NAME: &str = "FileName_Orig";
 
 const KNOWN: &[&str] = &[
     "site_id",
@@ -153,16 +180,36 @@ impl MetadataTable {
                 .find_map(|n| headers.iter().position(|h| h == n))
         };
         let kaggle = col(&["id_code"]).is_some();
-        let experiment = col(&["experiment", "experiment_name"]);
+        let barcode = col(&["Metadata_Plate"]);
+        let experiment = col(&["experiment", "experiment_name"]).or(barcode);
         let plate = col(&["plate"]);
-        let well = col(&["well", "address"]);
-        let (Some(experiment), Some(plate), Some(well)) = (experiment, plate, well) else {
+        let well = col(&["well", "address", "Metadata_Well"]);
+        if well.is_none() {
+            return self.add_lookup(path, &headers, reader).map_err(err);
+        }
+        let (Some(experiment), Some(well)) = (experiment, well) else {
             return Err(err(format!(
                 "the header lacks required columns: need experiment, plate and well; found {}",
                 headers.join(",")
             )));
         };
-        let site = col(&["site"]);
+        // A plate named by barcode (JUMP) is plate 1 of the experiment the barcode names.
+        let plate = match plate {
+            Some(p) => Some(p),
+            None if Some(experiment) == barcode => None,
+            None => {
+                return Err(err(format!(
+                    "the header lacks required columns: need experiment, plate and well; found {}",
+                    headers.join(",")
+                )));
+            }
+        };
+        let site = col(&["site", "Metadata_Site"]);
+        let files: Vec<(usize, String)> = headers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((i, h.strip_prefix(FILE_NAME)?.to_string())))
+            .collect();
         let cell_type = col(&["cell_type"]);
         let dataset = col(&["dataset"]);
         let well_type = col(&["well_type"]);
@@ -222,10 +269,23 @@ impl MetadataTable {
                 self.row_error(&at, "empty experiment or well".to_string());
                 continue;
             }
-            let Ok(plate_n) = get(plate).parse::<u32>() else {
-                self.row_error(&at, format!("plate {:?} is not a number", get(plate)));
-                continue;
+            let plate_n = match plate.map(get) {
+                None => 1,
+                Some(v) => {
+                    let Ok(n) = v.parse::<u32>() else {
+                        self.row_error(&at, format!("plate {v:?} is not a number"));
+                        continue;
+                    };
+                    n
+                }
             };
+            for (i, name) in &files {
+                let file = get(*i);
+                if !file.is_empty() {
+                    self.channel_files
+                        .insert((exp.clone(), file.to_string()), name.clone());
+                }
+            }
             let site_n = match site.map(get) {
                 None => None,
                 Some(s) => match s.parse::<u32>() {
@@ -295,6 +355,142 @@ impl MetadataTable {
         Ok(added)
     }
 
+    /// A file without a well column: a lookup table joined on the columns it shares with
+    /// the files before it.
+    fn add_lookup(
+        &mut self,
+        path: &str,
+        headers: &[String],
+        mut reader: csv::Reader<&[u8]>,
+    ) -> std::result::Result<usize, String> {
+        let keys: Vec<(usize, usize)> = headers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((i, self.extra_columns.iter().position(|c| c == h)?)))
+            .collect();
+        if keys.is_empty() {
+            return Err(format!(
+                "the header lacks required columns: need experiment, plate and well, or a column of an earlier file to join on; found {}",
+                headers.join(",")
+            ));
+        }
+        let mut values = Vec::new();
+        for (i, h) in headers.iter().enumerate() {
+            if keys.iter().any(|(k, _)| *k == i) || KNOWN.contains(&h.as_str()) {
+                continue;
+            }
+            let idx = match self.extra_columns.iter().position(|c| c == h) {
+                Some(idx) => idx,
+                None => {
+                    self.extra_columns.push(h.clone());
+                    self.extra_columns.len() - 1
+                }
+            };
+            values.push((i, idx));
+        }
+        let mut rows = HashMap::new();
+        for (n, record) in reader.records().enumerate() {
+            let at = format!("{path}:{}", n + 2);
+            let record = match record {
+                Ok(r) if r.len() == headers.len() => r,
+                Ok(r) => {
+                    let msg = format!("has {} fields, the header has {}", r.len(), headers.len());
+                    self.row_error(&at, msg);
+                    continue;
+                }
+                Err(e) => {
+                    self.row_error(&at, format!("unreadable row: {e}"));
+                    continue;
+                }
+            };
+            let get = |i: usize| record.get(i).unwrap_or("").trim().to_string();
+            let key: Vec<String> = keys.iter().map(|(i, _)| get(*i)).collect();
+            let vals: Vec<Option<String>> = values
+                .iter()
+                .map(|(i, _)| Some(get(*i)).filter(|v| !v.is_empty()))
+                .collect();
+            if let Some(old) = rows.insert(key, vals.clone())
+                && old != vals
+            {
+                self.row_error(&at, "repeats an earlier row's key with other values".into());
+            }
+        }
+        let added = rows.len();
+        self.lookups.push(LookupTable {
+            path: path.to_string(),
+            keys: keys.iter().map(|(_, c)| *c).collect(),
+            values: values.iter().map(|(_, c)| *c).collect(),
+            rows,
+        });
+        Ok(added)
+    }
+
+    /// Merge what the files say about each site: a site's row takes its well row's values
+    /// where it has none, then the lookup tables fill their columns, in file order. Call
+    /// once every file is added.
+    pub fn finish(&mut self) {
+        let wells: HashMap<RowKey, Arc<SiteMetadata>> = self
+            .rows
+            .iter()
+            .filter(|(k, _)| k.3.is_none())
+            .map(|(k, (r, _))| (k.clone(), r.clone()))
+            .collect();
+        let lookups = std::mem::take(&mut self.lookups);
+        let width = self.extra_columns.len();
+        for (key, (row, _)) in &mut self.rows {
+            let well = key
+                .3
+                .and_then(|_| wells.get(&(key.0.clone(), key.1, key.2.clone(), None)));
+            if well.is_none() && lookups.is_empty() {
+                continue;
+            }
+            let row = Arc::make_mut(row);
+            row.extra.resize(width, None);
+            if let Some(w) = well {
+                for (mine, theirs) in row.extra.iter_mut().zip(&w.extra) {
+                    if mine.is_none() {
+                        mine.clone_from(theirs);
+                    }
+                }
+            }
+            for l in &lookups {
+                let Some(key) = l
+                    .keys
+                    .iter()
+                    .map(|k| row.extra[*k].clone())
+                    .collect::<Option<Vec<String>>>()
+                else {
+                    continue;
+                };
+                if let Some(vals) = l.rows.get(&key) {
+                    for (c, v) in l.values.iter().zip(vals) {
+                        if row.extra[*c].is_none() {
+                            row.extra[*c].clone_from(v);
+                        }
+                    }
+                }
+            }
+        }
+        for l in &lookups {
+            if l.rows.is_empty() {
+                self.row_error(&l.path, "the lookup table has no rows".into());
+            }
+        }
+    }
+
+    /// The channel `file` (a file name, without directories) holds on plate `experiment`,
+    /// by the `FileName_Orig{Channel}` columns of a `load_data.csv`.
+    pub fn channel_of_file(&self, experiment: &str, file: &str) -> Option<&str> {
+        self.channel_files
+            .get(&(experiment.to_string(), file.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Whether a file named channels by file (`load_data.csv`).
+    pub fn names_channel_files(&self) -> bool {
+        !self.channel_files.is_empty()
+    }
+
     /// Metadata for a site: its own row, else its well's row.
     pub fn lookup(&self, key: &SiteKey) -> Lookup<'_> {
         let mut k: RowKey = (
@@ -350,148 +546,5 @@ fn file_dataset(path: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(e: &str, p: u32, w: &str, s: u32) -> SiteKey {
-        SiteKey {
-            experiment: e.into(),
-            plate: p,
-            well: w.into(),
-            site: s,
-        }
-    }
-
-    #[test]
-    fn rxrx1_dialect_per_site() {
-        let csv = "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna_id,plate_group\n\
-                   HEPG2-01_1_B02_1,HEPG2-01_1_B02,HEPG2,train,HEPG2-01,1,B02,1,negative_control,1138,1\n\
-                   HEPG2-08_1_B03_2,HEPG2-08_1_B03,HEPG2,test,HEPG2-08,1,B03,2,treatment,,1\n";
-        let mut t = MetadataTable::new();
-        assert_eq!(t.add_csv("metadata.csv", csv.as_bytes()).unwrap(), 2);
-        assert_eq!(t.extra_columns(), ["plate_group"]);
-        let Lookup::Found(m) = t.lookup(&key("HEPG2-01", 1, "B02", 1)) else {
-            panic!()
-        };
-        assert_eq!(
-            (m.well_type.as_str(), m.sirna_id),
-            ("negative_control", Some(1138))
-        );
-        assert_eq!(m.extra, vec![Some("1".to_string())]);
-        let Lookup::Found(m) = t.lookup(&key("HEPG2-08", 1, "B03", 2)) else {
-            panic!()
-        };
-        assert_eq!(m.sirna_id, None);
-        assert_eq!(t.lookup(&key("HEPG2-08", 1, "B03", 1)), Lookup::Missing);
-    }
-
-    #[test]
-    fn rxrx3_dialect_per_well_keeps_every_column_and_quoted_smiles() {
-        let mut t = MetadataTable::new();
-        let csv = "well_id,experiment_name,plate,address,gene,treatment,SMILES,concentration,perturbation_type,cell_type\n\
-                   gene-079_8_AD27,gene-079,8,AD27,EMPTY_control,,,,CONTROL,HUVEC\n\
-                   compound-001_1_B02,compound-001,1,B02,,SID-17,\"CC(=O)O,c1ccccc1 [Na+].[Cl-]\",2.5,COMPOUND,HUVEC\n";
-        assert_eq!(t.add_csv("rxrx3/metadata.csv", csv.as_bytes()).unwrap(), 2);
-        assert_eq!(
-            t.extra_columns(),
-            [
-                "gene",
-                "treatment",
-                "SMILES",
-                "concentration",
-                "perturbation_type"
-            ]
-        );
-        // One row per well: every site of the well has it.
-        for s in [1, 9] {
-            let Lookup::Found(m) = t.lookup(&key("gene-079", 8, "AD27", s)) else {
-                panic!()
-            };
-            assert_eq!((m.cell_type.as_str(), m.well.as_str()), ("HUVEC", "AD27"));
-            assert_eq!(m.extra[0].as_deref(), Some("EMPTY_control"));
-            assert_eq!(m.extra[4].as_deref(), Some("CONTROL"));
-        }
-        let Lookup::Found(m) = t.lookup(&key("compound-001", 1, "B02", 1)) else {
-            panic!()
-        };
-        assert_eq!(m.extra[2].as_deref(), Some("CC(=O)O,c1ccccc1 [Na+].[Cl-]"));
-        assert_eq!(m.extra[3].as_deref(), Some("2.5"));
-        assert!(t.row_errors.is_empty(), "{:?}", t.row_errors);
-    }
-
-    #[test]
-    fn kaggle_dialect_per_well() {
-        let mut t = MetadataTable::new();
-        t.add_csv(
-            "kaggle/train.csv",
-            b"id_code,experiment,plate,well,sirna\nHUVEC-01_1_B03,HUVEC-01,1,B03,513\n",
-        )
-        .unwrap();
-        t.add_csv(
-            "kaggle/train_controls.csv",
-            b"id_code,experiment,plate,well,sirna,well_type\nHUVEC-01_1_B02,HUVEC-01,1,B02,1138,negative_control\n",
-        )
-        .unwrap();
-        for s in [1, 2] {
-            let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B03", s)) else {
-                panic!()
-            };
-            assert_eq!(m.cell_type, "HUVEC");
-            assert_eq!(m.dataset.as_deref(), Some("train"));
-            assert_eq!((m.well_type.as_str(), m.sirna_id), ("treatment", Some(513)));
-        }
-        let Lookup::Found(m) = t.lookup(&key("HUVEC-01", 1, "B02", 1)) else {
-            panic!()
-        };
-        assert_eq!(m.well_type, "negative_control");
-        assert!(t.extra_columns().is_empty());
-    }
-
-    #[test]
-    fn bad_rows_are_collected_and_conflicts_flagged() {
-        let csv = "experiment,plate,well,site,well_type,note\n\
-                   E,1,B02,1,treatment,\"a, quoted note\"\n\
-                   E,x,B02,1,treatment,n\n\
-                   E,1,B03\n\
-                   E,1,B02,1,negative_control,n\n";
-        let mut t = MetadataTable::new();
-        t.add_csv("m.csv", csv.as_bytes()).unwrap();
-        assert_eq!(t.row_errors.len(), 3, "{:?}", t.row_errors);
-        assert!(
-            t.row_errors[0].to_string().starts_with("m.csv:3: plate"),
-            "{:?}",
-            t.row_errors
-        );
-        assert!(matches!(
-            t.lookup(&key("E", 1, "B02", 1)),
-            Lookup::Conflict(_)
-        ));
-    }
-
-    #[test]
-    fn empty_and_headerless_files() {
-        let mut t = MetadataTable::new();
-        assert_eq!(t.add_csv("empty.csv", b"").unwrap(), 0);
-        assert_eq!(t.add_csv("bad.csv", b"a,b,c\n1,2,3\n").unwrap(), 0);
-        assert_eq!(
-            t.add_csv("header.csv", b"experiment,plate,well,site\n")
-                .unwrap(),
-            0
-        );
-        assert_eq!(t.row_errors.len(), 2, "{:?}", t.row_errors);
-        assert!(
-            t.row_errors[0]
-                .to_string()
-                .starts_with("empty.csv: the file is empty"),
-            "{:?}",
-            t.row_errors
-        );
-        assert!(
-            t.row_errors[1]
-                .to_string()
-                .contains("lacks required columns"),
-            "{:?}",
-            t.row_errors
-        );
-    }
-}
+#[path = "metadata_tests.rs"]
+mod tests;

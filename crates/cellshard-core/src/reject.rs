@@ -27,6 +27,8 @@ pub enum RejectReason {
     InconsistentChannels,
     /// The plate could not be normalized (no reference pixels).
     Normalize,
+    /// The plate's illumination function could not be computed or read.
+    Illumination,
     /// A metadata row (or a whole metadata file) could not be used.
     BadMetadataRow,
 }
@@ -46,6 +48,7 @@ impl RejectReason {
             RejectReason::Format => "unexpected_format",
             RejectReason::InconsistentChannels => "inconsistent_channels",
             RejectReason::Normalize => "normalize_failed",
+            RejectReason::Illumination => "illumination_failed",
             RejectReason::BadMetadataRow => "bad_metadata_row",
         }
     }
@@ -64,6 +67,7 @@ impl RejectReason {
                 "decode"
             }
             RejectReason::Normalize => "normalize",
+            RejectReason::Illumination => "illumination",
             RejectReason::BadMetadataRow => "metadata",
         }
     }

@@ -292,6 +292,11 @@ impl Feed {
         self.selection.shape.dims
     }
 
+    /// Channel names in stacking order (`w1`.. for stores that name none).
+    pub fn channel_names(&self) -> &[String] {
+        &self.selection.channel_names
+    }
+
     /// The data files whose rows the selection read (after partition pruning).
     pub fn files(&self) -> Vec<String> {
         self.selection

@@ -116,6 +116,9 @@ pub struct Selection {
     pub meta: RecordBatch,
     /// The tensor's shape.
     pub shape: TensorShape,
+    /// Channel names in stacking order (`cellshard.channel_names`; `w1`.. when the files
+    /// name none).
+    pub channel_names: Vec<String>,
 }
 
 /// A `sites` data file as the log lists it: path, size, partition values.
@@ -218,6 +221,7 @@ pub(crate) async fn select(
     let mut refs = Vec::new();
     let mut batches = Vec::new();
     let mut shape = None;
+    let mut names: Option<Vec<String>> = None;
     for (i, (relative, size, partitions)) in files.into_iter().enumerate() {
         let file = u32::try_from(i).map_err(|_| Error::Store {
             url: sites.url.to_string(),
@@ -242,6 +246,15 @@ pub(crate) async fn select(
             .index_of(TENSOR)
             .map_err(|_| read_err(ParquetError::General("no tensor column".into())))?;
         shape = shape.or_else(|| TensorShape::from_field(schema.field(tensor)));
+        names = names.or_else(|| {
+            let text = schema
+                .field(tensor)
+                .metadata()
+                .get("cellshard.channel_names")?;
+            serde_json::from_str::<Vec<String>>(text)
+                .ok()
+                .filter(|v| !v.is_empty())
+        });
         let roots: Vec<usize> = (0..schema.fields().len())
             .filter(|&c| c != tensor)
             .collect();
@@ -364,6 +377,9 @@ pub(crate) async fn select(
         site_ids,
         meta,
         shape,
+        channel_names: names
+            .filter(|n| n.len() == shape.dims[0])
+            .unwrap_or_else(|| (1..=shape.dims[0]).map(|c| format!("w{c}")).collect()),
     })
 }
 

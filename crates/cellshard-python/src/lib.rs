@@ -252,6 +252,12 @@ impl PyFeed {
         self.shared.feed.rank_batch()
     }
 
+    /// Channel names in stacking order (`w1`.. for stores that name none).
+    #[getter]
+    fn channel_names(&self) -> Vec<String> {
+        self.shared.feed.channel_names().to_vec()
+    }
+
     /// Compressed tensor bytes of an epoch (all ranks).
     #[getter]
     fn bytes_to_read(&self) -> u64 {
@@ -358,7 +364,7 @@ impl Drop for TensorMemory {
 /// (the step's first global position) and `metadata` (Arrow, one row per slot).
 #[pyclass(module = "cellshard._cellshard")]
 struct Batch {
-    #[pyo3(get)]
+    #[pyo3(get, set)]
     tensors: Py<PyAny>,
     #[pyo3(get)]
     valid: Py<PyAny>,

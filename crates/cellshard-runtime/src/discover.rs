@@ -107,8 +107,14 @@ pub(crate) async fn discover(opts: &RunOptions) -> Result<Discovered> {
         let bytes = read_object(url, &p.source.options).await?;
         crate::metadata::add_metadata_file(&mut metadata, url, &bytes)?;
     }
+    metadata.finish();
     let t_list = Instant::now();
-    let listing = list_source(&source, &layout, opts.worker, &opts.selection).await?;
+    let names = ChannelNames {
+        names: p.source.channels.names(),
+        by_file: p.source.channels.named() && metadata.names_channel_files(),
+        metadata: &metadata,
+    };
+    let listing = list_source(&source, &layout, &names, opts.worker, &opts.selection).await?;
     Ok(Discovered {
         source,
         sink,
@@ -118,11 +124,42 @@ pub(crate) async fn discover(opts: &RunOptions) -> Result<Discovered> {
     })
 }
 
+/// How a matched key's channel is found: its `{channel}` number, or (`by_file`) the
+/// channel a `load_data.csv` names for the file, by its position in `names`.
+pub struct ChannelNames<'a> {
+    /// The pipeline's channel names, in stacking order.
+    pub names: Vec<String>,
+    /// Whether `metadata` names each file's channel.
+    pub by_file: bool,
+    /// The run's metadata.
+    pub metadata: &'a cellshard_core::MetadataTable,
+}
+
+impl ChannelNames<'_> {
+    /// The 1-based channel of `key` on `experiment`, or why the key is ignored.
+    fn channel(&self, experiment: &str, key: &str, number: u32) -> Result<u32, String> {
+        if !self.by_file {
+            return Ok(number);
+        }
+        let file = key.rsplit('/').next().unwrap_or(key);
+        let Some(name) = self.metadata.channel_of_file(experiment, file) else {
+            return Err("file not named in load_data.csv".into());
+        };
+        match self.names.iter().position(|n| n == name) {
+            Some(i) => Ok(u32::try_from(i + 1).unwrap_or(u32::MAX)),
+            None => Err(format!(
+                "channel {name} is not one of the pipeline's channels"
+            )),
+        }
+    }
+}
+
 /// List `source` and group what matches `layout`; keep the selected plates of this
 /// worker's share.
 pub async fn list_source(
     source: &Location,
     layout: &LayoutTemplate,
+    names: &ChannelNames<'_>,
     share: WorkerShare,
     selection: &PlateSelection,
 ) -> Result<Listing> {
@@ -200,7 +237,14 @@ pub async fn list_source(
                 reason: RejectReason::InvalidKey,
                 message: format!("{key}: {why}"),
             }),
-            KeyMatch::Matched(f) => {
+            KeyMatch::Matched(mut f) => {
+                match names.channel(&f.experiment, key, f.channel) {
+                    Ok(c) => f.channel = c,
+                    Err(why) => {
+                        *listing.ignored.entry(why).or_default() += 1;
+                        continue;
+                    }
+                }
                 let site = SiteKey {
                     experiment: f.experiment,
                     plate: f.plate,

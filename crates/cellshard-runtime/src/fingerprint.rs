@@ -3,7 +3,8 @@
 //! Inputs: the plate's source objects (key, size, ETag; every object listed for the plate,
 //! including those that end up rejected), the metadata each of its sites resolves to, the
 //! pipeline's semantics (layout, channels, stages, tensor ZSTD level: the pipeline hash),
-//! the sink's file settings, and [`PIXEL_SEMANTICS`]. Two runs that agree on all of these
+//! the sink's file settings, the illumination function files (key, size, ETag) when the
+//! pipeline reads them, and [`PIXEL_SEMANTICS`]. Two runs that agree on all of these
 //! store the same rows and tensor bytes, so an incremental run can skip a plate whose
 //! committed fingerprint equals the one it computes, without reading a pixel.
 //!
@@ -26,12 +27,17 @@ use crate::discover::SiteInputs;
 /// runs rebuild every plate.
 pub const PIXEL_SEMANTICS: u32 = 1;
 
+/// An illumination function file: its key, and its size and ETag when it exists.
+pub type IllumFile = (String, Option<(u64, Option<String>)>);
+
 /// The fingerprint of `plate` (see the module docs), as a non-negative `i64`.
+/// `illum_files` are the plate's illumination function files, for `source = "files"`.
 pub fn plate_fingerprint(
     pipeline: &Pipeline,
     plate: &PlateKey,
     sites: &BTreeMap<SiteKey, SiteInputs>,
     metadata: &MetadataTable,
+    illum_files: &[IllumFile],
 ) -> i64 {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -72,6 +78,17 @@ pub fn plate_fingerprint(
                 field(&o.size.to_le_bytes());
                 field(o.etag.as_deref().unwrap_or("\0").as_bytes());
             }
+        }
+    }
+    for (key, meta) in illum_files {
+        field(b"illumination");
+        field(key.as_bytes());
+        match meta {
+            Some((size, etag)) => {
+                field(&size.to_le_bytes());
+                field(etag.as_deref().unwrap_or("\0").as_bytes());
+            }
+            None => field(b"missing"),
         }
     }
     let digest = h.finalize();
@@ -123,21 +140,21 @@ mod tests {
         let mut meta = MetadataTable::new();
         let csv = "experiment,plate,well,site,well_type,sirna_id\nHUVEC-01,1,B02,1,treatment,7\n";
         meta.add_csv("m.csv", csv.as_bytes()).unwrap();
-        let a = plate_fingerprint(&p, &plate, &inputs("e1"), &meta);
+        let a = plate_fingerprint(&p, &plate, &inputs("e1"), &meta, &[]);
         assert!(a >= 0);
-        assert_eq!(a, plate_fingerprint(&p, &plate, &inputs("e1"), &meta));
-        assert_ne!(a, plate_fingerprint(&p, &plate, &inputs("e2"), &meta));
+        assert_eq!(a, plate_fingerprint(&p, &plate, &inputs("e1"), &meta, &[]));
+        assert_ne!(a, plate_fingerprint(&p, &plate, &inputs("e2"), &meta, &[]));
         let mut other = MetadataTable::new();
         other
             .add_csv("m.csv", csv.replace(",7", ",8").as_bytes())
             .unwrap();
-        assert_ne!(a, plate_fingerprint(&p, &plate, &inputs("e1"), &other));
+        assert_ne!(a, plate_fingerprint(&p, &plate, &inputs("e1"), &other, &[]));
         let mut q = p.clone();
         q.sink.zstd_level += 1;
-        assert_ne!(a, plate_fingerprint(&q, &plate, &inputs("e1"), &meta));
+        assert_ne!(a, plate_fingerprint(&q, &plate, &inputs("e1"), &meta, &[]));
         // Where the store is is not what it stores.
         let mut r = p.clone();
         r.sink.url = "elsewhere".into();
-        assert_eq!(a, plate_fingerprint(&r, &plate, &inputs("e1"), &meta));
+        assert_eq!(a, plate_fingerprint(&r, &plate, &inputs("e1"), &meta, &[]));
     }
 }

@@ -12,6 +12,7 @@ pub mod discover;
 pub mod error;
 mod fetch;
 pub mod fingerprint;
+pub mod illum;
 pub mod metadata;
 pub mod options;
 pub mod phase1;

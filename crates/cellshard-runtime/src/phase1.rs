@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use cellshard_core::pipeline::Transform;
 use cellshard_core::{ErrorClass, NormalizeMethod, PlateKey, RejectReason, SiteError};
+use cellshard_stages::crop::downsample_then_crop;
 use cellshard_stages::image::decode_transformed;
 use cellshard_stages::png::DecodeErrorKind;
 use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane};
@@ -85,10 +86,32 @@ pub async fn decode_plate(
         Some(fingerprint),
     );
 
+    let illum = match crate::illum::plate_functions(job, plate, &sites).await {
+        Ok(found) => found.map(Arc::new),
+        Err(why) => {
+            let msg = format!("plate {plate}: illumination: {why}");
+            for site in &sites {
+                rejects.extend(site_rejects(site, RejectReason::Illumination, &msg));
+                job.progress();
+                job.progress();
+            }
+            return Ok(DecodedPlate {
+                build,
+                spilled: Vec::new(),
+                spill_file: Arc::try_unwrap(spill)
+                    .map_err(|_| Error::Internal("spill file shared".into()))?
+                    .file,
+                rejects,
+                stats: Vec::new(),
+                norms: Vec::new(),
+            });
+        }
+    };
     let mut stream = futures::stream::iter(sites)
         .map(|site| {
             let hist = hist.clone();
             let spill = spill.clone();
+            let illum = illum.clone();
             async move {
                 let _reservation = reserve(job, &site).await;
                 let files = match fetch_site(job, &site).await {
@@ -104,7 +127,15 @@ pub async fn decode_plate(
                         || format!("site {site_id}"),
                         move || {
                             let hist = in_ref.then_some(&*hist);
-                            let out = decode_site(&site, &files, &spec, &t, hist, &spill);
+                            let out = decode_site(
+                                &site,
+                                &files,
+                                &spec,
+                                &t,
+                                illum.as_deref(),
+                                hist,
+                                &spill,
+                            );
                             (site, out)
                         },
                     )
@@ -171,7 +202,7 @@ pub async fn decode_plate(
     let (stats, norms) = if spilled.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        match normalization(job, &build, &hist, ref_sites) {
+        match normalization(job, &build, &hist, ref_sites, illum.as_deref()) {
             Ok(found) => found,
             Err(why) => {
                 let msg = format!(
@@ -225,6 +256,7 @@ fn normalization(
     build: &PlateBuild,
     hist: &[Histogram],
     ref_sites: i32,
+    illum: Option<&crate::illum::PlateIllum>,
 ) -> std::result::Result<(Vec<PlateStatRow>, Vec<ChannelNorm>), String> {
     let t = job.transform;
     let pct = t.method == NormalizeMethod::Percentile;
@@ -258,6 +290,8 @@ fn normalization(
             pipeline_hash: job.sites_ctx.pipeline_hash.clone(),
             run_id: job.sites_ctx.run_id.clone(),
             build_id: build.build_id.clone(),
+            channel_name: job.sites_ctx.channel_names.get(c).cloned(),
+            illumination: illum.and_then(|i| i.column(c)),
         });
         norms.push(n);
     }
@@ -270,6 +304,7 @@ fn decode_site(
     files: &[bytes::Bytes],
     spec: &DecodeSpec,
     t: &Transform,
+    illum: Option<&crate::illum::PlateIllum>,
     hist: Option<&Mutex<Vec<Histogram>>>,
     spill: &SpillFile,
 ) -> Decoded {
@@ -283,8 +318,20 @@ fn decode_site(
         ))
     };
     let mut planes: Vec<Plane> = Vec::with_capacity(files.len());
-    for (obj, bytes) in site.objects.iter().zip(files) {
-        match decode_transformed(bytes, obj.path.as_ref(), t.format, spec, t.factor, t.crop) {
+    for (c, (obj, bytes)) in site.objects.iter().zip(files).enumerate() {
+        let decoded = match illum.and_then(|i| i.channels.get(c)) {
+            // The function applies to the raw image: decode whole, divide, then downsample
+            // and crop.
+            Some(f) => decode_transformed(bytes, obj.path.as_ref(), t.format, spec, 1, None)
+                .and_then(|mut p| {
+                    f.function
+                        .apply(&f.expanded, &mut p)
+                        .map_err(|e| cellshard_stages::DecodeError::format(e.to_string()))?;
+                    Ok(downsample_then_crop(p, t.factor, t.crop))
+                }),
+            None => decode_transformed(bytes, obj.path.as_ref(), t.format, spec, t.factor, t.crop),
+        };
+        match decoded {
             Ok(p) => planes.push(p),
             Err(e) => {
                 let reason = match e.kind {

@@ -89,7 +89,8 @@ async fn plan_with(opts: &RunOptions, read_store: bool) -> Result<Plan> {
     };
     let mut plates = Vec::new();
     for (plate, sites) in &d.listing.plates {
-        let fingerprint = plate_fingerprint(&opts.pipeline, plate, sites, &d.metadata);
+        let illum = crate::illum::plate_files(&d.source, &opts.pipeline, plate).await;
+        let fingerprint = plate_fingerprint(&opts.pipeline, plate, sites, &d.metadata, &illum);
         let committed = match &sites_table {
             Some(t) => {
                 cellshard_store::builds::committed_fingerprint(

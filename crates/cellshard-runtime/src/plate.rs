@@ -71,6 +71,8 @@ pub struct PlateJob<'a> {
     pub transform: Transform,
     /// Channels per site.
     pub channels: u32,
+    /// Key template of the illumination function files (`source = "files"`).
+    pub illum_files: Option<&'a str>,
     /// CPU pool.
     pub pool: &'a crate::pool::CpuPool,
     /// Sites in flight at once.

@@ -15,7 +15,7 @@ pub fn spill_bytes(t: &Transform, channels: u32, sites: u64) -> u64 {
 /// Scratch bound of one worker whose plates have at most `max_sites` sites: two plates'
 /// spills at a time (one decoded, one being written).
 pub fn scratch_bytes(p: &Pipeline, max_sites: u64) -> u64 {
-    2 * spill_bytes(&p.transform(), p.source.channels, max_sites)
+    2 * spill_bytes(&p.transform(), p.source.channels.count(), max_sites)
 }
 
 /// Memory bound of one worker: a fixed part (runtime, allocator, Delta log), the read

@@ -98,13 +98,14 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let (height, width) = transform.output_shape();
     let sites_ctx = SitesContext {
         extra_columns: metadata.extra_columns().to_vec(),
-        shape: [p.source.channels, height, width],
+        shape: [p.source.channels.count(), height, width],
+        channel_names: p.source.channels.names(),
         dtype: transform.output.numpy_name().into(),
         pipeline: p.name.clone(),
         pipeline_hash: p.hash(),
         run_id: run_id.clone(),
     };
-    let tensor_bytes = u64::from(p.source.channels)
+    let tensor_bytes = u64::from(p.source.channels.count())
         * u64::from(height)
         * u64::from(width)
         * transform.output.size() as u64;
@@ -183,7 +184,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
     let job = PlateJob {
         source: &source,
         transform,
-        channels: p.source.channels,
+        channels: p.source.channels.count(),
+        illum_files: p.illumination_files(),
         pool: &pool,
         inflight,
         budget: &budget,
@@ -231,7 +233,8 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
                 summary.metadata_rows_without_images += rows_without_images(rows, &sites);
             }
             let objects = object_count(&sites);
-            let fingerprint = plate_fingerprint(p, &plate, &sites, &metadata);
+            let illum = crate::illum::plate_files(&source, p, &plate).await;
+            let fingerprint = plate_fingerprint(p, &plate, &sites, &metadata, &illum);
             if let Some(tables) = tables.as_ref()
                 && opts.incremental
                 && tables
@@ -245,7 +248,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
                 summary.sites.unchanged += sites.len() as u64;
                 continue;
             }
-            let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels);
+            let (good, rejects) = resolve_plate(sites, &metadata, p.source.channels.count());
             if let Some(tables) = tables.as_mut() {
                 if let Some(b) = &bar {
                     b.set_message(plate.to_string());

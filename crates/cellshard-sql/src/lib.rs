@@ -141,6 +141,9 @@ pub struct Session {
     pub skipped_views: Vec<(String, String)>,
     /// Shape and dtype of `sites.tensor`, when known.
     pub tensor: Option<udf::TensorSpec>,
+    /// The store's channel names in stacking order (`plate_stats.channel_name`; empty when
+    /// the store names none).
+    pub channel_names: Vec<String>,
     /// Whether [`Session::run`] runs statements other than queries (DDL, DML, `COPY`,
     /// `SET`). False unless the caller opts in ([`Session::allow_writes`]).
     writes: bool,
@@ -216,6 +219,7 @@ impl Session {
             versions: BTreeMap::new(),
             skipped_views: Vec::new(),
             tensor: None,
+            channel_names: Vec::new(),
             writes: false,
         };
         s.register().await?;
@@ -281,8 +285,51 @@ impl Session {
                     .register_table("sites", Arc::new(sites.with_tensor_spec(TENSOR, spec)))?;
             }
         }
-        udf::register(&self.ctx, self.tensor);
+        self.channel_names = if self.versions.contains_key("plate_stats") {
+            self.names_from_stats().await
+        } else {
+            Vec::new()
+        };
+        udf::register(
+            &self.ctx,
+            &udf::StoreTensor {
+                spec: self.tensor,
+                names: self.channel_names.clone(),
+            },
+        );
         self.create_views().await
+    }
+
+    /// Channel names by number from `plate_stats` (none for stores written before channels
+    /// had names, whose table lacks the column until their next run).
+    async fn names_from_stats(&self) -> Vec<String> {
+        let Ok(batches) = query(
+            &self.ctx,
+            "SELECT channel, min(channel_name) FROM plate_stats WHERE channel_name IS NOT NULL GROUP BY channel ORDER BY channel",
+        )
+        .await
+        else {
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        for b in &batches {
+            let (Some(c), Ok(n)) = (
+                b.column(0)
+                    .as_primitive_opt::<arrow::datatypes::Int32Type>(),
+                arrow::compute::cast(b.column(1), &DataType::Utf8),
+            ) else {
+                return Vec::new();
+            };
+            let n = n.as_string::<i32>();
+            for i in 0..b.num_rows() {
+                // Channels are 1..=n with no gaps, or the names are not used.
+                if usize::try_from(c.value(i)).ok() != Some(names.len() + 1) {
+                    return Vec::new();
+                }
+                names.push(n.value(i).to_string());
+            }
+        }
+        names
     }
 
     /// The tensor spec from the first row's shape columns (stores whose Delta schema lost

@@ -8,6 +8,7 @@
 pub mod crop;
 pub mod downsample;
 pub mod histogram;
+pub mod illum;
 pub mod image;
 pub mod normalize;
 pub mod plane;

@@ -222,8 +222,8 @@ fn table_columns(table: &DeltaTable, loc: &Location) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Add the nullable columns that `sites` gained after its first release
-/// ([`schema::RAW_CHANNEL_MEAN`]) to a table written without them: older files read them as
+/// Add the nullable columns that a table gained after its first release
+/// ([`schema::LATE_COLUMNS`]) to a table written without them: older files read them as
 /// NULL. A concurrent writer may add them first; the table is then reopened.
 async fn add_late_columns(
     table: DeltaTable,
@@ -234,7 +234,7 @@ async fn add_late_columns(
     let late: Vec<_> = schema
         .fields()
         .iter()
-        .filter(|f| f.name() == schema::RAW_CHANNEL_MEAN && !have.contains(f.name()))
+        .filter(|f| schema::LATE_COLUMNS.contains(&f.name().as_str()) && !have.contains(f.name()))
         .map(|f| f.as_ref().clone())
         .collect();
     if late.is_empty() {

@@ -18,6 +18,7 @@ mod config;
 mod design;
 mod encode;
 mod error;
+pub mod jump;
 mod render;
 mod rng;
 pub mod rxrx3;

@@ -40,6 +40,8 @@ pub struct SiteImage {
     pub spec: TensorSpec,
     /// C x H x W little-endian values.
     pub tensor: Vec<u8>,
+    /// How the channels are named and drawn.
+    pub palette: std::sync::Arc<cellshard_core::palette::Palette>,
 }
 
 impl SiteImage {
@@ -118,6 +120,10 @@ pub async fn sites_from_query(session: &Session, sql: &str, cap: usize) -> Resul
                     "the tensor column carries no shape (cellshard.shape metadata)".into(),
                 )
             })?;
+        let palette = std::sync::Arc::new(cellshard_core::palette::Palette::new(
+            spec.channels,
+            &session.channel_names,
+        ));
         let ids = strings(b, "site_id")?.ok_or_else(|| {
             Error::Usage("the query must return `site_id` beside `tensor`".into())
         })?;
@@ -142,6 +148,7 @@ pub async fn sites_from_query(session: &Session, sql: &str, cap: usize) -> Resul
                 well_type: pick(&types),
                 spec,
                 tensor: t.value(i).to_vec(),
+                palette: palette.clone(),
             });
         }
     }

@@ -5,29 +5,28 @@ use std::collections::BTreeMap;
 
 use crate::canvas::{Canvas, EMPTY, INK, WHITE, fit, text_width};
 use crate::colormap::viridis;
-use cellshard_core::rxrx1::channel_label;
+use cellshard_core::palette::Palette;
 
 use crate::data::{BeforeAfter, PlateFormat, SiteImage, row_name, well_position};
 use crate::stat::Stat;
 use crate::{Error, Result};
 
-/// Channels to draw: 1-based, each within the tensor and the six viewer colours.
+/// Channels to draw: 1-based, each within the tensor, each at most once.
 pub fn check_channels(channels: &[usize], available: usize) -> Result<()> {
-    let top = available.min(6);
     if channels.is_empty() {
         return Err(Error::Usage("no channels to draw".into()));
     }
     let mut seen = channels.to_vec();
     seen.sort_unstable();
     seen.dedup();
-    if seen.len() != channels.len() || channels.len() > 6 {
+    if seen.len() != channels.len() {
         return Err(Error::Usage(format!(
-            "channels {channels:?}: each at most once, at most six"
+            "channels {channels:?}: each at most once"
         )));
     }
-    if let Some(c) = channels.iter().find(|&&c| c < 1 || c > top) {
+    if let Some(c) = channels.iter().find(|&&c| c < 1 || c > available) {
         return Err(Error::Usage(format!(
-            "channel {c} is outside 1..={top} (the tensor has {available} channels; colours exist for six)"
+            "channel {c} is outside 1..={available} (the tensor has {available} channels)"
         )));
     }
     Ok(())
@@ -36,7 +35,8 @@ pub fn check_channels(channels: &[usize], available: usize) -> Result<()> {
 /// How channel values map to colour intensity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Contrast {
-    /// The RxRx1 viewer's fixed display maxima (as `tensor_thumbnail`).
+    /// Each channel's fixed display maximum (RxRx1's viewer's for `w1`..`w6`; as
+    /// `tensor_thumbnail`).
     #[default]
     Rxrx1,
     /// Each channel's 99.5th percentile of the site at full colour (in a composite of n > 2
@@ -54,17 +54,17 @@ impl Contrast {
         }
     }
 
-    fn maxima(self, site: &SiteImage) -> Result<[f64; 6]> {
+    fn maxima(self, site: &SiteImage) -> Result<Vec<f64>> {
         Ok(match self {
-            Contrast::Rxrx1 => cellshard_core::rxrx1::DISPLAY_MAX,
+            Contrast::Rxrx1 => site.palette.maxima.clone(),
             Contrast::Auto => cellshard_sql::udf::auto_maxima(&site.spec, &site.tensor, 0.995)?,
         })
     }
 }
 
-/// Every channel with a viewer colour.
+/// Every channel of the tensor.
 pub fn all_channels(site: &SiteImage) -> Vec<usize> {
-    (1..=site.spec.channels.min(6)).collect()
+    (1..=site.spec.channels).collect()
 }
 
 /// The composite of `channels` at `size` x `size` px.
@@ -83,8 +83,14 @@ pub fn composite(
         let k = (channels.len() as f64 / 2.0).max(1.0);
         maxima.iter_mut().for_each(|m| *m *= k);
     }
-    let rgb =
-        cellshard_sql::udf::composite_with(&site.spec, &site.tensor, size, channels, &maxima)?;
+    let rgb = cellshard_sql::udf::composite_with(
+        &site.spec,
+        &site.tensor,
+        size,
+        channels,
+        &site.palette,
+        &maxima,
+    )?;
     Ok(Canvas {
         width: size,
         height: size,
@@ -138,11 +144,17 @@ pub fn site_grid(
 ) -> Result<Canvas> {
     let mut tiles: Vec<(String, Canvas)> = Vec::new();
     for &c in channels {
-        tiles.push((channel_label(c), channel_tile(site, c, size, contrast)?));
+        tiles.push((
+            site.palette.label(c),
+            channel_tile(site, c, size, contrast)?,
+        ));
     }
-    let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+    let names: Vec<String> = channels
+        .iter()
+        .map(|c| site.palette.names[c - 1].clone())
+        .collect();
     tiles.push((
-        format!("composite w{}", names.join(",")),
+        format!("composite {}", names.join(",")),
         composite(site, channels, size, contrast)?,
     ));
     let per_row = tiles.len().min(4);
@@ -335,12 +347,12 @@ fn cell_side(format: PlateFormat) -> usize {
 }
 
 /// `1,2,5` -> [1, 2, 5].
-pub fn parse_channels(s: &str) -> Result<Vec<usize>> {
+pub fn parse_channels(s: &str, palette: &Palette) -> Result<Vec<usize>> {
     s.split(',')
         .map(|c| {
-            c.trim()
-                .parse()
-                .map_err(|_| Error::Usage(format!("channels {s:?}: {c:?} is not a channel number")))
+            palette
+                .resolve(c)
+                .map_err(|why| Error::Usage(format!("channels {s:?}: {why}")))
         })
         .collect()
 }
@@ -352,10 +364,10 @@ pub fn plate(
     experiment: &str,
     plate: i32,
     stat: Stat,
-    channel: usize,
+    label: &str,
     values: &BTreeMap<String, f64>,
 ) -> Canvas {
-    let mut title = format!("{experiment} plate {plate}: {}", stat.title(channel));
+    let mut title = format!("{experiment} plate {plate}: {}", stat.title(label));
     let n = outside(values);
     if n > 0 {
         title.push_str(&format!(" ({n} wells outside the plate format not drawn)"));
@@ -366,14 +378,13 @@ pub fn plate(
 /// The raw crop means of `channel` beside the stored (normalized) means, each on the range
 /// of its statistic over every plate of the experiment, so a plate effect shows as a
 /// shifted plate on the left and is gone on the right.
-pub fn before_after(experiment: &str, plate: i32, channel: usize, d: &BeforeAfter) -> Canvas {
+pub fn before_after(experiment: &str, plate: i32, label: &str, d: &BeforeAfter) -> Canvas {
     let (rv, nv) = (d.raw.plate(plate), d.norm.plate(plate));
     let plates = d.plates;
     let mean = |v: &BTreeMap<String, f64>| v.values().sum::<f64>() / v.len().max(1) as f64;
     let left = heatmap(
         &format!(
-            "before: raw crop mean, {} (plate mean {}; range of {plates} plates)",
-            channel_label(channel),
+            "before: raw crop mean, {label} (plate mean {}; range of {plates} plates)",
             format_value(mean(&rv))
         ),
         &rv,
@@ -381,8 +392,7 @@ pub fn before_after(experiment: &str, plate: i32, channel: usize, d: &BeforeAfte
     );
     let right = heatmap(
         &format!(
-            "after: normalized mean, {} (plate mean {}; range of {plates} plates)",
-            channel_label(channel),
+            "after: normalized mean, {label} (plate mean {}; range of {plates} plates)",
             format_value(mean(&nv))
         ),
         &nv,
@@ -422,7 +432,9 @@ mod tests {
         assert!(check_channels(&[1, 2, 5], 6).is_ok());
         assert!(check_channels(&[1, 1], 6).is_err());
         assert!(check_channels(&[1, 2, 3, 4, 5, 6, 1], 6).is_err());
-        assert!(check_channels(&[7], 8).is_err());
+        // Every channel of a tensor is drawable (colours are not limited to six).
+        assert!(check_channels(&[7], 8).is_ok());
+        assert!(check_channels(&[9], 8).is_err());
         // A long title is cut, not allowed to widen the picture without bound.
         let long = "x".repeat(100_000);
         assert!(heatmap(&long, &values, (0.0, 1.0)).width <= 1024);

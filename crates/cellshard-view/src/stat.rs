@@ -1,8 +1,6 @@
 //! The per-site statistics a plate heatmap can show, by the names `--stat` and the viewer
 //! take.
 
-use cellshard_core::rxrx1::channel_label;
-
 use crate::{Error, Result};
 
 /// A per-site statistic that a plate heatmap can show, averaged over a well's sites.
@@ -69,9 +67,8 @@ impl Stat {
         matches!(self, Stat::Qc(_) | Stat::RawMean)
     }
 
-    /// A title for pictures: `mean of w2 ConA (stored values)`.
-    pub fn title(self, channel: usize) -> String {
-        let ch = channel_label(channel);
+    /// A title for pictures: `mean of w2 ConA (stored values)`, `ch` the channel's label.
+    pub fn title(self, ch: &str) -> String {
         match self {
             Stat::Qc("mean") => format!("mean of {ch} (normalized)"),
             Stat::Qc("std") => format!("std of {ch} (normalized)"),

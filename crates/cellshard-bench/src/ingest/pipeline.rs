@@ -35,7 +35,7 @@ pub(super) fn bench_pipeline(a: &BenchArgs, layout: &Path, store: &Path) -> Resu
     p.source.url = src;
     // The plates are laid out in this layout, six channels a site.
     p.source.layout = RXRX1_LAYOUT.into();
-    p.source.channels = 6;
+    p.source.channels = cellshard_core::Channels::Count(6);
     p.sink.url = store.display().to_string();
     p.sink.zstd_level = a.zstd_level;
     let mut stages = p.stages.list().to_vec();
@@ -52,7 +52,7 @@ pub(super) fn bench_pipeline(a: &BenchArgs, layout: &Path, store: &Path) -> Resu
                 *height = Some(a.size);
             }
             Stage::CenterCrop { size } => *size = a.size / 4,
-            Stage::Downsample { .. } | Stage::Normalize { .. } => {}
+            Stage::Downsample { .. } | Stage::Normalize { .. } | Stage::Illumination { .. } => {}
         }
     }
     p.stages = Stages::new(stages).map_err(anyhow::Error::msg)?;

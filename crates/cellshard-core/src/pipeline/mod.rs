@@ -18,7 +18,9 @@ use crate::layout::RXRX1_LAYOUT;
 use crate::{ByteSize, Error, LayoutTemplate, Result};
 
 pub use sink::Sink;
-pub use stage::{ImageFormat, NormalizeMethod, OutputDtype, Reference, Stage};
+pub use stage::{
+    IllumSource, Illumination, ImageFormat, NormalizeMethod, OutputDtype, Reference, Stage,
+};
 pub use validate::{Stages, Transform};
 
 /// A parsed and validated pipeline.
@@ -49,9 +51,10 @@ pub struct Source {
     /// Key layout below `url`.
     #[serde(default = "default_layout")]
     pub layout: String,
-    /// Channels per site.
-    #[serde(default = "default_channels")]
-    pub channels: u32,
+    /// Channels per site: a count (`6`, named `w1`..`w6`) or the names in order
+    /// (`["DNA", "ER", "RNA", "AGP", "Mito"]`).
+    #[serde(default)]
+    pub channels: Channels,
     /// Object store options (endpoint, region, ...); credentials belong in the environment.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -71,8 +74,75 @@ pub struct Metadata {
 fn default_layout() -> String {
     RXRX1_LAYOUT.to_string()
 }
-fn default_channels() -> u32 {
-    6
+/// A site's channels: how many, and their names.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Channels {
+    /// `n` channels named `w1`..`wn` (RxRx1's file suffixes).
+    Count(u32),
+    /// Named channels, in the order they are stacked.
+    Names(Vec<String>),
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels::Count(6)
+    }
+}
+
+impl Channels {
+    /// How many channels a site has.
+    pub fn count(&self) -> u32 {
+        match self {
+            Channels::Count(n) => *n,
+            Channels::Names(v) => u32::try_from(v.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The channel names in stacking order (`w1`.. when only counted).
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Channels::Count(n) => (1..=*n).map(|c| format!("w{c}")).collect(),
+            Channels::Names(v) => v.clone(),
+        }
+    }
+
+    /// Whether the pipeline names its channels.
+    pub fn named(&self) -> bool {
+        matches!(self, Channels::Names(_))
+    }
+
+    pub(super) fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=64).contains(&self.count()) {
+            return Err(format!(
+                "source.channels has {} channels, must be 1..=64",
+                self.count()
+            ));
+        }
+        if let Channels::Names(v) = self {
+            for (i, n) in v.iter().enumerate() {
+                if n.is_empty()
+                    || n.len() > 64
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(format!(
+                        "source.channels name {n:?} must be 1..64 letters, digits, '_' or '-'"
+                    ));
+                }
+                if v[..i].contains(n) {
+                    return Err(format!("source.channels names {n:?} twice"));
+                }
+                if n.parse::<u32>().is_ok() {
+                    return Err(format!(
+                        "source.channels name {n:?} is a number; names must not look like channel numbers"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 fn default_inflight() -> ByteSize {
     ByteSize::mib(512)
@@ -137,13 +207,13 @@ impl Pipeline {
         #[derive(Serialize)]
         struct Semantics<'a> {
             layout: &'a str,
-            channels: u32,
+            channels: &'a Channels,
             stages: &'a [Stage],
             zstd_level: i32,
         }
         let sem = Semantics {
             layout: &self.source.layout,
-            channels: self.source.channels,
+            channels: &self.source.channels,
             stages: self.stages.list(),
             zstd_level: self.sink.zstd_level,
         };

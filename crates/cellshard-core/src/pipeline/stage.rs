@@ -24,6 +24,27 @@ pub enum Stage {
         #[serde(default = "default_max_pixels")]
         max_pixels: u64,
     },
+    /// Divide each raw image by its plate's illumination function, channel by channel,
+    /// before anything else touches the pixels.
+    Illumination {
+        /// `compute` (from the plate's own images) or `files` (the dataset's `.npy`).
+        #[serde(default)]
+        source: IllumSource,
+        /// For `files`: the function's key below the source URL, with `{experiment}`,
+        /// `{plate}`, `{channel}` (number) and `{channel_name}`, e.g.
+        /// `illum/{experiment}/{experiment}_Illum{channel_name}.npy`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<String>,
+        /// `compute`: the plate's mean image is block-averaged by this factor first.
+        #[serde(default = "default_illum_block")]
+        block: u32,
+        /// `compute`: median filter side as a fraction of the image's longer side.
+        #[serde(default = "default_filter_fraction")]
+        filter_fraction: f64,
+        /// `compute`: the robust minimum's percentile; the function is divided by it.
+        #[serde(default = "default_robust_min")]
+        robust_min_percentile: f64,
+    },
     /// Each output pixel is the mean of a `factor` x `factor` block, rounded half to even.
     Downsample {
         /// Block size (2 for RxRx1).
@@ -144,6 +165,30 @@ impl OutputDtype {
     }
 }
 
+/// Where an illumination function comes from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IllumSource {
+    /// Computed from every image of the plate (CellProfiler's Cell Painting recipe).
+    #[default]
+    Compute,
+    /// Read from one `.npy` file per plate and channel.
+    Files,
+}
+
+/// The resolved illumination stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Illumination {
+    /// Where the function comes from.
+    pub source: IllumSource,
+    /// Block-average factor (compute).
+    pub block: u32,
+    /// Median filter fraction (compute).
+    pub filter_fraction: f64,
+    /// Robust minimum percentile (compute).
+    pub robust_min_percentile: f64,
+}
+
 /// The format of the raw images.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -165,6 +210,15 @@ impl ImageFormat {
     }
 }
 
+fn default_illum_block() -> u32 {
+    4
+}
+fn default_filter_fraction() -> f64 {
+    0.075
+}
+fn default_robust_min() -> f64 {
+    2.0
+}
 fn default_max_pixels() -> u64 {
     8192 * 8192
 }

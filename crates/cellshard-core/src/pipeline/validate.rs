@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ImageFormat, NormalizeMethod, OutputDtype, Pipeline, Reference, Stage};
+use super::{
+    IllumSource, Illumination, ImageFormat, NormalizeMethod, OutputDtype, Pipeline, Reference,
+    Stage,
+};
 use crate::LayoutTemplate;
 
 /// The stage list and the [`Transform`] it resolves to. Every value has passed the order
@@ -61,6 +64,8 @@ pub struct Transform {
     pub height: Option<u32>,
     /// Header guard.
     pub max_pixels: u64,
+    /// Illumination correction, when the pipeline has it.
+    pub illumination: Option<Illumination>,
     /// Downsample factor (1 = none).
     pub factor: u32,
     /// Crop side, if any.
@@ -84,12 +89,7 @@ impl Pipeline {
             return Err("name must not be empty".into());
         }
         LayoutTemplate::parse(&self.source.layout).map_err(|e| e.to_string())?;
-        if !(1..=64).contains(&self.source.channels) {
-            return Err(format!(
-                "source.channels = {} is out of range 1..=64",
-                self.source.channels
-            ));
-        }
+        self.source.channels.check()?;
         if self.metadata.urls.is_empty() {
             return Err("metadata.urls must name at least one CSV file".into());
         }
@@ -118,6 +118,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The key template of the illumination functions, for `source = "files"`.
+    pub fn illumination_files(&self) -> Option<&str> {
+        self.stages.list().iter().find_map(|s| match s {
+            Stage::Illumination { files, .. } => files.as_deref(),
+            _ => None,
+        })
+    }
+
     /// What the stages do, resolved when the pipeline was read.
     pub fn transform(&self) -> Transform {
         self.stages.transform()
@@ -139,6 +147,50 @@ fn resolve(stages: &[Stage]) -> std::result::Result<Transform, String> {
     };
     if !matches!(bit_depth, 8 | 16) {
         return Err(format!("decode.bit_depth = {bit_depth}: must be 8 or 16"));
+    }
+    let mut illumination = None;
+    if let Some(Stage::Illumination {
+        source,
+        files,
+        block,
+        filter_fraction,
+        robust_min_percentile,
+    }) = it.peek()
+    {
+        match (source, files) {
+            (IllumSource::Files, None) => {
+                return Err(
+                    "illumination source = \"files\" needs files = \"<key template>\"".into(),
+                );
+            }
+            (IllumSource::Compute, Some(_)) => {
+                return Err("illumination.files is only for source = \"files\"".into());
+            }
+            _ => {}
+        }
+        if width.is_none() || height.is_none() {
+            return Err("illumination needs decode.width and decode.height".into());
+        }
+        if !(1..=64).contains(block) {
+            return Err(format!("illumination.block = {block}: must be 1..=64"));
+        }
+        if !(*filter_fraction > 0.0 && *filter_fraction <= 1.0) {
+            return Err(format!(
+                "illumination.filter_fraction = {filter_fraction}: must be in (0, 1]"
+            ));
+        }
+        if !(0.0..100.0).contains(robust_min_percentile) {
+            return Err(format!(
+                "illumination.robust_min_percentile = {robust_min_percentile}: must be in [0, 100)"
+            ));
+        }
+        illumination = Some(Illumination {
+            source: *source,
+            block: *block,
+            filter_fraction: *filter_fraction,
+            robust_min_percentile: *robust_min_percentile,
+        });
+        it.next();
     }
     let mut factor = 1;
     if let Some(Stage::Downsample { factor: f }) = it.peek() {
@@ -164,7 +216,7 @@ fn resolve(stages: &[Stage]) -> std::result::Result<Transform, String> {
         output,
     }) = it.next()
     else {
-        return Err("stages must be decode, then optional downsample, then optional center_crop, then normalize".into());
+        return Err("stages must be decode, then optional illumination, downsample and center_crop, then normalize".into());
     };
     if it.next().is_some() {
         return Err("normalize must be the last stage".into());
@@ -184,6 +236,7 @@ fn resolve(stages: &[Stage]) -> std::result::Result<Transform, String> {
         width: *width,
         height: *height,
         max_pixels: *max_pixels,
+        illumination,
         factor,
         crop,
         method: *method,

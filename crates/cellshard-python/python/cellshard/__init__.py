@@ -71,6 +71,31 @@ def sql(store, query, version=None, store_options=None, allow_writes=False,
                 allow_writes=allow_writes, query_memory=query_memory, timeout=timeout)
 
 
+def _channel_indexes(channels, names):
+    """``channels`` (names, or numbers from 1 as in the store) as 0-based indexes."""
+    if channels is None:
+        return None
+    if isinstance(channels, (str, int)):
+        channels = [channels]
+    out = []
+    for c in channels:
+        if isinstance(c, bool) or not isinstance(c, (str, int)):
+            raise InvalidInput(f"channels: {c!r} is neither a channel name nor a number")
+        if isinstance(c, int):
+            if not 1 <= c <= len(names):
+                raise InvalidInput(f"channels: {c} is outside 1..={len(names)}")
+            out.append(c - 1)
+            continue
+        match = [i for i, n in enumerate(names) if n.lower() == c.lower()]
+        if not match:
+            raise InvalidInput(f"channels: {c!r} is not one of the store's channels "
+                               f"({', '.join(names)})")
+        out.append(match[0])
+    if not out or len(set(out)) != len(out):
+        raise InvalidInput(f"channels {channels!r}: name each channel once, at least one")
+    return out
+
+
 class Dataset:
     """One rank's view of a store for training.
 
@@ -84,6 +109,10 @@ class Dataset:
     bytes of decoded batches read ahead (a batch larger than ``memory_budget`` is refused
     with ``InvalidInput`` before anything is allocated).
 
+    ``channels`` picks channels by name (``["DNA", "Mito"]``, see ``channel_names``) or by
+    number from 1: each batch's ``tensors`` is then a copy holding those channels, in that
+    order.
+
     The dataset survives ``fork`` (a child reopens the store at the pinned version on first
     use) and pickling (for ``spawn``), so DataLoader workers of either kind can use it; see
     ``epoch(e, worker=k, workers=n)``.
@@ -92,7 +121,7 @@ class Dataset:
     def __init__(self, store, where=None, columns=None, version=None, seed=0, batch_size=256,
                  rank=0, world_size=1, tail="pad_masked", clump=1, split=None, take=None,
                  threads=0, read_budget=READ_BUDGET, memory_budget=MEMORY_BUDGET,
-                 store_options=None, _state=None):
+                 store_options=None, channels=None, _state=None):
         version = _opt_int("version", version, lo=-_I64 - 1, hi=_I64)
         seed, clump = _int("seed", seed), _int("clump", clump, lo=1)
         batch_size = _int("batch_size", batch_size)
@@ -115,6 +144,7 @@ class Dataset:
             self._epoch, self._position = s["epoch"], s["position"]
         self._restored = (self._epoch, self._position) if _state is not None else None
         self._feed = Feed(**self._kwargs, state=_state)
+        self._pick = _channel_indexes(channels, self._feed.channel_names)
         # Reopened elsewhere (a forked child, an unpickled copy) at the same version.
         self._kwargs["version"] = self._feed.version
         self._pid = os.getpid()
@@ -133,14 +163,20 @@ class Dataset:
             self._pid = os.getpid()
         return self._feed
 
+    @property
+    def channel_names(self):
+        """The store's channel names in stacking order (``w1``.. where it names none)."""
+        return list(self._feed.channel_names)
+
     def __getstate__(self):
         return {"kwargs": self._kwargs, "epoch": self._epoch, "position": self._position,
-                "restored": self._restored}
+                "restored": self._restored, "pick": self._pick}
 
     def __setstate__(self, state):
         self._kwargs = state["kwargs"]
         self._epoch, self._position = state["epoch"], state["position"]
         self._restored = state["restored"]
+        self._pick = state.get("pick")
         self._feed = Feed(**self._kwargs)
         self._pid = os.getpid()
 
@@ -195,6 +231,9 @@ class Dataset:
 
     def _batches(self, feed, epoch, starts, track):
         for batch in feed.stream(epoch, starts):
+            if self._pick is not None:
+                # A copy of the chosen channels, in the order asked for.
+                batch.tensors = batch.tensors[:, self._pick]
             if track and self._epoch == epoch:
                 self._position = batch.start + self.batch_size
             yield batch

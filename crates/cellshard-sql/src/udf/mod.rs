@@ -2,7 +2,9 @@
 //! and dtype come from the column's field metadata (`cellshard.shape`, `cellshard.dtype`),
 //! else from the store's `sites` schema, which [`register`] is given.
 //!
-//! Channels are numbered from 1, as in `channel_mean[1]` and the source files' `w1`.
+//! Channels are numbered from 1, as in `channel_mean[1]` and the source files' `w1`; where
+//! the store names its channels (`plate_stats.channel_name`), `c` may also be a name
+//! (`tensor_mean(tensor, 'DNA')`).
 //!
 //! | function | result |
 //! |---|---|
@@ -11,7 +13,7 @@
 //! | `tensor_channel(t, c)` | channel `c` as H x W little-endian bytes |
 //! | `tensor_mean(t, c)` / `tensor_std(t, c)` | mean / population standard deviation of channel `c` |
 //! | `tensor_percentile(t, c, p)` | nearest-rank `p`th percentile (0..=100) of channel `c` |
-//! | `tensor_thumbnail(t [, size])` | RGB PNG (default 128 px) in the RxRx1 channel colours |
+//! | `tensor_thumbnail(t [, size])` | RGB PNG (default 128 px) in the channels' colours |
 
 mod args;
 mod channel;
@@ -91,7 +93,7 @@ impl Kind {
                 "tensor_percentile(tensor, c, p) -> nearest-rank p-th percentile of channel c"
             }
             Kind::Thumbnail => {
-                "tensor_thumbnail(tensor [, size=128]) -> RGB PNG bytes in RxRx1 colours (size capped at H, W)"
+                "tensor_thumbnail(tensor [, size=128]) -> RGB PNG bytes in the channels' colours (size capped at H, W)"
             }
         }
     }
@@ -106,13 +108,21 @@ impl Kind {
     }
 }
 
+/// What the functions know of the store's `sites.tensor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StoreTensor {
+    /// Shape and dtype, for arguments that carry no field metadata.
+    pub spec: Option<TensorSpec>,
+    /// Channel names in stacking order (empty: the store names none).
+    pub names: Vec<String>,
+}
+
 /// One tensor function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct TensorUdf {
     kind: Kind,
     signature: Signature,
-    /// Shape and dtype of `sites.tensor`, for arguments that carry no field metadata.
-    fallback: Option<TensorSpec>,
+    store: StoreTensor,
 }
 
 impl ScalarUDFImpl for TensorUdf {
@@ -135,10 +145,16 @@ impl ScalarUDFImpl for TensorUdf {
                 arg_types[0]
             );
         }
-        if let Some(t) = arg_types[1..]
-            .iter()
-            .find(|t| !t.is_numeric() && **t != DataType::Null)
-        {
+        let named = matches!(
+            self.kind,
+            Kind::Channel | Kind::Mean | Kind::Std | Kind::Percentile
+        );
+        if let Some(t) = arg_types[1..].iter().enumerate().find_map(|(i, t)| {
+            let name = named
+                && i == 0
+                && matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+            (!t.is_numeric() && *t != DataType::Null && !name).then_some(t)
+        }) {
             return plan_err!(
                 "{}: expected numbers after the tensor, got {t}",
                 self.kind.usage()
@@ -152,7 +168,7 @@ impl ScalarUDFImpl for TensorUdf {
             .arg_fields
             .first()
             .and_then(|f| TensorSpec::from_field(f))
-            .or(self.fallback);
+            .or(self.store.spec);
         let Some(spec) = spec else {
             return exec_err!(
                 "{}: the tensor's shape and dtype are unknown (no cellshard.shape/cellshard.dtype field metadata and no sites table)",
@@ -163,6 +179,17 @@ impl ScalarUDFImpl for TensorUdf {
         let tensors = binaries(&arrays[0])?;
         let n = tensors.len();
         let a1 = match arrays.get(1) {
+            Some(a)
+                if matches!(
+                    a.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                channel_numbers(
+                    a,
+                    &cellshard_core::palette::Palette::new(spec.channels, &self.store.names),
+                )?
+            }
             Some(a) => ints(a)?,
             None => vec![None; n],
         };
@@ -173,7 +200,9 @@ impl ScalarUDFImpl for TensorUdf {
             Kind::Mean | Kind::Std | Kind::Percentile => {
                 channel::stats(self.kind, &spec, &tensors, &a1, arrays.get(2))?
             }
-            Kind::Thumbnail => thumbnail::thumbnails(&spec, &tensors, &a1, arrays.len() > 1)?,
+            Kind::Thumbnail => {
+                thumbnail::thumbnails(&spec, &tensors, &a1, arrays.len() > 1, &self.store.names)?
+            }
         };
         Ok(ColumnarValue::Array(out))
     }
@@ -184,61 +213,104 @@ pub fn usage() -> Vec<&'static str> {
     Kind::ALL.iter().map(|k| k.usage()).collect()
 }
 
-fn tensor_udf(kind: Kind, fallback: Option<TensorSpec>) -> ScalarUDF {
+/// Channel names of a string array as 1-based numbers (a number in text works too).
+fn channel_numbers(
+    a: &ArrayRef,
+    palette: &cellshard_core::palette::Palette,
+) -> Result<Vec<Option<i64>>> {
+    let a = arrow::compute::cast(a, &DataType::Utf8)?;
+    let mut out = Vec::with_capacity(a.len());
+    for v in arrow::array::AsArray::as_string::<i32>(&a) {
+        out.push(match v {
+            None => None,
+            Some(name) => match palette.resolve(name) {
+                Ok(c) => Some(i64::try_from(c).unwrap_or(i64::MAX)),
+                Err(why) => return exec_err!("{why}"),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn tensor_udf(kind: Kind, store: StoreTensor) -> ScalarUDF {
     // Any arity here: `return_type` checks it and answers with the usage line.
     ScalarUDF::from(TensorUdf {
         kind,
         signature: Signature::new(TypeSignature::VariadicAny, Volatility::Immutable),
-        fallback,
+        store,
     })
 }
 
-/// The tensor functions, with `fallback` as the shape and dtype of `sites.tensor`.
-pub fn functions(fallback: Option<TensorSpec>) -> Vec<ScalarUDF> {
-    Kind::ALL.iter().map(|k| tensor_udf(*k, fallback)).collect()
+/// The tensor functions, knowing `store`'s tensor shape and channel names.
+pub fn functions(store: &StoreTensor) -> Vec<ScalarUDF> {
+    Kind::ALL
+        .iter()
+        .map(|k| tensor_udf(*k, store.clone()))
+        .collect()
 }
 
-/// Register the tensor functions; `fallback` is the shape and dtype of `sites.tensor`.
-pub fn register(ctx: &SessionContext, fallback: Option<TensorSpec>) {
-    for f in functions(fallback) {
+/// Register the tensor functions, knowing `store`'s tensor shape and channel names.
+pub fn register(ctx: &SessionContext, store: &StoreTensor) {
+    for f in functions(store) {
         ctx.register_udf(f);
     }
 }
 
-/// A tensor function as bytes for a plan sent to another node (its fallback shape goes
-/// with it); `None` for other functions.
+/// A tensor function as bytes for a plan sent to another node (the store's shape and
+/// channel names go with it); `None` for other functions.
 pub fn encode(udf: &ScalarUDF) -> Option<Vec<u8>> {
     let t = udf.inner().downcast_ref::<TensorUdf>()?;
+    let spec = t
+        .store
+        .spec
+        .map(|s| format!("{},{},{},{}", s.channels, s.height, s.width, s.dtype.name()));
     Some(
-        match t.fallback {
-            Some(s) => format!("{},{},{},{}", s.channels, s.height, s.width, s.dtype.name()),
-            None => String::new(),
-        }
-        .into_bytes(),
+        serde_json::json!({ "spec": spec, "names": t.store.names })
+            .to_string()
+            .into_bytes(),
     )
 }
 
 /// The tensor function `name` from [`encode`]'s bytes; `None` when `name` is not one.
 pub fn decode(name: &str, buf: &[u8]) -> Option<Result<ScalarUDF>> {
     let kind = *Kind::ALL.iter().find(|k| k.name() == name)?;
-    let text = String::from_utf8_lossy(buf);
-    if text.is_empty() {
-        return Some(Ok(tensor_udf(kind, None)));
-    }
-    let parts: Vec<&str> = text.split(',').collect();
-    let spec = match parts[..] {
-        [c, h, w, d] => (|| {
-            Some(TensorSpec {
-                channels: c.parse().ok()?,
-                height: h.parse().ok()?,
-                width: w.parse().ok()?,
-                dtype: Dtype::parse(d)?,
-            })
-        })(),
-        _ => None,
+    let bad = || {
+        plan_err!(
+            "{name}: bad tensor description {:?} in a serialized plan",
+            String::from_utf8_lossy(buf)
+        )
     };
-    Some(match spec {
-        Some(spec) => Ok(tensor_udf(kind, Some(spec))),
-        None => plan_err!("{name}: bad tensor shape {text:?} in a serialized plan"),
-    })
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(buf) else {
+        return Some(bad());
+    };
+    let names: Vec<String> = v["names"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let spec = match v["spec"].as_str() {
+        None => None,
+        Some(text) => {
+            let parts: Vec<&str> = text.split(',').collect();
+            let parsed = match parts[..] {
+                [c, h, w, d] => (|| {
+                    Some(TensorSpec {
+                        channels: c.parse().ok()?,
+                        height: h.parse().ok()?,
+                        width: w.parse().ok()?,
+                        dtype: Dtype::parse(d)?,
+                    })
+                })(),
+                _ => None,
+            };
+            match parsed {
+                Some(s) => Some(s),
+                None => return Some(bad()),
+            }
+        }
+    };
+    Some(Ok(tensor_udf(kind, StoreTensor { spec, names })))
 }

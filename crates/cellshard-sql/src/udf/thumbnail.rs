@@ -1,11 +1,12 @@
-//! `tensor_thumbnail`: a small RGB PNG of a tensor in the RxRx1 viewer colours.
+//! `tensor_thumbnail`: a small RGB PNG of a tensor in its channels' colours (RxRx1's viewer
+//! colours for `w1`..`w6`, the stain colours of named channels: [`Palette`]).
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryBuilder};
 use datafusion::common::{DataFusionError, Result, exec_err};
 
-use cellshard_core::rxrx1::{DISPLAY_MAX, VIEWER_RGB};
+use cellshard_core::palette::Palette;
 
 use super::tensor::{Dtype, TensorSpec};
 
@@ -22,7 +23,8 @@ fn display_scale(v: f64, dtype: Dtype) -> f64 {
 /// Channel `c`'s (1-based) intensity in 0..1 of each of `size` x `size` boxes: the box mean
 /// on the display scale over the channel's display maximum, capped at 1.
 pub fn channel_intensity(spec: &TensorSpec, t: &[u8], c: usize, size: usize) -> Result<Vec<f64>> {
-    channel_intensity_with(spec, t, c, size, &DISPLAY_MAX)
+    let palette = Palette::new(spec.channels, &[]);
+    channel_intensity_with(spec, t, c, size, &palette.maxima)
 }
 
 /// [`channel_intensity`] with other display maxima (0..255 display scale).
@@ -31,17 +33,15 @@ pub fn channel_intensity_with(
     t: &[u8],
     c: usize,
     size: usize,
-    maxima: &[f64; 6],
+    maxima: &[f64],
 ) -> Result<Vec<f64>> {
     let limit = spec.height.min(spec.width);
     if size < 1 || size > limit {
         return exec_err!("image size {size} is outside 1..={limit}");
     }
-    if c < 1 || c > spec.channels.min(6) {
-        return exec_err!(
-            "channel {c} has no viewer colour (channels 1..={})",
-            spec.channels.min(6)
-        );
+    let top = spec.channels.min(maxima.len());
+    if c < 1 || c > top {
+        return exec_err!("channel {c} is outside 1..={top}");
     }
     let v = spec.channel_values(t, c as i64)?;
     let mut out = Vec::with_capacity(size * size);
@@ -63,9 +63,16 @@ pub fn channel_intensity_with(
 }
 
 /// A `size` x `size` RGB composite (row-major, 3 bytes a pixel) of `channels` (1-based) in
-/// the viewer colours: x = min(1, box mean / display max) per channel, rgb = clip(sum x * colour).
-pub fn composite(spec: &TensorSpec, t: &[u8], size: usize, channels: &[usize]) -> Result<Vec<u8>> {
-    composite_with(spec, t, size, channels, &DISPLAY_MAX)
+/// the colours of `palette`: x = min(1, box mean / display max) per channel,
+/// rgb = clip(sum x * colour).
+pub fn composite(
+    spec: &TensorSpec,
+    t: &[u8],
+    size: usize,
+    channels: &[usize],
+    palette: &Palette,
+) -> Result<Vec<u8>> {
+    composite_with(spec, t, size, channels, palette, &palette.maxima)
 }
 
 /// [`composite`] with other display maxima (0..255 display scale).
@@ -79,14 +86,18 @@ pub fn composite_with(
     t: &[u8],
     size: usize,
     channels: &[usize],
-    maxima: &[f64; 6],
+    palette: &Palette,
+    maxima: &[f64],
 ) -> Result<Vec<u8>> {
     let mut rgb = vec![0f64; size * size * 3];
     for &c in channels {
         let x = channel_intensity_with(spec, t, c, size, maxima)?;
+        let Some(colour) = palette.colours.get(c - 1) else {
+            return exec_err!("channel {c} has no colour");
+        };
         for (px, x) in rgb.chunks_exact_mut(3).zip(x) {
             for k in 0..3 {
-                px[k] += x * VIEWER_RGB[c - 1][k];
+                px[k] += x * colour[k];
             }
         }
     }
@@ -98,9 +109,9 @@ pub fn composite_with(
 
 /// Display maxima that put each channel's `q` quantile (0..1) of `t` at full colour: for
 /// stores whose normalization spreads values over the whole output range.
-pub fn auto_maxima(spec: &TensorSpec, t: &[u8], q: f64) -> Result<[f64; 6]> {
-    let mut out = DISPLAY_MAX;
-    for (c, m) in out.iter_mut().enumerate().take(spec.channels.min(6)) {
+pub fn auto_maxima(spec: &TensorSpec, t: &[u8], q: f64) -> Result<Vec<f64>> {
+    let mut out = vec![1.0; spec.channels];
+    for (c, m) in out.iter_mut().enumerate() {
         let mut v: Vec<f64> = spec
             .channel_values(t, c as i64 + 1)?
             .into_iter()
@@ -137,8 +148,8 @@ pub fn rgb_png(w: usize, h: usize, rgb: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A `size` x `size` RGB PNG of all channels (up to six).
-fn thumbnail(spec: &TensorSpec, t: &[u8], size: i64) -> Result<Vec<u8>> {
+/// A `size` x `size` RGB PNG of all channels.
+fn thumbnail(spec: &TensorSpec, t: &[u8], size: i64, palette: &Palette) -> Result<Vec<u8>> {
     let limit = spec.height.min(spec.width);
     let Some(size) = usize::try_from(size)
         .ok()
@@ -146,8 +157,8 @@ fn thumbnail(spec: &TensorSpec, t: &[u8], size: i64) -> Result<Vec<u8>> {
     else {
         return exec_err!("thumbnail size {size} is outside 1..={limit}");
     };
-    let channels: Vec<usize> = (1..=spec.channels.min(6)).collect();
-    rgb_png(size, size, &composite(spec, t, size, &channels)?)
+    let channels: Vec<usize> = (1..=spec.channels).collect();
+    rgb_png(size, size, &composite(spec, t, size, &channels, palette)?)
 }
 
 /// `tensor_thumbnail` of each tensor: `size` px where `sized` (the second argument was
@@ -157,7 +168,9 @@ pub(super) fn thumbnails(
     tensors: &[Option<&[u8]>],
     size: &[Option<i64>],
     sized: bool,
+    names: &[String],
 ) -> Result<ArrayRef> {
+    let palette = Palette::new(spec.channels, names);
     let mut b = BinaryBuilder::new();
     for (i, t) in tensors.iter().enumerate() {
         match t {
@@ -168,7 +181,7 @@ pub(super) fn thumbnails(
                     Some(128.min(spec.height.min(spec.width)) as i64)
                 };
                 match size {
-                    Some(s) => b.append_value(thumbnail(spec, t, s)?),
+                    Some(s) => b.append_value(thumbnail(spec, t, s, &palette)?),
                     None => b.append_null(),
                 }
             }
@@ -197,7 +210,7 @@ mod tests {
             dtype: Dtype::U8,
         };
         let t = vec![0u8, 0, 0, 0, 0, 0];
-        let png_bytes = thumbnail(&s, &t, 1).unwrap();
+        let png_bytes = thumbnail(&s, &t, 1, &Palette::new(6, &[])).unwrap();
         let mut r = png::Decoder::new(std::io::Cursor::new(png_bytes))
             .read_info()
             .unwrap();
@@ -206,7 +219,7 @@ mod tests {
         assert_eq!(&buf[..3], &[0, 0, 0]);
         // Channel 1 alone at half its maximum: half of [19, 0, 249].
         let t = vec![25u8, 0, 0, 0, 0, 0];
-        let png_bytes = thumbnail(&s, &t, 1).unwrap();
+        let png_bytes = thumbnail(&s, &t, 1, &Palette::new(6, &[])).unwrap();
         let mut r = png::Decoder::new(std::io::Cursor::new(png_bytes))
             .read_info()
             .unwrap();
@@ -218,12 +231,12 @@ mod tests {
         );
         // Saturation clips at 255.
         let t = vec![255u8; 6];
-        let png_bytes = thumbnail(&s, &t, 1).unwrap();
+        let png_bytes = thumbnail(&s, &t, 1, &Palette::new(6, &[])).unwrap();
         let mut r = png::Decoder::new(std::io::Cursor::new(png_bytes))
             .read_info()
             .unwrap();
         r.next_frame(&mut buf).unwrap();
         assert_eq!(&buf[..3], &[255, 255, 255]);
-        assert!(thumbnail(&s, &t, 2).is_err());
+        assert!(thumbnail(&s, &t, 2, &Palette::new(6, &[])).is_err());
     }
 }

@@ -11,9 +11,13 @@ use arrow::record_batch::RecordBatch;
 
 use crate::{Error, Result};
 
+mod plate_stats;
 mod rejects;
 mod runs;
 
+pub use plate_stats::{
+    ILLUMINATION, IllumColumn, PlateStatRow, plate_stats_batch, plate_stats_schema,
+};
 pub use rejects::{RejectRow, rejects_batch, rejects_schema};
 pub use runs::{RunCounts, RunRow, RunSeconds, runs_batch, runs_schema};
 
@@ -26,6 +30,16 @@ pub const TENSOR: &str = "tensor";
 /// Per-site raw (pre-normalization) channel means: added to `sites` after its first
 /// release, so a store written without it gains it (NULL for older rows) on the next run.
 pub const RAW_CHANNEL_MEAN: &str = "raw_channel_mean";
+
+/// Nullable columns added to a table after its first release: a table written without
+/// them gains them on the next run (NULL in older files).
+pub const LATE_COLUMNS: [&str; 5] = [
+    RAW_CHANNEL_MEAN,
+    "channel_name",
+    ILLUMINATION,
+    "illumination_shape",
+    "illumination_source",
+];
 
 /// Columns of `sites` that get Delta file statistics (data skipping); the tensor never does.
 pub const SITES_STATS_COLUMNS: &str =
@@ -42,6 +56,8 @@ pub struct SitesContext {
     pub extra_columns: Vec<String>,
     /// Tensor shape (channels, height, width).
     pub shape: [u32; 3],
+    /// Channel names, in stacking order (`cellshard.channel_names` of the tensor field).
+    pub channel_names: Vec<String>,
     /// numpy dtype name of the tensor elements.
     pub dtype: String,
     /// Pipeline name.
@@ -100,6 +116,7 @@ impl SitesContext {
         let own = SitesContext {
             extra_columns: Vec::new(),
             shape: [1, 1, 1],
+            channel_names: Vec::new(),
             dtype: String::new(),
             pipeline: String::new(),
             pipeline_hash: String::new(),
@@ -153,6 +170,10 @@ impl SitesContext {
                     format!("[{},{},{}]", self.shape[0], self.shape[1], self.shape[2]),
                 ),
                 ("cellshard.dtype".to_string(), self.dtype.clone()),
+                (
+                    "cellshard.channel_names".to_string(),
+                    serde_json::to_string(&self.channel_names).unwrap_or_default(),
+                ),
                 (
                     "cellshard.layout".to_string(),
                     "CHW,little-endian".to_string(),
@@ -254,118 +275,4 @@ impl SitesContext {
             source,
         })
     }
-}
-
-/// One channel's statistics for one plate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlateStatRow {
-    /// Experiment.
-    pub experiment: String,
-    /// Cell type.
-    pub cell_type: String,
-    /// Plate.
-    pub plate: i32,
-    /// Channel (1-based, as in the file names).
-    pub channel: i32,
-    /// `percentile` or `zscore`.
-    pub method: String,
-    /// `all`, `controls` or `negative_controls`.
-    pub reference: String,
-    /// Requested lower percentile (percentile method).
-    pub p_low: Option<f64>,
-    /// Requested upper percentile.
-    pub p_high: Option<f64>,
-    /// Sample value at `p_low` (the clip floor).
-    pub low_value: Option<i32>,
-    /// Sample value at `p_high` (the clip ceiling).
-    pub high_value: Option<i32>,
-    /// Mean of the reference samples.
-    pub mean: f64,
-    /// Standard deviation of the reference samples.
-    pub std: f64,
-    /// Smallest reference sample.
-    pub min: i32,
-    /// Largest reference sample.
-    pub max: i32,
-    /// Reference samples counted.
-    pub pixel_count: i64,
-    /// Reference sites counted.
-    pub site_count: i32,
-    /// Pipeline hash.
-    pub pipeline_hash: String,
-    /// Run id.
-    pub run_id: String,
-    /// The plate build these statistics normalized (the `build_id` of its `sites` rows).
-    pub build_id: String,
-}
-
-/// The `plate_stats` schema.
-pub fn plate_stats_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("experiment", DataType::Utf8, false),
-        Field::new("cell_type", DataType::Utf8, false),
-        Field::new("plate", DataType::Int32, false),
-        Field::new("channel", DataType::Int32, false),
-        Field::new("method", DataType::Utf8, false),
-        Field::new("reference", DataType::Utf8, false),
-        Field::new("p_low", DataType::Float64, true),
-        Field::new("p_high", DataType::Float64, true),
-        Field::new("low_value", DataType::Int32, true),
-        Field::new("high_value", DataType::Int32, true),
-        Field::new("mean", DataType::Float64, false),
-        Field::new("std", DataType::Float64, false),
-        Field::new("min", DataType::Int32, false),
-        Field::new("max", DataType::Int32, false),
-        Field::new("pixel_count", DataType::Int64, false),
-        Field::new("site_count", DataType::Int32, false),
-        Field::new("pipeline_hash", DataType::Utf8, false),
-        Field::new("run_id", DataType::Utf8, false),
-        Field::new("build_id", DataType::Utf8, false),
-    ]))
-}
-
-/// Rows to a `plate_stats` batch.
-pub fn plate_stats_batch(rows: &[PlateStatRow]) -> Result<RecordBatch> {
-    let s = |f: &dyn Fn(&PlateStatRow) -> &str| -> ArrayRef {
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(f(r)))
-                .collect::<arrow::array::StringArray>(),
-        )
-    };
-    let i = |f: &dyn Fn(&PlateStatRow) -> Option<i32>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<arrow::array::Int32Array>())
-    };
-    let d = |f: &dyn Fn(&PlateStatRow) -> Option<f64>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<arrow::array::Float64Array>())
-    };
-    let cols: Vec<ArrayRef> = vec![
-        s(&|r| &r.experiment),
-        s(&|r| &r.cell_type),
-        i(&|r| Some(r.plate)),
-        i(&|r| Some(r.channel)),
-        s(&|r| &r.method),
-        s(&|r| &r.reference),
-        d(&|r| r.p_low),
-        d(&|r| r.p_high),
-        i(&|r| r.low_value),
-        i(&|r| r.high_value),
-        d(&|r| Some(r.mean)),
-        d(&|r| Some(r.std)),
-        i(&|r| Some(r.min)),
-        i(&|r| Some(r.max)),
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.pixel_count))
-                .collect::<arrow::array::Int64Array>(),
-        ),
-        i(&|r| Some(r.site_count)),
-        s(&|r| &r.pipeline_hash),
-        s(&|r| &r.run_id),
-        s(&|r| &r.build_id),
-    ];
-    RecordBatch::try_new(plate_stats_schema(), cols).map_err(|source| Error::Arrow {
-        table: "plate_stats".into(),
-        source,
-    })
 }

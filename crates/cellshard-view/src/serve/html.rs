@@ -207,6 +207,7 @@ fn thumb_cell(bytes: &[u8], spec: Option<TensorSpec>) -> String {
             well_type: None,
             spec,
             tensor: bytes.to_vec(),
+            palette: std::sync::Arc::new(cellshard_core::palette::Palette::new(spec.channels, &[])),
         };
         let size = 64.min(spec.height.min(spec.width));
         let channels = crate::render::all_channels(&site);

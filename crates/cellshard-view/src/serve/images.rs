@@ -23,15 +23,16 @@ pub(super) async fn plate_image(
         Err(e) => return failure(&e, e.to_string()),
     };
     let before_after = p.before_after.is_some_and(|s| s != "0");
+    let label = v.palette().label(channel);
     let s = v.session.clone();
     let png = v
         .run(async move {
             let canvas = if before_after {
                 let d = data::before_after(&s.ctx, &experiment, plate, channel).await?;
-                render::before_after(&experiment, plate, channel, &d)
+                render::before_after(&experiment, plate, &label, &d)
             } else {
                 let values = data::plate_map(&s.ctx, &experiment, plate, stat, channel).await?;
-                render::plate(&experiment, plate, stat, channel, &values)
+                render::plate(&experiment, plate, stat, &label, &values)
             };
             canvas.png()
         })
@@ -65,7 +66,7 @@ pub(super) async fn site_image(
         .run(async move {
             let site = data::site(&s, &site_id).await?;
             let channels = match &p.channels {
-                Some(c) => render::parse_channels(c)?,
+                Some(c) => render::parse_channels(c, &site.palette)?,
                 None => render::all_channels(&site),
             };
             let size = p.size.unwrap_or(site.spec.height.min(site.spec.width));

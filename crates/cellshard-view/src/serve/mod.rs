@@ -207,6 +207,11 @@ impl Viewer {
         self.session.tensor.map_or(6, |t| t.channels)
     }
 
+    /// How the store's channels are named and drawn.
+    fn palette(&self) -> cellshard_core::palette::Palette {
+        cellshard_core::palette::Palette::new(self.channels(), &self.session.channel_names)
+    }
+
     fn html(&self, title: &str, body: &str) -> Response {
         Html(html::page(title, &self.store, body)).into_response()
     }

@@ -3,7 +3,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
-use cellshard_core::rxrx1::channel_label;
 use serde::Deserialize;
 
 use super::Shared;
@@ -175,18 +174,20 @@ pub(super) async fn site_page(
         }
         Err(e) => return v.fail(&title, &e),
     };
-    let channels = v.session.tensor.map_or(6, |t| t.channels.min(6));
+    let palette = v.palette();
+    let channels = palette.len();
     let size = v.session.tensor.map_or(512, |t| t.height.min(t.width));
     let tile = size.min(192);
     // Small tensors are shown enlarged (pixelated), never below these sizes.
     let (shown, tile_shown) = (size.max(384), tile.max(160));
     let sid = enc(&site_id);
     let mut body = format!(
-        r#"<div class="tiles"><figure><img id="composite" alt="composite" width="{shown}" height="{shown}" src="/img/site/{sid}?size={size}{contrast}"><figcaption>composite of w1..w{channels} in the RxRx1 viewer colours, {} (<a id="contrast" href="/site/{sid}{}">{}</a>)</figcaption></figure></div><h2>Channels</h2><div class="tiles">"#,
+        r#"<div class="tiles"><figure><img id="composite" alt="composite" width="{shown}" height="{shown}" src="/img/site/{sid}?size={size}{contrast}"><figcaption>composite of {} in their colours, {} (<a id="contrast" href="/site/{sid}{}">{}</a>)</figcaption></figure></div><h2>Channels</h2><div class="tiles">"#,
+        esc(&palette.names.join(", ")),
         if auto {
             "each channel's 99.5th percentile at full colour"
         } else {
-            "RxRx1 display maxima"
+            "fixed display maxima"
         },
         if auto { "" } else { "?contrast=auto" },
         if auto {
@@ -198,7 +199,7 @@ pub(super) async fn site_page(
     for c in 1..=channels {
         body.push_str(&format!(
             r#"<figure><img class="tile" alt="channel {c}" width="{tile_shown}" height="{tile_shown}" src="/img/site/{sid}?channels={c}&amp;gray=1&amp;size={tile}{contrast}"><figcaption>{}</figcaption></figure>"#,
-            esc(&channel_label(c))
+            esc(&palette.label(c))
         ));
     }
     body.push_str("</div><h2>Metadata</h2>");

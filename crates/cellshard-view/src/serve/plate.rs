@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use cellshard_core::rxrx1::channel_label;
 use serde::Deserialize;
 
 use super::Shared;
@@ -38,6 +37,7 @@ pub(super) async fn plate_page(
     Path((experiment, plate)): Path<(String, i32)>,
     Query(p): Query<PlateParams>,
 ) -> Response {
+    let palette = v.palette();
     let title = format!("Plate {experiment}/{plate}");
     let (stat, channel) = match p.parse(v.channels()) {
         Ok(x) => x,
@@ -99,7 +99,7 @@ pub(super) async fn plate_page(
         body.push_str(&format!(
             r#"<option value="{c}"{}>{}</option>"#,
             if c == channel { " selected" } else { "" },
-            esc(&channel_label(c))
+            esc(&palette.label(c))
         ));
     }
     body.push_str(r#"</select><noscript><button>Show</button></noscript></form>"#);
@@ -110,7 +110,7 @@ pub(super) async fn plate_page(
     ));
     body.push_str(&format!(
         r#"<h2>Wells</h2><p class="note">{}: {} wells with a value, {} to {}. Click a well for its first site.</p><table class="plate" id="wells"><tr><th></th>"#,
-        esc(&stat.title(channel)),
+        esc(&stat.title(&palette.label(channel))),
         values.len(),
         render::format_value(range.0),
         render::format_value(range.1)
@@ -161,7 +161,7 @@ pub(super) async fn plate_page(
     if matches!(stat, Stat::Qc("mean") | Stat::RawMean) {
         body.push_str(&format!(
             r#"<h2>Before and after per-plate normalization</h2><p class="note">Raw crop means and stored means of {} on the colour ranges of every plate of {} (a plate effect shows as a whole plate shifted on the left, and is gone on the right).</p><p><img id="before-after" alt="before and after normalization" src="/img/plate/{}/{plate}?stat=mean&amp;channel={channel}&amp;before_after=1"></p>"#,
-            esc(&channel_label(channel)),
+            esc(&palette.label(channel)),
             esc(&experiment),
             enc(&experiment)
         ));
