@@ -9,6 +9,7 @@ mod e2e;
 mod export;
 mod feed;
 mod interop;
+mod jump;
 mod layout;
 mod pushdown;
 mod race;

@@ -164,6 +164,23 @@ def test_metadata_columns_arrive_as_arrow_one_row_per_slot():
     assert pa.table(padded.metadata).column("well").null_count == 2
 
 
+def test_channels_are_picked_by_name_or_number_in_the_order_asked():
+    full = cellshard.Dataset(STORE, batch_size=2, seed=3)
+    assert full.channel_names == ["w1", "w2", "w3", "w4", "w5", "w6"]
+    picked = cellshard.Dataset(STORE, batch_size=2, seed=3, channels=["w5", 1])
+    n = 0
+    for a, b in zip(full.epoch(0), picked.epoch(0)):
+        assert b.tensors.shape == (2, 2, 512, 512)
+        assert np.array_equal(b.tensors, a.tensors[:, [4, 0]])
+        n += 1
+    assert n == 2
+    again = pickle.loads(pickle.dumps(picked))
+    assert next(iter(again.epoch(1))).tensors.shape[1] == 2
+    for bad in (["Golgi"], [0], [7], ["w1", "W1"], [], [True]):
+        with pytest.raises(cellshard.InvalidInput):
+            cellshard.Dataset(STORE, channels=bad)
+
+
 def test_sql_returns_arrow_from_the_same_session_as_the_cli():
     out = cellshard.sql(STORE, "SELECT count(*) AS n, count(DISTINCT well) AS wells FROM sites")
     assert out.num_rows == 1 and out.column_names == ["n", "wells"]

@@ -1209,6 +1209,119 @@ fn synth_writes_an_rxrx3_shaped_plate() {
 }
 
 #[test]
+fn a_jump_plate_runs_and_draws_by_channel_name_in_render_and_the_viewer() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw").display().to_string();
+    let o = cellshard([
+        "synth",
+        "--dataset",
+        "jump",
+        "--out",
+        &raw,
+        "--wells",
+        "2",
+        "--sites",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let store = dir.path().join("store").display().to_string();
+    let md = format!("{raw}/load_data.csv");
+    let o = cellshard([
+        "run",
+        "pipelines/jump-cpg0016.toml",
+        "--source",
+        &raw,
+        "--metadata",
+        &md,
+        "--sink",
+        &store,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        sql_one(
+            &store,
+            "SELECT count(*) FROM sites WHERE channels = 5 AND height = 512 AND tensor_mean(tensor, 'Mito') = tensor_mean(tensor, 5)"
+        ),
+        "2"
+    );
+    let site = "BR00117035_1_A01_1";
+    let out = dir.path().join("dna-mito.png");
+    let o = cellshard([
+        "render",
+        "--store",
+        &store,
+        "--site",
+        site,
+        "--channels",
+        "DNA,Mito",
+        "-o",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // DNA is drawn blue and Mito magenta: no green anywhere, red and blue somewhere.
+    let mut r = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&out).unwrap()))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    r.next_frame(&mut buf).unwrap();
+    assert_eq!((r.info().width, r.info().height), (512, 512));
+    let px: Vec<&[u8]> = buf.chunks_exact(3).collect();
+    assert!(px.iter().all(|p| p[1] == 0));
+    assert!(px.iter().any(|p| p[0] > 100) && px.iter().any(|p| p[2] > 100));
+    std::fs::copy(&out, screenshots().join("jump-dna-mito.png")).unwrap();
+    let o = cellshard([
+        "render",
+        "--store",
+        &store,
+        "--site",
+        site,
+        "--channels",
+        "DNA,Golgi",
+        "-o",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        error_line(&o).contains("DNA, ER, RNA, AGP, Mito"),
+        "{}",
+        error_line(&o)
+    );
+    let grid = dir.path().join("grid.png");
+    let o = cellshard([
+        "render",
+        "--store",
+        &store,
+        "--site",
+        site,
+        "--grid",
+        "--size",
+        "128",
+        "-o",
+        &grid.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Five channel tiles and the composite, four a row.
+    let (gw, gh) = png_size(&grid);
+    assert!(gw >= 4 * 128 && gh >= 2 * 128, "{gw}x{gh}");
+
+    // The viewer on a 5-channel store: every channel labelled by name, images by name.
+    let srv = Server::start(&["--store", &store, "--bind", "127.0.0.1:0"]);
+    let (status, _, body) = srv.get(&format!("/site/{site}"), "");
+    assert_eq!(status, 200, "{body}");
+    for label in ["1 DNA", "2 ER", "3 RNA", "4 AGP", "5 Mito"] {
+        assert!(body.contains(label), "{label} missing");
+    }
+    assert!(body.contains("channels=5&amp;gray=1"), "{body}");
+    assert!(!body.contains("channels=6"), "{body}");
+    let (status, head, _) = srv.get(&format!("/img/site/{site}?channels=DNA,Mito&size=64"), "");
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("image/png"), "{head}");
+    let (status, _, body) = srv.get("/plate/BR00117035/1?stat=mean&channel=5", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("5 Mito"), "{body}");
+}
+
+#[test]
 fn validate_store_names_plates_whose_tensors_lack_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let store = real_store(dir.path());
@@ -2440,7 +2553,7 @@ print(json.dumps({
 
     // Local and cluster answers are the same, tensor functions included.
     let store = view_store();
-    let q = "SELECT plate, count(*), round(sum(tensor_mean(tensor, 1)), 6), min(tensor_percentile(tensor, 5, 99)) FROM sites GROUP BY plate ORDER BY plate";
+    let q = "SELECT plate, count(*), round(sum(tensor_mean(tensor, 1)), 6), round(sum(tensor_mean(tensor, 'w1')), 6), min(tensor_percentile(tensor, 'w5', 99)) FROM sites GROUP BY plate ORDER BY plate";
     let local = sql_csv(store, None, q);
     assert!(local.status.success(), "{}", text(&local.stderr));
     let remote = sql_csv(store, Some(&url), q);

@@ -81,14 +81,14 @@ fn tiff_gray16(size: u32, samples: &[u16]) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// One site's five TIFFs, in [`JUMP_CHANNELS`] order.
+/// One site's five TIFFs, in [`JUMP_CHANNELS`] order (the synthetic stains 1..=5).
 fn site_tiffs(cfg: &JumpConfig, meta: &SiteMetadata) -> Result<Vec<Vec<u8>>> {
     let synth = SynthConfig {
         size: cfg.size,
         seed: cfg.seed,
         ..SynthConfig::default()
     };
-    (1..=JUMP_CHANNELS.len() as u32)
+    (1..=5u32)
         .into_par_iter()
         .map(|stain| {
             let mut px = render_channel(&synth, meta, stain);
