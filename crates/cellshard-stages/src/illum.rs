@@ -305,10 +305,17 @@ impl IllumFunction {
         check_size((w, h), (plane.width, plane.height))?;
         check_len(pixels(w, h), expanded.len())?;
         check_len(pixels(w, h), plane.data.len())?;
+        // In f32, branch-free so it vectorises: adding and taking away 2^23 rounds a value
+        // in [0, 2^23) to the nearest integer, ties to even (IEEE default rounding); `as`
+        // saturates and maps NaN (0 / 0) to 0.
+        const ROUND: f32 = 8_388_608.0;
         for (v, &f) in plane.data.iter_mut().zip(expanded) {
-            let q = (f64::from(*v) / f64::from(f)).round_ties_even();
-            // A NaN quotient (0 / 0) gives 0.
-            *v = u16::try_from(floor_usize(q.clamp(0.0, 65535.0))).unwrap_or(u16::MAX);
+            let q = f32::from(*v) / f;
+            let q = if q >= 65535.0 { 65535.0 } else { q };
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in 0..=65535
+            {
+                *v = ((q + ROUND) - ROUND) as u16;
+            }
         }
         Ok(())
     }
