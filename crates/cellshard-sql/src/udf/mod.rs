@@ -86,7 +86,9 @@ impl Kind {
         match self {
             Kind::Shape => "tensor_shape(tensor) -> [C, H, W]",
             Kind::Dtype => "tensor_dtype(tensor) -> numpy dtype name",
-            Kind::Channel => "tensor_channel(tensor, c) -> channel c (1-based) as H*W LE bytes",
+            Kind::Channel => {
+                "tensor_channel(tensor, c) -> channel c (1-based, or its name) as H*W LE bytes"
+            }
             Kind::Mean => "tensor_mean(tensor, c) -> mean of channel c",
             Kind::Std => "tensor_std(tensor, c) -> population std of channel c",
             Kind::Percentile => {
