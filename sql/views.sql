@@ -12,20 +12,30 @@ CREATE VIEW treatments AS
 SELECT * FROM sites
 WHERE well_type = 'treatment';
 
--- Per-site, per-channel output QC. mean/std are the stored (normalized) values; z_mean is
--- the site's mean against the other sites of its plate and channel. Flags:
+-- Per-site, per-channel QC. mean/std are the stored (normalized) values; z_mean is the
+-- site's mean against the other sites of its plate and channel. Flags:
 --   blank          the channel is constant (std = 0): empty or failed image
 --   low_contrast   std below a quarter of the plate's median std for the channel
 --   outlier        |z_mean| > 3 (focus, debris, a wrong plate normalization)
 --   saturated      mean within 5% of the top of the output range (uint8 / uint16 outputs)
+-- Image quality measured at ingest on the raw crop (NULL for sites stored before it was):
+--   focus               PowerLogLogSlope of the channel (more negative: less in focus)
+--   saturation          fraction of the channel's pixels at the top of the bit depth
+--   foreground          fraction of the channel's pixels above its Otsu threshold
+--   nuclei_count        nuclei estimated in the DNA channel (per site)
+--   qc_pass, qc_flags   the site's verdict under the pipeline's [qc] thresholds (per site)
 CREATE VIEW site_qc AS
 WITH per_channel AS (
   SELECT s.site_id, s.cell_type, s.experiment, s.plate, s.well, s.site, s.well_type,
          s.sirna_id, s.dtype, c.channel,
          s.channel_mean[c.channel] AS mean,
-         s.channel_std[c.channel] AS std
+         s.channel_std[c.channel] AS std,
+         s.qc_focus[c.channel] AS focus,
+         s.qc_saturation[c.channel] AS saturation,
+         s.qc_foreground[c.channel] AS foreground,
+         s.nuclei_count, s.qc_pass, s.qc_flags
   FROM sites s
-  JOIN (VALUES (1), (2), (3), (4), (5), (6), (7), (8)) AS c(channel)
+  JOIN (SELECT unnest(range(1, 65)) AS channel) AS c
     ON c.channel <= s.channels
 ), plate_channel AS (
   SELECT experiment, plate, channel,
@@ -44,7 +54,8 @@ SELECT p.site_id, p.cell_type, p.experiment, p.plate, p.well, p.site, p.well_typ
                 AND q.plate_std_of_means > 0, false) AS outlier,
        CASE p.dtype WHEN 'uint8' THEN p.mean > 0.95 * 255
                     WHEN 'uint16' THEN p.mean > 0.95 * 65535
-                    ELSE false END AS saturated
+                    ELSE false END AS saturated,
+       p.focus, p.saturation, p.foreground, p.nuclei_count, p.qc_pass, p.qc_flags
 FROM per_channel p
 JOIN plate_channel q
   ON p.experiment = q.experiment AND p.plate = q.plate AND p.channel = q.channel;

@@ -55,6 +55,15 @@ fn stain_colour(name: &str) -> Option<[f64; 3]> {
     })
 }
 
+/// The index of the DNA (nuclear stain) channel among `names`: the first named like one
+/// (`DNA`, `Hoechst`, `DAPI`, ...), else the first channel (RxRx1's `w1` is Hoechst).
+pub fn dna_channel(names: &[String]) -> usize {
+    names
+        .iter()
+        .position(|n| stain_colour(n) == Some(BLUE))
+        .unwrap_or(0)
+}
+
 impl Palette {
     /// The palette of `count` channels named `names` (empty or short: `w{c}`).
     pub fn new(count: usize, names: &[String]) -> Palette {

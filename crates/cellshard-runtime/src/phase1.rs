@@ -13,7 +13,7 @@ use cellshard_stages::crop::downsample_then_crop;
 use cellshard_stages::image::decode_transformed;
 use cellshard_stages::png::DecodeErrorKind;
 use cellshard_stages::{ChannelNorm, DecodeSpec, Histogram, Plane};
-use cellshard_store::schema::{PlateStatRow, RejectRow};
+use cellshard_store::schema::{PlateStatRow, RejectRow, SiteQcRow};
 use cellshard_store::{PlateBuild, PlateScope};
 use futures::{StreamExt, TryStreamExt};
 
@@ -41,6 +41,7 @@ enum Decoded {
         planes: u64,
         width: u32,
         height: u32,
+        qc: cellshard_stages::qc::SiteQc,
     },
     /// The site failed.
     Failed(SiteError),
@@ -107,6 +108,7 @@ pub async fn decode_plate(
             });
         }
     };
+    let dna = cellshard_core::palette::dna_channel(&job.sites_ctx.channel_names);
     let mut stream = futures::stream::iter(sites)
         .map(|site| {
             let hist = hist.clone();
@@ -133,6 +135,7 @@ pub async fn decode_plate(
                                 &spec,
                                 &t,
                                 illum.as_deref(),
+                                dna,
                                 hist,
                                 &spill,
                             );
@@ -146,6 +149,7 @@ pub async fn decode_plate(
         })
         .buffered(job.inflight.max(1));
     let mut spilled: Vec<Spilled> = Vec::new();
+    let mut site_qcs: Vec<cellshard_stages::qc::SiteQc> = Vec::new();
     let mut ref_sites = 0i32;
     // A plate none of whose objects could be read is refused as a whole, not rejected.
     let mut read_any = false;
@@ -166,13 +170,16 @@ pub async fn decode_plate(
                 planes,
                 width,
                 height,
+                qc,
             } => {
+                site_qcs.push(qc);
                 spilled.push(Spilled {
                     site,
                     offset,
                     planes,
                     width,
                     height,
+                    qc: SiteQcRow::default(),
                 });
                 ref_sites += i32::from(in_ref);
             }
@@ -187,6 +194,19 @@ pub async fn decode_plate(
             plate: format!("{}/{}", plate.experiment, plate.plate),
             first,
         });
+    }
+    // QC flags need the whole plate (focus is judged against the plate's median).
+    let dna = cellshard_core::palette::dna_channel(&job.sites_ctx.channel_names);
+    let flags =
+        cellshard_stages::qc::plate_flags(&site_qcs.iter().collect::<Vec<_>>(), dna, &job.qc);
+    for ((s, q), f) in spilled.iter_mut().zip(site_qcs).zip(flags) {
+        s.qc = SiteQcRow {
+            focus: q.channels.iter().map(|c| c.focus).collect(),
+            saturation: q.channels.iter().map(|c| c.saturation).collect(),
+            foreground: q.channels.iter().map(|c| c.foreground).collect(),
+            nuclei: i32::try_from(q.nuclei).unwrap_or(i32::MAX),
+            flags: f.into_iter().map(str::to_string).collect(),
+        };
     }
     // The plate's files are all read: hand the free buffers back to the allocator rather
     // than hold them through phase 2 (the next plate's phase 1 refills the pool).
@@ -305,6 +325,7 @@ fn decode_site(
     spec: &DecodeSpec,
     t: &Transform,
     illum: Option<&crate::illum::PlateIllum>,
+    dna: usize,
     hist: Option<&Mutex<Vec<Histogram>>>,
     spill: &SpillFile,
 ) -> Decoded {
@@ -380,12 +401,14 @@ fn decode_site(
         }
     }
     let (width, height) = planes.first().map_or((0, 0), |p| (p.width, p.height));
+    let qc = cellshard_stages::qc::site_qc(&planes, t.bit_depth, dna);
     match spill.append(&planes) {
         Ok(offset) => Decoded::Spilled {
             offset,
             planes: planes.len() as u64,
             width,
             height,
+            qc,
         },
         Err(e) => Decoded::SpillFailed(e),
     }

@@ -106,7 +106,7 @@ async fn write_file(
                         || format!("site {site_id}"),
                         move || {
                             let planes = s.read(&file)?;
-                            Ok::<_, std::io::Error>((s.site, stack(&planes, &norm)))
+                            Ok::<_, std::io::Error>((s.site, s.qc, stack(&planes, &norm)))
                         },
                     )
                     .await?;
@@ -118,10 +118,10 @@ async fn write_file(
             }
         })
         .buffered(inflight);
-    while let Some((site, tensor)) = stream.try_next().await? {
+    while let Some((site, qc, tensor)) = stream.try_next().await? {
         sites += 1;
         objects += site.objects.len() as u64;
-        rows.push(site_row(site, tensor));
+        rows.push(site_row(site, qc, tensor));
         if rows.len() == rows_per_group {
             shard = write_rows(job, shard, &mut rows).await?;
             if usize::try_from(sites) == Ok(rows_per_group) {
@@ -150,7 +150,11 @@ async fn write_file(
     Ok((add, sites, objects))
 }
 
-fn site_row(site: ResolvedSite, tensor: cellshard_stages::SiteTensor) -> SiteRow {
+fn site_row(
+    site: ResolvedSite,
+    qc: cellshard_store::schema::SiteQcRow,
+    tensor: cellshard_stages::SiteTensor,
+) -> SiteRow {
     let m = site.meta;
     SiteRow {
         site_id: site.key.site_id(),
@@ -167,6 +171,7 @@ fn site_row(site: ResolvedSite, tensor: cellshard_stages::SiteTensor) -> SiteRow
         channel_mean: tensor.channel_mean,
         channel_std: tensor.channel_std,
         raw_channel_mean: tensor.raw_mean,
+        qc,
         source_paths: site.objects.iter().map(|o| o.display.clone()).collect(),
         source_etags: site.objects.iter().map(|o| o.etag.clone()).collect(),
         source_sizes: site.objects.iter().map(|o| o.size as i64).collect(),

@@ -71,6 +71,8 @@ pub struct PlateJob<'a> {
     pub transform: Transform,
     /// Channels per site.
     pub channels: u32,
+    /// QC thresholds.
+    pub qc: cellshard_core::pipeline::QcConfig,
     /// Key template of the illumination function files (`source = "files"`).
     pub illum_files: Option<&'a str>,
     /// CPU pool.

@@ -186,6 +186,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         transform,
         channels: p.source.channels.count(),
         illum_files: p.illumination_files(),
+        qc: p.qc(),
         pool: &pool,
         inflight,
         budget: &budget,

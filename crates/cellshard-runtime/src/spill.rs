@@ -56,6 +56,8 @@ pub(crate) struct Spilled {
     pub(crate) planes: u64,
     pub(crate) width: u32,
     pub(crate) height: u32,
+    /// Its image quality, flags included (set once the plate is decoded).
+    pub(crate) qc: cellshard_store::schema::SiteQcRow,
 }
 
 impl Spilled {

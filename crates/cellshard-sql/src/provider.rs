@@ -97,6 +97,12 @@ impl StoreTable {
             .filter(|f| !partition_columns.contains(f.name()))
             .map(|f| f.as_ref().clone())
             .collect();
+        // Columns the table gained after it was written read as NULL until a run adds them.
+        for late in cellshard_store::schema::late_fields(name) {
+            if !fields.iter().any(|f| f.name() == late.name()) {
+                fields.push(late);
+            }
+        }
         for p in &partition_columns {
             let f = arrow
                 .field_with_name(p)

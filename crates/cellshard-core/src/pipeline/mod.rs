@@ -5,6 +5,7 @@
 //! and its line. Stages are a closed tagged enum and must come in the order
 //! `decode`, `downsample`?, `center_crop`?, `normalize`.
 
+mod qc;
 mod sink;
 mod stage;
 mod validate;
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::layout::RXRX1_LAYOUT;
 use crate::{ByteSize, Error, LayoutTemplate, Result};
 
+pub use qc::QcConfig;
 pub use sink::Sink;
 pub use stage::{
     IllumSource, Illumination, ImageFormat, NormalizeMethod, OutputDtype, Reference, Stage,
@@ -40,6 +42,9 @@ pub struct Pipeline {
     pub stages: Stages,
     /// Where and how the store is written.
     pub sink: Sink,
+    /// QC thresholds (`qc_pass`, `qc_flags`); the defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qc: Option<QcConfig>,
 }
 
 /// The image source.
@@ -196,6 +201,11 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// The QC thresholds in force: the `[qc]` section's, else the defaults.
+    pub fn qc(&self) -> QcConfig {
+        self.qc.unwrap_or_default()
+    }
+
     /// The parsed layout template.
     pub fn layout(&self) -> Result<LayoutTemplate> {
         LayoutTemplate::parse(&self.source.layout)
@@ -210,12 +220,16 @@ impl Pipeline {
             channels: &'a Channels,
             stages: &'a [Stage],
             zstd_level: i32,
+            // Absent from pipelines without a [qc] section, so their hash is unchanged.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            qc: Option<&'a QcConfig>,
         }
         let sem = Semantics {
             layout: &self.source.layout,
             channels: &self.source.channels,
             stages: self.stages.list(),
             zstd_level: self.sink.zstd_level,
+            qc: self.qc.as_ref(),
         };
         // Serialising plain structs of owned data cannot fail.
         let json = serde_json::to_vec(&sem).unwrap_or_default();

@@ -90,6 +90,9 @@ impl Pipeline {
         }
         LayoutTemplate::parse(&self.source.layout).map_err(|e| e.to_string())?;
         self.source.channels.check()?;
+        if let Some(qc) = &self.qc {
+            qc.check()?;
+        }
         if self.metadata.urls.is_empty() {
             return Err("metadata.urls must name at least one CSV file".into());
         }

@@ -33,8 +33,14 @@ pub const RAW_CHANNEL_MEAN: &str = "raw_channel_mean";
 
 /// Nullable columns added to a table after its first release: a table written without
 /// them gains them on the next run (NULL in older files).
-pub const LATE_COLUMNS: [&str; 5] = [
+pub const LATE_COLUMNS: [&str; 11] = [
     RAW_CHANNEL_MEAN,
+    "qc_focus",
+    "qc_saturation",
+    "qc_foreground",
+    "nuclei_count",
+    "qc_flags",
+    "qc_pass",
     "channel_name",
     ILLUMINATION,
     "illumination_shape",
@@ -45,8 +51,39 @@ pub const LATE_COLUMNS: [&str; 5] = [
 pub const SITES_STATS_COLUMNS: &str =
     "plate,well,site,site_id,well_id,dataset,well_type,sirna_id,build_id";
 
+/// The [`LATE_COLUMNS`] of table `name` (`sites`, `plate_stats`) as its writer defines them:
+/// readers add those a table lacks, as NULL, so every store answers the same queries.
+pub fn late_fields(name: &str) -> Vec<Field> {
+    let schema = match name {
+        "sites" => SitesContext::colliding_schema(),
+        "plate_stats" => plate_stats_schema(),
+        _ => return Vec::new(),
+    };
+    schema
+        .fields()
+        .iter()
+        .filter(|f| LATE_COLUMNS.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
+        .collect()
+}
+
 fn list(item: DataType, nullable: bool) -> DataType {
     DataType::List(Arc::new(Field::new("item", item, nullable)))
+}
+
+/// A site's image quality, measured on its raw crop (see `cellshard_stages::qc`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteQcRow {
+    /// Per channel: `PowerLogLogSlope` (more negative: less in focus).
+    pub focus: Vec<f64>,
+    /// Per channel: fraction of pixels at the top of the bit depth.
+    pub saturation: Vec<f64>,
+    /// Per channel: fraction of pixels above the Otsu threshold.
+    pub foreground: Vec<f64>,
+    /// Estimated nuclei in the DNA channel.
+    pub nuclei: i32,
+    /// Why the site fails QC (`saturated`, `empty`, `out_of_focus`); empty when it passes.
+    pub flags: Vec<String>,
 }
 
 /// What every row of one `sites` write shares.
@@ -99,6 +136,8 @@ pub struct SiteRow {
     pub channel_std: Vec<f64>,
     /// Per-channel mean of the input samples before normalization (raw crop).
     pub raw_channel_mean: Vec<f64>,
+    /// Per-channel image quality of the raw crop.
+    pub qc: SiteQcRow,
     /// Source objects, one per channel, in channel order.
     pub source_paths: Vec<String>,
     /// Their ETags, where the store gives them.
@@ -110,10 +149,9 @@ pub struct SiteRow {
 }
 
 impl SitesContext {
-    /// The metadata columns of `extra` that would take the name of a column the store
-    /// writes itself (`tensor`, `run_id`, `build_id`, ...), which no run can store.
-    pub fn colliding_columns(extra: &[String]) -> Vec<String> {
-        let own = SitesContext {
+    /// The columns the store writes itself (no metadata columns).
+    fn colliding_schema() -> SchemaRef {
+        SitesContext {
             extra_columns: Vec::new(),
             shape: [1, 1, 1],
             channel_names: Vec::new(),
@@ -122,7 +160,13 @@ impl SitesContext {
             pipeline_hash: String::new(),
             run_id: String::new(),
         }
-        .schema();
+        .schema()
+    }
+
+    /// The metadata columns of `extra` that would take the name of a column the store
+    /// writes itself (`tensor`, `run_id`, `build_id`, ...), which no run can store.
+    pub fn colliding_columns(extra: &[String]) -> Vec<String> {
+        let own = Self::colliding_schema();
         extra
             .iter()
             .filter(|c| own.field_with_name(c).is_ok() || SITES_PARTITIONS.contains(&c.as_str()))
@@ -157,6 +201,12 @@ impl SitesContext {
             Field::new("channel_mean", list(DataType::Float64, true), true),
             Field::new("channel_std", list(DataType::Float64, true), true),
             Field::new(RAW_CHANNEL_MEAN, list(DataType::Float64, true), true),
+            Field::new("qc_focus", list(DataType::Float64, true), true),
+            Field::new("qc_saturation", list(DataType::Float64, true), true),
+            Field::new("qc_foreground", list(DataType::Float64, true), true),
+            Field::new("nuclei_count", DataType::Int32, true),
+            Field::new("qc_flags", list(DataType::Utf8, true), true),
+            Field::new("qc_pass", DataType::Boolean, true),
             Field::new("source_paths", list(DataType::Utf8, true), true),
             Field::new("source_etags", list(DataType::Utf8, true), true),
             Field::new("source_sizes", list(DataType::Int64, true), true),
@@ -242,6 +292,23 @@ impl SitesContext {
         cols.push(f64_list(&|r| &r.channel_mean));
         cols.push(f64_list(&|r| &r.channel_std));
         cols.push(f64_list(&|r| &r.raw_channel_mean));
+        cols.push(f64_list(&|r| &r.qc.focus));
+        cols.push(f64_list(&|r| &r.qc.saturation));
+        cols.push(f64_list(&|r| &r.qc.foreground));
+        cols.push(i(&|r| Some(r.qc.nuclei)));
+        let mut flags = ListBuilder::new(StringBuilder::new());
+        for r in rows {
+            r.qc.flags
+                .iter()
+                .for_each(|f| flags.values().append_value(f));
+            flags.append(true);
+        }
+        cols.push(Arc::new(flags.finish()));
+        cols.push(Arc::new(
+            rows.iter()
+                .map(|r| Some(r.qc.flags.is_empty()))
+                .collect::<arrow::array::BooleanArray>(),
+        ));
         let mut paths = ListBuilder::new(StringBuilder::new());
         let mut etags = ListBuilder::new(StringBuilder::new());
         let mut sizes = ListBuilder::new(Int64Builder::new());
