@@ -12,6 +12,7 @@ mod interop;
 mod jump;
 mod layout;
 mod pushdown;
+mod qc;
 mod race;
 mod real_data;
 mod rebuild;

@@ -15,6 +15,7 @@ mod exit;
 mod feed;
 mod ingest;
 mod maintain;
+mod qc;
 mod sql;
 mod synth_jump;
 mod view;
@@ -75,6 +76,9 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Write the rows of a query (tensors included) to a new Delta table or Parquet files.
     Export(sql::ExportArgs),
+    /// Image QC: the plates, wells and sites that fail it (saturated, empty, out of focus),
+    /// with their reasons.
+    Qc(qc::QcArgs),
     /// Draw a site's composite (or channel grid), a contact sheet of a query's sites, or a
     /// plate heatmap of a per-site statistic, to a PNG file.
     Render(view::RenderArgs),
@@ -153,6 +157,13 @@ struct SynthArgs {
     /// jump: the vignetting strength (corners keep 1 - V of the light).
     #[arg(long, default_value_t = 0.5)]
     vignetting: f64,
+    /// Wells drawn out of focus (a Gaussian blur of --blur-sigma px on every channel),
+    /// comma separated.
+    #[arg(long, value_delimiter = ',')]
+    blur_wells: Vec<String>,
+    /// Standard deviation of that blur, in pixels.
+    #[arg(long, default_value_t = 3)]
+    blur_sigma: u32,
     /// Bits per sample (8 or 16).
     #[arg(long, default_value_t = 16, value_parser = parse_bit_depth)]
     bit_depth: u8,
@@ -248,6 +259,7 @@ where
             Command::Validate(a) => status(maintain::validate(a).await),
             Command::Sql(a) => status(sql::sql(a).await),
             Command::Export(a) => status(sql::export(a).await),
+            Command::Qc(a) => status(qc::qc(a).await),
             Command::Render(a) => status(view::render_cmd(a).await),
             Command::Serve(a) => status(view::serve_cmd(a).await),
             #[cfg(feature = "cluster")]
@@ -321,6 +333,8 @@ async fn synth(a: SynthArgs) -> Result<()> {
         size: a.size.unwrap_or(2048),
         bit_depth: a.bit_depth,
         seed: a.seed,
+        blur_wells: a.blur_wells,
+        blur_sigma: a.blur_sigma,
         compression: match a.compression {
             Compression::Fast => cellshard_synth::SynthCompression::Fast,
             Compression::Default => cellshard_synth::SynthCompression::Default,
@@ -444,6 +458,8 @@ async fn demo(a: DemoArgs) -> Result<()> {
         sites: 2,
         size: Some(t.width.unwrap_or(2048)),
         vignetting: 0.5,
+        blur_wells: Vec::new(),
+        blur_sigma: 3,
         bit_depth: t.bit_depth,
         seed: 0,
         compression: Compression::Default,

@@ -1322,6 +1322,119 @@ fn a_jump_plate_runs_and_draws_by_channel_name_in_render_and_the_viewer() {
 }
 
 #[test]
+fn qc_reports_the_blurred_wells_their_sites_and_the_plate() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw").display().to_string();
+    let o = cellshard([
+        "synth",
+        "--out",
+        &raw,
+        "--experiments",
+        "HUVEC-01",
+        "--wells",
+        "6",
+        "--sites",
+        "2",
+        "--size",
+        "256",
+        "--blur-wells",
+        "B03,B05",
+        "--blur-sigma",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // tiny.toml on whole 256 px images, with a [qc] section.
+    let tiny = std::fs::read_to_string(repo().join("pipelines/tiny.toml")).unwrap();
+    let whole = tiny
+        .replace("[[stages]]\nkind = \"downsample\"\nfactor = 2\n\n", "")
+        .replace("[[stages]]\nkind = \"center_crop\"\nsize = 64\n\n", "")
+        + "\n[qc]\nfocus_mads = 3\n";
+    assert!(!whole.contains("center_crop"), "{whole}");
+    let pipeline = dir.path().join("whole.toml");
+    std::fs::write(&pipeline, whole).unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let o = cellshard([
+        "run",
+        &pipeline.display().to_string(),
+        "--source",
+        &raw,
+        "--metadata",
+        &format!("{raw}/metadata.csv"),
+        "--sink",
+        &store,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report = dir.path().join("qc.json");
+    let o = cellshard([
+        "qc",
+        "--store",
+        &store,
+        "--format",
+        "json",
+        "--plate-fraction",
+        "0.1",
+        "-o",
+        &report.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |level: &str| -> Vec<&serde_json::Value> {
+        rows.iter().filter(|r| r["level"] == level).collect()
+    };
+    // One plate (4 of its 12 sites fail), the two blurred wells, their four sites.
+    assert_eq!(of("plate").len(), 1, "{rows:?}");
+    assert_eq!(of("plate")[0]["reasons"], "out_of_focus:4", "{rows:?}");
+    let wells: Vec<&str> = of("well")
+        .iter()
+        .map(|r| r["well"].as_str().unwrap())
+        .collect();
+    assert_eq!(wells, ["B03", "B05"], "{rows:?}");
+    let sites = of("site");
+    assert_eq!(sites.len(), 4, "{rows:?}");
+    assert!(
+        sites.iter().all(|r| r["reasons"] == "out_of_focus"),
+        "{rows:?}"
+    );
+    // Without --plate-fraction the plate (4 of 12 > a quarter) is still flagged; CSV works.
+    let o = cellshard(["qc", "--store", &store, "--format", "csv"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("level,experiment,plate,well,site_id,reasons,failed,sites")
+    );
+    let o = cellshard(["qc", "--store", &store, "--plate-fraction", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    // The new statistics as heatmaps: render, and the viewer's plate page.
+    let png = dir.path().join("focus.png").display().to_string();
+    let o = cellshard([
+        "render",
+        "--store",
+        &store,
+        "--plate",
+        "HUVEC-01/1",
+        "--stat",
+        "focus",
+        "-o",
+        &png,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let srv = Server::start(&["--store", &store, "--bind", "127.0.0.1:0"]);
+    for stat in ["focus", "saturation", "foreground", "nuclei", "qc_fail"] {
+        let (status, _, body) = srv.get(&format!("/plate/HUVEC-01/1?stat={stat}&channel=1"), "");
+        assert_eq!(status, 200, "{stat}: {body}");
+        assert!(
+            body.contains(&format!("<option value=\"{stat}\" selected")),
+            "{stat}"
+        );
+        let (status, _, _) = srv.get(&format!("/img/plate/HUVEC-01/1?stat={stat}&channel=1"), "");
+        assert_eq!(status, 200, "{stat}");
+    }
+}
+
+#[test]
 fn validate_store_names_plates_whose_tensors_lack_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let store = real_store(dir.path());

@@ -129,16 +129,13 @@ pub async fn decode_plate(
                         || format!("site {site_id}"),
                         move || {
                             let hist = in_ref.then_some(&*hist);
-                            let out = decode_site(
-                                &site,
-                                &files,
-                                &spec,
-                                &t,
-                                illum.as_deref(),
+                            let stages = SiteStages {
+                                spec: &spec,
+                                t: &t,
+                                illum: illum.as_deref(),
                                 dna,
-                                hist,
-                                &spill,
-                            );
+                            };
+                            let out = decode_site(&site, &files, &stages, hist, &spill);
                             (site, out)
                         },
                     )
@@ -318,17 +315,30 @@ fn normalization(
     Ok((stats, norms))
 }
 
-/// Decode one site's channel files, add them to the histograms and spill them.
+/// What a site's decode applies: the decode checks, the transform, the plate's
+/// illumination functions, and the DNA channel (for the nuclei estimate).
+struct SiteStages<'a> {
+    spec: &'a DecodeSpec,
+    t: &'a Transform,
+    illum: Option<&'a crate::illum::PlateIllum>,
+    dna: usize,
+}
+
+/// Decode one site's channel files, measure their quality, add them to the histograms and
+/// spill them.
 fn decode_site(
     site: &ResolvedSite,
     files: &[bytes::Bytes],
-    spec: &DecodeSpec,
-    t: &Transform,
-    illum: Option<&crate::illum::PlateIllum>,
-    dna: usize,
+    stages: &SiteStages<'_>,
     hist: Option<&Mutex<Vec<Histogram>>>,
     spill: &SpillFile,
 ) -> Decoded {
+    let SiteStages {
+        spec,
+        t,
+        illum,
+        dna,
+    } = *stages;
     let bad = |reason, object: &str, message: String| {
         Decoded::Failed(SiteError::new(
             ErrorClass::BadInput,

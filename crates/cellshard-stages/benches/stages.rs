@@ -175,6 +175,11 @@ fn plate_math(c: &mut Criterion) {
     g.bench_function("normalize_stack_6ch", |b| {
         b.iter(|| stack(black_box(&planes), &plate))
     });
+    // Image QC of a site at ingest (focus, saturation, foreground per channel, nuclei in
+    // the DNA channel), against the per-site cost of the pipeline.
+    g.bench_function("qc_6ch", |b| {
+        b.iter(|| cellshard_stages::qc::site_qc(black_box(&planes), 16, 0))
+    });
     let tensor = stack(&planes, &plate).bytes;
     g.throughput(Throughput::Bytes(tensor.len() as u64));
     for level in [1, 3] {

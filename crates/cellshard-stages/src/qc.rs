@@ -9,16 +9,17 @@
 //!   takes the same frequencies in cycles per field (radii 2 to 64 for a 512 crop), slightly
 //!   damped by the binning; the ranking of sites by focus is what the measure is used for.
 //! - **saturation**: the fraction of pixels at the top of the bit depth (65535 or 255).
-//! - **foreground**: the fraction of pixels above the plane's Otsu threshold (256 bins from
-//!   the plane's minimum to its maximum, as scikit-image's `threshold_otsu`).
+//! - **foreground**: the fraction of pixels above the plane's Otsu threshold (256 bins, as
+//!   scikit-image's `threshold_otsu`, from the plane's 0.5th to its 99.5th percentile, the
+//!   values beyond in the end bins, so a few hot pixels do not squeeze the rest into one).
 //! - **nuclei**: an *estimate* of the nuclei in the DNA plane: pixels above its Otsu
-//!   threshold, 8-connected components of at least [`MIN_NUCLEUS_AREA`] pixels. Touching
-//!   nuclei count once, debris of that size counts; it tracks density, it is not a
-//!   segmentation.
+//!   threshold, 8-connected components of at least [`MIN_NUCLEUS_AREA`] pixels in a 512 x
+//!   512 plane (scaled with the plane's area, at least 4). Touching nuclei count once,
+//!   debris of that size counts; it tracks density, it is not a segmentation.
 
 use crate::Plane;
 
-/// Smallest component counted as a nucleus, in pixels of the plane.
+/// Smallest component counted as a nucleus, in pixels of a 512 x 512 plane.
 pub const MIN_NUCLEUS_AREA: usize = 30;
 
 /// One plane's quality.
@@ -100,37 +101,72 @@ pub fn plate_flags(
 pub fn channel_qc(plane: &Plane, bit_depth: u8) -> ChannelQc {
     let top = if bit_depth == 8 { 255 } else { u16::MAX };
     let n = plane.data.len().max(1) as f64;
-    let saturated = plane.data.iter().filter(|&&v| v == top).count();
-    let t = otsu(&plane.data);
-    let above = plane.data.iter().filter(|&&v| v > t).count();
+    let counts = value_counts(&plane.data);
+    let t = otsu_of_counts(&counts, plane.data.len());
+    let above: u64 = counts[usize::from(t) + 1..]
+        .iter()
+        .map(|&c| u64::from(c))
+        .sum();
     ChannelQc {
         focus: power_log_log_slope(plane),
-        saturation: saturated as f64 / n,
+        saturation: f64::from(counts[usize::from(top)]) / n,
         foreground: above as f64 / n,
     }
 }
 
-/// Otsu's threshold of `data` over 256 bins from its minimum to its maximum: the value at
-/// the top of the last bin of the background class (so `v > threshold` is foreground).
+/// How many samples take each of the 65,536 values (one pass, no sort).
+fn value_counts(data: &[u16]) -> Vec<u32> {
+    let mut counts = vec![0u32; 65_536];
+    for &v in data {
+        counts[usize::from(v)] += 1;
+    }
+    counts
+}
+
+/// The value of rank `k` (0-based) in sorted order, from value counts.
+fn value_at_rank(counts: &[u32], k: usize) -> u16 {
+    let mut seen = 0usize;
+    for (v, &c) in counts.iter().enumerate() {
+        seen += c as usize;
+        if seen > k {
+            return u16::try_from(v).unwrap_or(u16::MAX);
+        }
+    }
+    u16::MAX
+}
+
+/// Otsu's threshold of `data` over 256 bins from its 0.5th to its 99.5th percentile: the
+/// value at the top of the last bin of the background class (`v > threshold` is foreground).
 pub fn otsu(data: &[u16]) -> u16 {
-    let (Some(&lo), Some(&hi)) = (data.iter().min(), data.iter().max()) else {
+    otsu_of_counts(&value_counts(data), data.len())
+}
+
+fn otsu_of_counts(counts: &[u32], len: usize) -> u16 {
+    if len == 0 {
         return 0;
-    };
+    }
+    // A robust range: a few saturated or hot pixels would otherwise squeeze every other
+    // value into the lowest bins.
+    let k = len / 200;
+    let lo = value_at_rank(counts, k);
+    let hi = value_at_rank(counts, len - 1 - k);
     if lo == hi {
         return hi;
     }
     let span = f64::from(hi - lo);
     let bin = |v: u16| -> usize {
-        // Bounded: (v - lo) / span is in [0, 1].
+        // Bounded: values outside the range go to the end bins.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let b = (f64::from(v - lo) / span * 255.0) as usize;
+        let b = (f64::from(v.clamp(lo, hi) - lo) / span * 255.0) as usize;
         b.min(255)
     };
     let mut hist = [0u64; 256];
-    for &v in data {
-        hist[bin(v)] += 1;
+    for (v, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            hist[bin(u16::try_from(v).unwrap_or(u16::MAX))] += u64::from(c);
+        }
     }
-    let total = data.len() as f64;
+    let total = len as f64;
     let sum_all: f64 = hist
         .iter()
         .enumerate()
@@ -153,11 +189,7 @@ pub fn otsu(data: &[u16]) -> u16 {
         }
     }
     // The largest value falling in bin `best_k`.
-    let edge = f64::from(lo) + (best_k as f64 + 1.0) * span / 255.0;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // within lo..=hi
-    let t = edge.ceil().clamp(f64::from(lo), f64::from(hi)) as u16;
-    // Step down to the last value still in the bin.
-    let mut t = t;
+    let mut t = hi;
     while t > lo && bin(t) > best_k {
         t -= 1;
     }
@@ -168,6 +200,7 @@ pub fn otsu(data: &[u16]) -> u16 {
 pub fn nuclei_count(plane: &Plane) -> u32 {
     let t = otsu(&plane.data);
     let (w, h) = (plane.width as usize, plane.height as usize);
+    let min_area = (MIN_NUCLEUS_AREA * w * h / (512 * 512)).max(4);
     let fg: Vec<bool> = plane.data.iter().map(|&v| v > t).collect();
     let mut seen = vec![false; fg.len()];
     let mut stack = Vec::new();
@@ -198,7 +231,7 @@ pub fn nuclei_count(plane: &Plane) -> u32 {
                 }
             }
         }
-        if area >= MIN_NUCLEUS_AREA {
+        if area >= min_area {
             count += 1;
         }
     }
@@ -232,30 +265,14 @@ pub fn power_log_log_slope(plane: &Plane) -> f64 {
     let mid = dev.len() / 2;
     let (_, mad, _) = dev.select_nth_unstable_by(mid, f64::total_cmp);
     let scale = if *mad > 0.0 { *mad } else { 1.0 };
-    let mut re: Vec<f64> = img.iter().map(|v| (v - mean) / scale).collect();
-    let mut im = vec![0f64; re.len()];
-    fft2(&mut re, &mut im, side);
+    let centred: Vec<f64> = img.iter().map(|v| (v - mean) / scale).collect();
     // Radial sums of the power by floor(radius) + 1, radii folded to the nearest corner,
     // up to an eighth of the unbinned side: the frequencies (cycles per field) CellProfiler
     // fits on the unbinned plane.
     let max_label = side / 4;
-    let mut power = vec![0f64; max_label];
-    let mut magnitude = vec![0f64; max_label];
-    for y in 0..side {
-        let fy = y.min(side - y);
-        for x in 0..side {
-            let fx = x.min(side - x);
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // >= 0, < side
-            let label = ((fx * fx + fy * fy) as f64).sqrt().floor() as usize + 1;
-            if (2..max_label).contains(&label) {
-                let p = re[y * side + x].powi(2) + im[y * side + x].powi(2);
-                power[label] += p;
-                magnitude[label] += p.sqrt();
-            }
-        }
-    }
+    let power = radial_power(&centred, side, max_label);
     let points: Vec<(f64, f64)> = (2..max_label)
-        .filter(|&l| magnitude[l] > 0.0 && power[l] > 0.0)
+        .filter(|&l| power[l] > 0.0)
         .map(|l| ((l as f64).ln(), power[l].ln()))
         .collect();
     if points.len() < 2 {
@@ -280,31 +297,56 @@ fn prev_pow2(n: usize) -> usize {
     }
 }
 
-/// In-place 2-D FFT of a `side` x `side` complex image (rows, then columns).
-fn fft2(re: &mut [f64], im: &mut [f64], side: usize) {
-    // exp(-2 pi i k / side), k < side / 2: every stage's twiddles, by stride.
+/// The power spectrum of a real `side` x `side` image summed by radial label
+/// (`floor(radius) + 1`, frequencies folded to the nearest corner), for labels below
+/// `max_label`. Only what those labels need is transformed: rows two at a time (a real
+/// pair packed as one complex row), then the columns of frequencies below `max_label`
+/// (a real image's spectrum is conjugate-symmetric, so column `side - x` adds what column
+/// `x` adds).
+fn radial_power(img: &[f64], side: usize, max_label: usize) -> Vec<f64> {
     let tw: Vec<(f64, f64)> = (0..side / 2)
         .map(|k| {
             let (s, c) = (-2.0 * std::f64::consts::PI * k as f64 / side as f64).sin_cos();
             (c, s)
         })
         .collect();
-    let (mut cr, mut ci) = (vec![0f64; side], vec![0f64; side]);
-    for y in 0..side {
-        let row = y * side..(y + 1) * side;
-        fft(&mut re[row.clone()], &mut im[row], &tw);
-    }
-    for x in 0..side {
-        for y in 0..side {
-            cr[y] = re[y * side + x];
-            ci[y] = im[y * side + x];
+    let cols = max_label.min(side / 2);
+    // Row spectra, columns 0..cols, column-major for the column pass.
+    let mut spec_re = vec![0f64; cols * side];
+    let mut spec_im = vec![0f64; cols * side];
+    let (mut zr, mut zi) = (vec![0f64; side], vec![0f64; side]);
+    for pair in 0..side / 2 {
+        let (a, b) = (2 * pair, 2 * pair + 1);
+        zr.copy_from_slice(&img[a * side..(a + 1) * side]);
+        zi.copy_from_slice(&img[b * side..(b + 1) * side]);
+        fft(&mut zr, &mut zi, &tw);
+        for k in 0..cols {
+            let m = (side - k) % side;
+            // X = (Z[k] + conj Z[-k]) / 2, Y = (Z[k] - conj Z[-k]) / 2i.
+            let (xr, xi) = ((zr[k] + zr[m]) / 2.0, (zi[k] - zi[m]) / 2.0);
+            let (yr, yi) = ((zi[k] + zi[m]) / 2.0, (zr[m] - zr[k]) / 2.0);
+            spec_re[k * side + a] = xr;
+            spec_im[k * side + a] = xi;
+            spec_re[k * side + b] = yr;
+            spec_im[k * side + b] = yi;
         }
-        fft(&mut cr, &mut ci, &tw);
+    }
+    let mut power = vec![0f64; max_label];
+    for k in 0..cols {
+        let col = k * side..(k + 1) * side;
+        let (re, im) = (&mut spec_re[col.clone()], &mut spec_im[col]);
+        fft(re, im, &tw);
+        let weight = if k == 0 { 1.0 } else { 2.0 };
         for y in 0..side {
-            re[y * side + x] = cr[y];
-            im[y * side + x] = ci[y];
+            let fy = y.min(side - y);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // >= 0, < side
+            let label = ((k * k + fy * fy) as f64).sqrt().floor() as usize + 1;
+            if (2..max_label).contains(&label) {
+                power[label] += weight * (re[y] * re[y] + im[y] * im[y]);
+            }
         }
     }
+    power
 }
 
 /// Iterative radix-2 FFT of a power-of-two length `n`; `tw` holds exp(-2 pi i k / n).

@@ -37,40 +37,11 @@ fn the_fft_equals_a_direct_dft() {
     }
 }
 
-/// A separable Gaussian blur of standard deviation `sigma` px (kernel to 3 sigma, edges
-/// clamped): the documented blur of the focus test.
-pub(crate) fn gaussian_blur(p: &Plane, sigma: f64) -> Plane {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let r = (3.0 * sigma).ceil() as isize;
-    let k: Vec<f64> = (-r..=r)
-        .map(|i| (-((i * i) as f64) / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let ks: f64 = k.iter().sum();
-    let (w, h) = (p.width as isize, p.height as isize);
-    let at =
-        |d: &[f64], x: isize, y: isize| d[(y.clamp(0, h - 1) * w + x.clamp(0, w - 1)) as usize];
-    let src: Vec<f64> = p.data.iter().map(|&v| f64::from(v)).collect();
-    let mut tmp = vec![0.0; src.len()];
-    for y in 0..h {
-        for x in 0..w {
-            tmp[(y * w + x) as usize] = (-r..=r)
-                .map(|i| k[(i + r) as usize] * at(&src, x + i, y))
-                .sum::<f64>()
-                / ks;
-        }
-    }
-    let mut out = Vec::with_capacity(src.len());
-    for y in 0..h {
-        for x in 0..w {
-            let v = (-r..=r)
-                .map(|i| k[(i + r) as usize] * at(&tmp, x, y + i))
-                .sum::<f64>()
-                / ks;
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            out.push(v.round().clamp(0.0, 65535.0) as u16);
-        }
-    }
-    Plane::new(p.width, p.height, out)
+/// The focus test's documented blur: `cellshard_synth::gaussian_blur` of `sigma` px.
+fn gaussian_blur(p: &Plane, sigma: f64) -> Plane {
+    let mut data = p.data.clone();
+    cellshard_synth::gaussian_blur(&mut data, p.width, sigma);
+    Plane::new(p.width, p.height, data)
 }
 
 fn synthetic_site(seed: u64, site: u32) -> Plane {
@@ -140,11 +111,11 @@ fn saturation_and_foreground_on_hand_built_planes() {
 fn nuclei_are_counted_as_large_enough_bright_components() {
     let (w, h) = (64u32, 64u32);
     let mut data = vec![200u16; (w * h) as usize];
-    let mut disc = |cx: i32, cy: i32, r: i32| {
-        for y in 0..h as i32 {
-            for x in 0..w as i32 {
-                if (x - cx).pow(2) + (y - cy).pow(2) <= r * r {
-                    data[(y * w as i32 + x) as usize] = 5000;
+    let mut disc = |cx: usize, cy: usize, r: usize| {
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                if x.abs_diff(cx).pow(2) + y.abs_diff(cy).pow(2) <= r * r {
+                    data[y * w as usize + x] = 5000;
                 }
             }
         }
@@ -152,7 +123,44 @@ fn nuclei_are_counted_as_large_enough_bright_components() {
     disc(12, 12, 5);
     disc(40, 15, 6);
     disc(30, 45, 5);
-    // A speck of 4 pixels is not a nucleus.
-    disc(55, 55, 1);
+    // A speck of 2 pixels is not a nucleus (at least 4 in so small a plane).
+    data[55 * 64 + 55] = 5000;
+    data[55 * 64 + 56] = 5000;
     assert_eq!(nuclei_count(&Plane::new(w, h, data)), 3);
+}
+
+#[test]
+fn radial_power_equals_the_full_spectrum_summed_by_radius() {
+    let side = 32;
+    let img: Vec<f64> = (0..side * side)
+        .map(|i| ((i * 7919 + 13) % 101) as f64 / 10.0 - 5.0)
+        .collect();
+    let max_label = side / 4;
+    // Every frequency of a direct 2-D DFT.
+    let mut want = vec![0f64; max_label];
+    for ky in 0..side {
+        for kx in 0..side {
+            let (mut re, mut im) = (0.0, 0.0);
+            for y in 0..side {
+                for x in 0..side {
+                    let a = -2.0 * std::f64::consts::PI * ((kx * x + ky * y) as f64) / side as f64;
+                    re += img[y * side + x] * a.cos();
+                    im += img[y * side + x] * a.sin();
+                }
+            }
+            let (fx, fy) = (kx.min(side - kx), ky.min(side - ky));
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let label = ((fx * fx + fy * fy) as f64).sqrt().floor() as usize + 1;
+            if (2..max_label).contains(&label) {
+                want[label] += re * re + im * im;
+            }
+        }
+    }
+    let got = radial_power(&img, side, max_label);
+    for l in 2..max_label {
+        assert!(
+            (got[l] - want[l]).abs() < 1e-6 * want[l].max(1.0),
+            "{l}: {got:?} {want:?}"
+        );
+    }
 }

@@ -54,6 +54,10 @@ pub struct SynthConfig {
     pub layout: String,
     /// PNG compression effort.
     pub compression: SynthCompression,
+    /// Wells whose sites are drawn out of focus (every channel blurred by `blur_sigma`).
+    pub blur_wells: Vec<String>,
+    /// Standard deviation of that blur, in pixels.
+    pub blur_sigma: u32,
 }
 
 impl Default for SynthConfig {
@@ -69,6 +73,8 @@ impl Default for SynthConfig {
             channels: 6,
             layout: RXRX1_LAYOUT.to_string(),
             compression: SynthCompression::Fast,
+            blur_wells: Vec::new(),
+            blur_sigma: 0,
         }
     }
 }

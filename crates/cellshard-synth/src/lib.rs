@@ -14,6 +14,7 @@
 //! independent input), never write anywhere but the store and prefix it is given, never
 //! block an async thread with pixel work, and never use a non-deterministic random source.
 
+mod blur;
 mod config;
 mod design;
 mod encode;
@@ -30,6 +31,7 @@ mod fixtures;
 
 use cellshard_core::MetadataTable;
 
+pub use blur::gaussian_blur;
 pub use config::{SynthCompression, SynthConfig, SynthSite};
 pub use encode::{encode_png, zlib_stored};
 pub use error::{Error, Result};

@@ -28,9 +28,16 @@ pub struct SynthReport {
 /// Render and encode every channel of one site (channels in parallel on rayon).
 fn site_pngs(cfg: &SynthConfig, meta: &SiteMetadata) -> Result<Vec<Vec<u8>>> {
     let scene = scene::Scene::new(cfg.size, cfg.bit_depth, cfg.seed, meta);
+    let blur = cfg.blur_wells.contains(&meta.well);
     (1..=cfg.channels)
         .into_par_iter()
-        .map(|ch| encode_png(cfg, &scene.render(ch)))
+        .map(|ch| {
+            let mut px = scene.render(ch);
+            if blur {
+                crate::gaussian_blur(&mut px, cfg.size, f64::from(cfg.blur_sigma));
+            }
+            encode_png(cfg, &px)
+        })
         .collect()
 }
 

@@ -207,8 +207,9 @@ pub async fn plate_values(
         filter.push_str(&format!(" AND plate = {p}"));
     }
     let sql = match stat {
-        Stat::Qc(col) => format!(
-            "SELECT plate, well, avg(CAST({col} AS DOUBLE)) AS v FROM site_qc WHERE {filter} AND channel = {channel} GROUP BY plate, well"
+        Stat::Qc(_) => format!(
+            "SELECT plate, well, avg(CAST({} AS DOUBLE)) AS v FROM site_qc WHERE {filter} AND channel = {channel} GROUP BY plate, well",
+            stat.column()
         ),
         Stat::RawMean => format!(
             "SELECT plate, well, avg(raw_channel_mean[{channel}]) AS v FROM sites WHERE {filter} GROUP BY plate, well"

@@ -17,10 +17,10 @@ pub enum Stat {
 }
 
 /// How many of [`STATS`] are `site_qc` columns.
-const QC_STATS: usize = 7;
+const QC_STATS: usize = 12;
 
 /// The statistics `--stat` accepts; the first [`QC_STATS`] are columns of `site_qc`.
-pub const STATS: [&str; 10] = [
+pub const STATS: [&str; 15] = [
     "mean",
     "std",
     "z_mean",
@@ -28,6 +28,11 @@ pub const STATS: [&str; 10] = [
     "low_contrast",
     "outlier",
     "saturated",
+    "focus",
+    "saturation",
+    "foreground",
+    "nuclei",
+    "qc_fail",
     "raw_mean",
     "sites",
     "rejected",
@@ -65,6 +70,17 @@ impl Stat {
     /// Whether the statistic is per channel.
     pub fn per_channel(self) -> bool {
         matches!(self, Stat::Qc(_) | Stat::RawMean)
+            && !matches!(self, Stat::Qc("nuclei" | "qc_fail"))
+    }
+
+    /// The `site_qc` expression of a [`Stat::Qc`] statistic.
+    pub fn column(self) -> &'static str {
+        match self {
+            Stat::Qc("nuclei") => "nuclei_count",
+            Stat::Qc("qc_fail") => "(NOT qc_pass)",
+            Stat::Qc(c) => c,
+            _ => "",
+        }
     }
 
     /// A title for pictures: `mean of w2 ConA (stored values)`, `ch` the channel's label.
@@ -73,6 +89,11 @@ impl Stat {
             Stat::Qc("mean") => format!("mean of {ch} (normalized)"),
             Stat::Qc("std") => format!("std of {ch} (normalized)"),
             Stat::Qc("z_mean") => format!("z of the mean of {ch} within the plate"),
+            Stat::Qc("focus") => format!("focus of {ch} (PowerLogLogSlope; lower is blurrier)"),
+            Stat::Qc("saturation") => format!("fraction of saturated pixels in {ch} (raw)"),
+            Stat::Qc("foreground") => format!("foreground fraction of {ch} (Otsu)"),
+            Stat::Qc("nuclei") => "nuclei per site (estimate)".into(),
+            Stat::Qc("qc_fail") => "fraction of sites failing QC".into(),
             Stat::Qc(flag) => format!("fraction of sites flagged {flag} in {ch}"),
             Stat::RawMean => format!("mean of {ch} (raw crop)"),
             Stat::Sites => "stored sites per well".into(),
