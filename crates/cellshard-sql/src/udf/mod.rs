@@ -19,6 +19,7 @@ mod args;
 mod channel;
 mod tensor;
 mod thumbnail;
+mod vector;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub use tensor::{Dtype, TensorSpec};
 pub use thumbnail::{
     auto_maxima, channel_intensity, channel_intensity_with, composite, composite_with, rgb_png,
 };
+pub use vector::{cosine, l2};
 
 /// The tensor functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,9 +212,13 @@ impl ScalarUDFImpl for TensorUdf {
     }
 }
 
-/// Usage lines of every tensor function (for `\df`).
+/// Usage lines of every function cellshard adds (for `\df`).
 pub fn usage() -> Vec<&'static str> {
-    Kind::ALL.iter().map(|k| k.usage()).collect()
+    Kind::ALL
+        .iter()
+        .map(|k| k.usage())
+        .chain(vector::VectorKind::ALL.iter().map(|k| k.usage()))
+        .collect()
 }
 
 /// Channel names of a string array as 1-based numbers (a number in text works too).
@@ -243,11 +249,17 @@ fn tensor_udf(kind: Kind, store: StoreTensor) -> ScalarUDF {
     })
 }
 
-/// The tensor functions, knowing `store`'s tensor shape and channel names.
+/// The tensor functions, knowing `store`'s tensor shape and channel names, and the vector
+/// functions.
 pub fn functions(store: &StoreTensor) -> Vec<ScalarUDF> {
     Kind::ALL
         .iter()
         .map(|k| tensor_udf(*k, store.clone()))
+        .chain(
+            vector::VectorKind::ALL
+                .iter()
+                .map(|k| vector::vector_udf(*k)),
+        )
         .collect()
 }
 
@@ -261,6 +273,9 @@ pub fn register(ctx: &SessionContext, store: &StoreTensor) {
 /// A tensor function as bytes for a plan sent to another node (the store's shape and
 /// channel names go with it); `None` for other functions.
 pub fn encode(udf: &ScalarUDF) -> Option<Vec<u8>> {
+    if vector::is_vector(udf) {
+        return Some(Vec::new());
+    }
     let t = udf.inner().downcast_ref::<TensorUdf>()?;
     let spec = t
         .store
@@ -275,6 +290,9 @@ pub fn encode(udf: &ScalarUDF) -> Option<Vec<u8>> {
 
 /// The tensor function `name` from [`encode`]'s bytes; `None` when `name` is not one.
 pub fn decode(name: &str, buf: &[u8]) -> Option<Result<ScalarUDF>> {
+    if let Some(k) = vector::VectorKind::ALL.iter().find(|k| k.name() == name) {
+        return Some(Ok(vector::vector_udf(*k)));
+    }
     let kind = *Kind::ALL.iter().find(|k| k.name() == name)?;
     let bad = || {
         plan_err!(
