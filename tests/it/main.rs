@@ -6,6 +6,7 @@ mod cluster;
 mod crash;
 mod discovery;
 mod e2e;
+mod embeddings;
 mod export;
 mod feed;
 mod interop;

@@ -311,3 +311,47 @@ def test_a_query_past_its_timeout_is_stopped_with_its_process():
     for bad in [dict(timeout=0), dict(timeout=-1), dict(timeout=5, allow_writes=True)]:
         with pytest.raises(cellshard.InvalidInput):
             cellshard.sql(STORE, "SELECT 1", **bad)
+
+
+def test_embeddings_from_numpy_and_parquet_side_by_side(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    store = str(tmp_path / "store")
+    shutil.copytree(STORE, store)
+    ids = pa.table(cellshard.sql(store, "SELECT site_id FROM sites ORDER BY site_id")) \
+        .column(0).to_pylist()
+    v = np.random.default_rng(0).normal(size=(len(ids), 16)).astype(np.float32)
+    r = cellshard.write_embeddings(store, "resnet", ids, v)
+    assert (r["model"], r["rows"], r["dim"]) == ("resnet", len(ids), 16)
+    t = pa.table(cellshard.sql(
+        store, "SELECT site_id, vector FROM embeddings WHERE model = 'resnet' ORDER BY site_id"))
+    assert t.column("site_id").to_pylist() == ids
+    assert np.array_equal(np.array(t.column("vector").to_pylist(), dtype=np.float32), v)
+    # cosine_similarity in SQL ranks as numpy does.
+    q = v[0].astype(float)
+    arr = ", ".join(repr(float(x)) for x in q)
+    t = pa.table(cellshard.sql(store, f"SELECT site_id, cosine_similarity(vector, make_array({arr})) "
+                                      "AS c FROM embeddings WHERE model = 'resnet' ORDER BY c DESC"))
+    want = v.astype(float) @ q / (np.linalg.norm(v.astype(float), axis=1) * np.linalg.norm(q))
+    assert t.column("site_id").to_pylist() == [ids[i] for i in np.argsort(-want)]
+    assert np.allclose(sorted(t.column("c").to_pylist(), reverse=True), sorted(want, reverse=True),
+                       atol=1e-12)
+    # Another model from a Parquet file, through the command line.
+    pq.write_table(pa.table({"site_id": ids, "vector": [[float(x) for x in row] for row in v[:, :4]]}),
+                   tmp_path / "e.parquet")
+    subprocess.run([sys.executable, "-m", "cellshard", "embeddings", "import", "--store", store,
+                    "--model", "small", str(tmp_path / "e.parquet")], check=True,
+                   capture_output=True)
+    t = pa.table(cellshard.sql(store, "SELECT model, count(*) AS n, min(dim) AS d FROM embeddings "
+                                      "GROUP BY model ORDER BY model"))
+    assert t.to_pylist() == [{"model": "resnet", "n": len(ids), "d": 16},
+                             {"model": "small", "n": len(ids), "d": 4}]
+    for bad in [dict(site_ids=ids[:1], vectors=v), dict(site_ids=ids, vectors=v, model="a/b"),
+                dict(site_ids=ids, vectors=np.full_like(v, np.nan))]:
+        args = {"model": "x", **bad}
+        with pytest.raises(cellshard.InvalidInput):
+            cellshard.write_embeddings(store, args["model"], args["site_ids"], args["vectors"])

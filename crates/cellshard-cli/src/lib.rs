@@ -11,6 +11,7 @@
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
+mod embeddings;
 mod exit;
 mod feed;
 mod ingest;
@@ -56,6 +57,9 @@ enum Command {
     /// Training reads: the plan of a feed (rows, steps, bytes) and a read benchmark.
     #[command(subcommand)]
     Feed(feed::FeedCommand),
+    /// A model's vectors per site: `import` a Parquet file into the `embeddings` table.
+    #[command(subcommand)]
+    Embeddings(embeddings::EmbeddingsCommand),
     /// Write the manifests to run a rebuild on a cluster.
     #[command(subcommand)]
     Deploy(DeployTarget),
@@ -253,6 +257,7 @@ where
             Command::Plan(a) => ingest::plan(a).await,
             Command::Deploy(DeployTarget::K8s(a)) => status(deploy::k8s(a).await),
             Command::Feed(c) => status(feed::feed(c).await),
+            Command::Embeddings(c) => status(embeddings::embeddings(c).await),
             Command::Vacuum(a) => status(maintain::vacuum(a).await),
             Command::History(a) => status(maintain::history(a).await),
             Command::Restore(a) => status(maintain::restore(a).await),
@@ -372,59 +377,6 @@ async fn synth(a: SynthArgs) -> Result<()> {
             "seconds": report.seconds,
             "metadata": format!("{}metadata.csv", out.url),
         })
-    );
-    Ok(())
-}
-
-/// Check a pipeline file and print what it does.
-pub(crate) fn validate_pipeline(path: &PathBuf) -> Result<()> {
-    let p = load_pipeline(path)?;
-    let t = p.transform();
-    let (h, w) = t.output_shape();
-    let mut steps = vec![format!(
-        "decode {}-bit{}",
-        t.bit_depth,
-        match (t.width, t.height) {
-            (Some(w), Some(h)) => format!(" {w}x{h}"),
-            _ => String::new(),
-        }
-    )];
-    if let Some(i) = t.illumination {
-        steps.push(match p.illumination_files() {
-            Some(f) => format!("illumination from {f}"),
-            None => format!(
-                "illumination computed (block {}, median {}, robust minimum p{})",
-                i.block, i.filter_fraction, i.robust_min_percentile
-            ),
-        });
-    }
-    if t.factor > 1 {
-        steps.push(format!("downsample {}x", t.factor));
-    }
-    if let Some(c) = t.crop {
-        steps.push(format!("center_crop {c}"));
-    }
-    steps.push(format!(
-        "normalize {} ({}) -> {}",
-        match t.method {
-            cellshard_core::NormalizeMethod::Percentile =>
-                format!("percentile {}/{}", t.low, t.high),
-            cellshard_core::NormalizeMethod::Zscore => "zscore".into(),
-        },
-        t.reference.as_str(),
-        t.output.numpy_name()
-    ));
-    println!(
-        "ok: pipeline {:?} (hash {}): {}; tensor {}x{}x{} {}; channels {}; layout {}",
-        p.name,
-        p.hash(),
-        steps.join(" -> "),
-        p.source.channels.count(),
-        h,
-        w,
-        t.output.numpy_name(),
-        p.source.channels.names().join(","),
-        p.source.layout
     );
     Ok(())
 }

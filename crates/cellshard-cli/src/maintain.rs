@@ -51,7 +51,7 @@ pub(crate) async fn validate(a: ValidateArgs) -> Result<()> {
         ));
     }
     if let Some(p) = &a.pipeline {
-        crate::validate_pipeline(p)?;
+        validate_pipeline(p)?;
     }
     let Some(store) = a.store else {
         return Ok(());
@@ -202,6 +202,59 @@ pub(crate) async fn restore(a: RestoreArgs) -> Result<()> {
     for (table, version, removed, restored) in report.tables {
         println!("{table:<12} now version {version}: {removed} files removed, {restored} restored");
     }
+    Ok(())
+}
+
+/// Check a pipeline file and print what it does.
+pub(crate) fn validate_pipeline(path: &std::path::PathBuf) -> Result<()> {
+    let p = crate::load_pipeline(path)?;
+    let t = p.transform();
+    let (h, w) = t.output_shape();
+    let mut steps = vec![format!(
+        "decode {}-bit{}",
+        t.bit_depth,
+        match (t.width, t.height) {
+            (Some(w), Some(h)) => format!(" {w}x{h}"),
+            _ => String::new(),
+        }
+    )];
+    if let Some(i) = t.illumination {
+        steps.push(match p.illumination_files() {
+            Some(f) => format!("illumination from {f}"),
+            None => format!(
+                "illumination computed (block {}, median {}, robust minimum p{})",
+                i.block, i.filter_fraction, i.robust_min_percentile
+            ),
+        });
+    }
+    if t.factor > 1 {
+        steps.push(format!("downsample {}x", t.factor));
+    }
+    if let Some(c) = t.crop {
+        steps.push(format!("center_crop {c}"));
+    }
+    steps.push(format!(
+        "normalize {} ({}) -> {}",
+        match t.method {
+            cellshard_core::NormalizeMethod::Percentile =>
+                format!("percentile {}/{}", t.low, t.high),
+            cellshard_core::NormalizeMethod::Zscore => "zscore".into(),
+        },
+        t.reference.as_str(),
+        t.output.numpy_name()
+    ));
+    println!(
+        "ok: pipeline {:?} (hash {}): {}; tensor {}x{}x{} {}; channels {}; layout {}",
+        p.name,
+        p.hash(),
+        steps.join(" -> "),
+        p.source.channels.count(),
+        h,
+        w,
+        t.output.numpy_name(),
+        p.source.channels.names().join(","),
+        p.source.layout
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 mod arrow;
+mod embeddings;
 
 use arrow::ArrowData;
 
@@ -417,6 +418,7 @@ fn _cellshard(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ArrowData>()?;
     m.add_function(wrap_pyfunction!(read_state, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::sql, m)?)?;
+    m.add_function(wrap_pyfunction!(embeddings::write_embeddings, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     Ok(())
 }

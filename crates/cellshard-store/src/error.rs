@@ -59,6 +59,9 @@ pub enum Error {
         /// The cause.
         message: String,
     },
+    /// Values given to a write that it cannot take (the message says which and why).
+    #[error("invalid input: {0}")]
+    Input(String),
     /// Arrow failed to build a batch (a bug in the caller's rows).
     #[error("building {table} rows: {source}")]
     Arrow {
@@ -76,7 +79,7 @@ impl Error {
     /// says otherwise, and rows that do not fit are a bug.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Location { .. } => ErrorClass::BadInput,
+            Error::Location { .. } | Error::Input(_) => ErrorClass::BadInput,
             Error::Missing { .. } => ErrorClass::NotFound,
             Error::Create { .. } => ErrorClass::External,
             Error::ObjectStore { source, .. } => object_store_class(source),

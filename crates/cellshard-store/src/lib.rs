@@ -1,5 +1,5 @@
-//! The cellshard store: object-store locations and the four Delta tables (`sites`,
-//! `plate_stats`, `rejects`, `runs`) under one root URL.
+//! The cellshard store: object-store locations and the Delta tables (`sites`,
+//! `plate_stats`, `rejects`, `runs`, and `embeddings` once written) under one root URL.
 //!
 //! This crate owns every byte written to the store and the commit protocol: Parquet
 //! encoding and uploads ([`shard`]), the plate writer and the publication order that keeps
@@ -10,6 +10,7 @@
 pub mod builds;
 pub mod commit;
 pub mod counting;
+pub mod embeddings;
 pub mod error;
 pub mod io;
 pub mod location;

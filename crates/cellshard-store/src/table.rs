@@ -20,7 +20,7 @@ use crate::schema::{self, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUM
 use crate::{Error, Location, Result};
 
 /// Table folder names under the store root.
-pub const TABLES: [&str; 4] = ["sites", "plate_stats", "rejects", "runs"];
+pub const TABLES: [&str; 5] = ["sites", "plate_stats", "rejects", "runs", "embeddings"];
 
 /// The plate a commit replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

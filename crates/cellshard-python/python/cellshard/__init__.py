@@ -19,9 +19,10 @@ import os
 
 from ._cellshard import ArrowData, Batch, Feed, Stream, read_state
 from ._cellshard import sql as _sql
+from ._cellshard import write_embeddings as _write_embeddings
 from .errors import Error, InternalError, InvalidInput, NotFound, StoreError
 
-__all__ = ["ArrowData", "Batch", "Dataset", "sql", "read_state", "Error", "InvalidInput",
+__all__ = ["ArrowData", "Batch", "Dataset", "sql", "write_embeddings", "read_state", "Error", "InvalidInput",
            "NotFound", "StoreError", "InternalError"]
 
 READ_BUDGET = 256 << 20
@@ -94,6 +95,21 @@ def _channel_indexes(channels, names):
     if not out or len(set(out)) != len(out):
         raise InvalidInput(f"channels {channels!r}: name each channel once, at least one")
     return out
+
+
+def write_embeddings(store, model, site_ids, vectors, store_options=None):
+    """Store ``vectors`` (array-like, N x D, stored as float32) for ``site_ids`` (N site
+    ids) as model ``model`` in the store's ``embeddings`` table, replacing that model's rows
+    in one commit (readers see the old rows or the new ones). Returns ``{"model", "rows",
+    "dim", "version"}``. SQL: ``SELECT site_id, vector FROM embeddings WHERE model = ...``."""
+    import numpy as np
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
+        raise InvalidInput(f"vectors must be a non-empty N x D array, got shape {v.shape}")
+    ids = [str(s) for s in site_ids]
+    if len(ids) != v.shape[0]:
+        raise InvalidInput(f"{len(ids)} site ids for {v.shape[0]} vectors")
+    return _write_embeddings(store, str(model), ids, v, store_options=store_options)
 
 
 class Dataset:
