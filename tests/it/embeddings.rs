@@ -75,3 +75,98 @@ async fn a_rewrite_is_atomic_and_leaves_other_models_alone() {
     let b = sql(&url, "SELECT count(*) FROM embeddings WHERE model = 'm'").await;
     assert_eq!(strings(&b, 0), ["4"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearest_returns_the_brute_force_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("store").display().to_string();
+    let root = Location::parse(&url, &BTreeMap::new()).unwrap();
+    root.create_local_dir().unwrap();
+    let (n, dim) = (3000usize, 24usize);
+    // Deterministic pseudo-random vectors.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let values: Vec<f32> = (0..n * dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let ids: Vec<String> = (0..n).map(|i| format!("s{i:05}")).collect();
+    write_embeddings(&root, "m", &ids, dim, &values)
+        .await
+        .unwrap();
+    let norm = |v: &[f32]| v.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+    let cos = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum::<f64>()
+            / (norm(a) * norm(b))
+    };
+    let row = |i: usize| &values[i * dim..(i + 1) * dim];
+    // By site: itself left out.
+    let q = 17;
+    let mut want: Vec<(usize, f64)> = (0..n)
+        .filter(|&i| i != q)
+        .map(|i| (i, cos(row(i), row(q))))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let b = sql(
+        &url,
+        "SELECT rank, site_id, similarity FROM nearest('embeddings', 'm', 's00017', 10)",
+    )
+    .await;
+    assert_eq!(
+        strings(&b, 0),
+        (1..=10).map(|r| r.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        strings(&b, 1),
+        want[..10]
+            .iter()
+            .map(|(i, _)| ids[*i].clone())
+            .collect::<Vec<_>>()
+    );
+    for (got, (_, w)) in strings(&b, 2).iter().zip(&want) {
+        assert!((got.parse::<f64>().unwrap() - w).abs() < 1e-5, "{got} {w}");
+    }
+    // By vector: the query's own row is its nearest.
+    let arr = row(42)
+        .iter()
+        .map(|v| format!("{v:e}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let b = sql(
+        &url,
+        &format!("SELECT site_id FROM nearest('embeddings', 'm', make_array({arr}), 3)"),
+    )
+    .await;
+    assert_eq!(strings(&b, 0)[0], "s00042");
+    // Errors name the cause.
+    let ctx = cellshard_sql::open_session(&url, &BTreeMap::new(), cellshard_sql::AsOf::Latest)
+        .await
+        .unwrap();
+    for (q, why) in [
+        (
+            "SELECT * FROM nearest('embeddings', 'm', 'nope', 3)",
+            "has no vector",
+        ),
+        (
+            "SELECT * FROM nearest('embeddings', 'other', 's00001', 3)",
+            "no vectors of model",
+        ),
+        (
+            "SELECT * FROM nearest('embeddings', 'm', 's00001', 0)",
+            "k must be",
+        ),
+        (
+            "SELECT * FROM nearest('embeddings', 'm', make_array(1.0, 2.0), 3)",
+            "the query has 2 values",
+        ),
+    ] {
+        let e = cellshard_sql::query(&ctx, q).await.unwrap_err().to_string();
+        assert!(e.contains(why), "{q}: {e}");
+    }
+}

@@ -340,6 +340,16 @@ def test_embeddings_from_numpy_and_parquet_side_by_side(tmp_path):
     assert t.column("site_id").to_pylist() == [ids[i] for i in np.argsort(-want)]
     assert np.allclose(sorted(t.column("c").to_pylist(), reverse=True), sorted(want, reverse=True),
                        atol=1e-12)
+    # nearest() equals a numpy brute force, the query site left out; `where` filters sites.
+    near = pa.table(cellshard.sql(
+        store, f"SELECT site_id FROM nearest('embeddings', 'resnet', '{ids[0]}', 2)"))
+    sims = v.astype(float) @ q / (np.linalg.norm(v.astype(float), axis=1) * np.linalg.norm(q))
+    order = [i for i in np.argsort(-sims) if i != 0]
+    assert near.column("site_id").to_pylist() == [ids[i] for i in order[:2]]
+    near = pa.table(cellshard.sql(
+        store, f"SELECT site_id FROM nearest('embeddings', 'resnet', '{ids[0]}', 2, "
+               f"'site_id <> ''{ids[order[0]]}''')"))
+    assert near.column("site_id").to_pylist() == [ids[i] for i in order[1:3]]
     # Another model from a Parquet file, through the command line.
     pq.write_table(pa.table({"site_id": ids, "vector": [[float(x) for x in row] for row in v[:, :4]]}),
                    tmp_path / "e.parquet")

@@ -10,6 +10,7 @@ mod class;
 pub mod export;
 pub mod guard;
 mod meta;
+pub mod nearest;
 mod output;
 mod provider;
 mod spec;
@@ -289,6 +290,8 @@ impl Session {
         } else {
             Vec::new()
         };
+        self.ctx
+            .register_udtf("nearest", Arc::new(nearest::Nearest::default()));
         udf::register(
             &self.ctx,
             &udf::StoreTensor {

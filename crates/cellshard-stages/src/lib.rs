@@ -16,6 +16,7 @@ pub mod png;
 pub mod qc;
 pub mod tensor;
 pub mod tiff;
+pub mod vector;
 
 pub use tensor::SiteTensor;
 

@@ -1,0 +1,74 @@
+//! Vector kernels for nearest-neighbour search: unit vectors, dot products over many rows,
+//! top k. Here, in the optimised pixel crate, because a search runs them over every vector
+//! of a model.
+
+/// Unit vectors of `flat` (rows of `dim`); zero rows stay zero.
+pub fn normalize(flat: &mut [f32], dim: usize) {
+    for row in flat.chunks_exact_mut(dim) {
+        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if n > 0.0 {
+            row.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+}
+
+/// Dot product, with eight running sums (vectorises).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        let (x, y): (&[f32; 8], &[f32; 8]) = (
+            x.try_into().unwrap_or(&[0.0; 8]),
+            y.try_into().unwrap_or(&[0.0; 8]),
+        );
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// `out[i]` = the dot product of row `i` of `rows` (rows of `dim`) with `q`.
+pub fn dots(rows: &[f32], dim: usize, q: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
+        *o = dot(row, q);
+    }
+}
+
+/// The `k` best of `scores` as (index, score), best first, ties by index.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    let cmp = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+    if k == 0 {
+        return Vec::new();
+    }
+    if idx.len() > k {
+        idx.select_nth_unstable_by(k - 1, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, scores[i])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_on_hand_values() {
+        assert_eq!(
+            top_k(&[0.1, 0.9, 0.5, 0.9, -1.0], 3),
+            vec![(1, 0.9), (3, 0.9), (2, 0.5)]
+        );
+        assert_eq!(top_k(&[0.2], 5), vec![(0, 0.2)]);
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        assert_eq!(dot(&a, &a), (0..19).map(|i| (i * i) as f32).sum::<f32>());
+        let mut v = vec![3.0, 4.0, 0.0, 0.0];
+        normalize(&mut v, 2);
+        assert_eq!(v, [0.6, 0.8, 0.0, 0.0]);
+        let mut out = [0.0; 2];
+        dots(&v, 2, &[1.0, 1.0], &mut out);
+        assert!((out[0] - 1.4).abs() < 1e-6 && out[1] == 0.0);
+    }
+}
