@@ -37,10 +37,10 @@ type Cache = Arc<Mutex<HashMap<(String, String), Arc<Vectors>>>>;
 
 /// A model's unit vectors, row-major, and their site ids.
 #[derive(Debug)]
-struct Vectors {
-    ids: Vec<String>,
-    flat: Vec<f32>,
-    dim: usize,
+pub(crate) struct Vectors {
+    pub(crate) ids: Vec<String>,
+    pub(crate) flat: Vec<f32>,
+    pub(crate) dim: usize,
 }
 
 /// What to search for.
@@ -69,7 +69,7 @@ fn schema() -> SchemaRef {
 }
 
 /// A constant argument's value.
-fn constant(session: &dyn DfSession, e: &Expr) -> Result<ScalarValue> {
+pub(crate) fn constant(session: &dyn DfSession, e: &Expr) -> Result<ScalarValue> {
     let phys = session.create_physical_expr(e.clone(), &DFSchema::empty())?;
     let one = RecordBatch::try_new_with_options(
         Arc::new(Schema::empty()),
@@ -82,7 +82,7 @@ fn constant(session: &dyn DfSession, e: &Expr) -> Result<ScalarValue> {
     }
 }
 
-fn text(v: &ScalarValue, what: &str) -> Result<String> {
+pub(crate) fn text(v: &ScalarValue, what: &str) -> Result<String> {
     match v {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
@@ -155,7 +155,7 @@ impl TableFunctionImpl for Nearest {
     }
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -176,71 +176,59 @@ fn similarities(flat: &[f32], dim: usize, q: &[f32]) -> Vec<f32> {
     out
 }
 
-impl NearestTable {
-    /// The model's vectors from the table, as unit vectors.
-    async fn load(&self, ctx: &SessionContext) -> Result<Vectors> {
-        let has_model = ctx
-            .table(self.table.as_str())
-            .await?
-            .schema()
-            .has_column_with_unqualified_name("model");
-        let sql = if has_model {
-            format!(
-                "SELECT site_id, vector FROM {} WHERE model = {}",
-                self.table,
-                quote(&self.model)
-            )
-        } else if self
-            .model
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            format!(
-                "SELECT site_id, {} AS vector FROM {}",
-                self.model, self.table
-            )
-        } else {
-            return exec_err!(
-                "nearest: {:?} is not a column of {}",
-                self.model,
-                self.table
-            );
-        };
-        let vectors = ctx.sql(&sql).await?.collect().await?;
-        let (mut ids, mut flat, mut dim) = (Vec::new(), Vec::<f32>::new(), None);
-        let list_type = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
-        for b in &vectors {
-            let sid = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
-            let vec = arrow::compute::cast(b.column(1), &list_type)?;
-            let (sid, vec) = (sid.as_string::<i32>(), vec.as_list::<i32>());
-            for i in 0..b.num_rows() {
-                if sid.is_null(i) || vec.is_null(i) {
-                    continue;
-                }
-                let v = vec.value(i);
-                let v = v.as_primitive::<Float32Type>().values();
-                let d = *dim.get_or_insert(v.len());
-                if v.len() != d {
-                    return exec_err!(
-                        "nearest: model {:?} has vectors of {} and {d} values",
-                        self.model,
-                        v.len()
-                    );
-                }
-                ids.push(sid.value(i).to_string());
-                flat.extend_from_slice(v);
+/// The vectors of `model` in `table` (or of column `model`, for a table without a `model`
+/// column), as unit vectors.
+pub(crate) async fn load_vectors(
+    ctx: &SessionContext,
+    table: &str,
+    model: &str,
+) -> Result<Vectors> {
+    let has_model = ctx
+        .table(table)
+        .await?
+        .schema()
+        .has_column_with_unqualified_name("model");
+    let sql = if has_model {
+        format!(
+            "SELECT site_id, vector FROM {} WHERE model = {}",
+            table,
+            quote(model)
+        )
+    } else if model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        format!("SELECT site_id, {} AS vector FROM {}", model, table)
+    } else {
+        return exec_err!("nearest: {:?} is not a column of {}", model, table);
+    };
+    let vectors = ctx.sql(&sql).await?.collect().await?;
+    let (mut ids, mut flat, mut dim) = (Vec::new(), Vec::<f32>::new(), None);
+    let list_type = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
+    for b in &vectors {
+        let sid = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let vec = arrow::compute::cast(b.column(1), &list_type)?;
+        let (sid, vec) = (sid.as_string::<i32>(), vec.as_list::<i32>());
+        for i in 0..b.num_rows() {
+            if sid.is_null(i) || vec.is_null(i) {
+                continue;
             }
+            let v = vec.value(i);
+            let v = v.as_primitive::<Float32Type>().values();
+            let d = *dim.get_or_insert(v.len());
+            if v.len() != d {
+                return exec_err!(
+                    "nearest: model {:?} has vectors of {} and {d} values",
+                    model,
+                    v.len()
+                );
+            }
+            ids.push(sid.value(i).to_string());
+            flat.extend_from_slice(v);
         }
-        let Some(dim) = dim else {
-            return exec_err!(
-                "nearest: {} has no vectors of model {:?}",
-                self.table,
-                self.model
-            );
-        };
-        cellshard_stages::vector::normalize(&mut flat, dim);
-        Ok(Vectors { ids, flat, dim })
     }
+    let Some(dim) = dim else {
+        return exec_err!("nearest: {} has no vectors of model {:?}", table, model);
+    };
+    cellshard_stages::vector::normalize(&mut flat, dim);
+    Ok(Vectors { ids, flat, dim })
 }
 
 #[async_trait]
@@ -269,7 +257,7 @@ impl TableProvider for NearestTable {
         let vectors = match cached {
             Some(v) => v,
             None => {
-                let v = Arc::new(self.load(&ctx).await?);
+                let v = Arc::new(load_vectors(&ctx, &self.table, &self.model).await?);
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(key, v.clone());
                 }
