@@ -17,7 +17,7 @@ if ! command -v python3 >/dev/null 2>&1; then
   exit 1
 fi
 py=target/pyenv/bin/python
-if ! "$py" -c "import pyarrow, duckdb, polars, tifffile, imagecodecs, numpy, yaml, pytest" >/dev/null 2>&1 || [ ! -x target/pyenv/bin/hadolint ]; then
+if ! "$py" -c "import pyarrow, duckdb, polars, tifffile, imagecodecs, numpy, yaml, pytest, copairs" >/dev/null 2>&1 || [ ! -x target/pyenv/bin/hadolint ]; then
   mkdir -p target
   python3 -m venv target/pyenv
   "$py" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt

@@ -12,6 +12,7 @@ mod feed;
 mod interop;
 mod jump;
 mod layout;
+mod map;
 mod pushdown;
 mod qc;
 mod race;

@@ -13,6 +13,7 @@ mod meta;
 pub mod nearest;
 mod output;
 mod provider;
+pub mod replicate_map;
 mod spec;
 pub mod udf;
 
@@ -292,6 +293,8 @@ impl Session {
         };
         self.ctx
             .register_udtf("nearest", Arc::new(nearest::Nearest::default()));
+        self.ctx
+            .register_udtf("replicate_map", Arc::new(replicate_map::ReplicateMap));
         udf::register(
             &self.ctx,
             &udf::StoreTensor {

@@ -51,6 +51,54 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     idx.into_iter().map(|i| (i, scores[i])).collect()
 }
 
+/// Average precision of retrieving the positives among positives and negatives ranked by
+/// similarity (highest first; on a tie a positive ranks first, as copairs orders them):
+/// the mean over positives of the precision at each one's rank. NaN without positives.
+pub fn average_precision(pos: &[f32], neg: &[f32]) -> f64 {
+    let mut all: Vec<(f32, bool)> = pos
+        .iter()
+        .map(|&s| (s, true))
+        .chain(neg.iter().map(|&s| (s, false)))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    let (mut tp, mut sum) = (0u32, 0f64);
+    for (k, (_, positive)) in all.iter().enumerate() {
+        if *positive {
+            tp += 1;
+            sum += f64::from(tp) / (k + 1) as f64;
+        }
+    }
+    sum / pos.len() as f64
+}
+
+/// Average precision of `n_pos` positives at uniformly random ranks among `n_total`
+/// (the null of [`average_precision`]), drawn with `next` (uniform in `0..bound`): Floyd's
+/// sampling of distinct ranks, so the cost grows with `n_pos`, not `n_total`.
+pub fn random_average_precision(
+    n_pos: usize,
+    n_total: usize,
+    ranks: &mut Vec<usize>,
+    next: &mut impl FnMut(usize) -> usize,
+) -> f64 {
+    let n_pos = n_pos.min(n_total);
+    if n_pos == 0 {
+        return f64::NAN;
+    }
+    ranks.clear();
+    for j in n_total - n_pos..n_total {
+        let t = next(j + 1);
+        let pick = if ranks.contains(&t) { j } else { t };
+        ranks.push(pick);
+    }
+    ranks.sort_unstable();
+    ranks
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i + 1) as f64 / (r + 1) as f64)
+        .sum::<f64>()
+        / n_pos as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +118,24 @@ mod tests {
         let mut out = [0.0; 2];
         dots(&v, 2, &[1.0, 1.0], &mut out);
         assert!((out[0] - 1.4).abs() < 1e-6 && out[1] == 0.0);
+        // Positives at ranks 1 and 3 of 4: (1/1 + 2/3) / 2.
+        let ap = average_precision(&[0.9, 0.5], &[0.7, 0.1]);
+        assert!((ap - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        // A tie ranks the positive first.
+        assert_eq!(average_precision(&[0.5], &[0.5]), 1.0);
+        // The null's mean for 1 positive among 4 is the mean of 1/r: (1 + 1/2 + 1/3 + 1/4) / 4.
+        let mut x = 1u64;
+        let mut next = |b: usize| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) as usize) % b
+        };
+        let mut ranks = Vec::new();
+        let m: f64 = (0..40_000)
+            .map(|_| random_average_precision(1, 4, &mut ranks, &mut next))
+            .sum::<f64>()
+            / 40_000.0;
+        assert!((m - 25.0 / 48.0).abs() < 0.01, "{m}");
     }
 }

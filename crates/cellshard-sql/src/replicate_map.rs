@@ -1,0 +1,274 @@
+//! `replicate_map(table, model, group_by, control [, null_size])`: how well each
+//! perturbation's replicates retrieve each other against the controls, as copairs'
+//! "phenotypic activity" recipe computes it.
+//!
+//! Every site not matching `control` (a predicate over `sites`) with a non-NULL `group_by`
+//! (an expression over `sites`, e.g. `sirna_id`) in a group of at least two is a query: the
+//! other sites of its group are its positives, the control sites its negatives, ranked by
+//! cosine similarity of their vectors under `model`. Its average precision is the mean of
+//! the precision at each positive's rank (ties: positives first, as copairs orders them); a
+//! group's mean average precision (mAP) is the mean over its sites. The p-value compares the
+//! mAP with `null_size` (default 10,000) null mAPs, each the mean of as many draws as the
+//! group has sites from a pool of `null_size` APs of positives at uniformly random ranks
+//! (one pool per count of positives and total, as copairs keeps one null per
+//! configuration): `(1 + null mAPs >= mAP) / (1 + null_size)`, seeded by the group's name
+//! so it is reproducible; `corrected_p_value` is Benjamini-Hochberg over the groups. Columns: `group`, `sites`, `controls`, `mean_average_precision`, `p_value`,
+//! `corrected_p_value`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session as DfSession, TableFunctionArgs, TableFunctionImpl};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::context::{SessionContext, SessionState};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::nearest::{constant, load_vectors, text};
+
+/// The `replicate_map` table function.
+#[derive(Debug, Default)]
+pub struct ReplicateMap;
+
+#[derive(Debug)]
+struct ReplicateMapTable {
+    table: String,
+    model: String,
+    group_by: String,
+    control: String,
+    null_size: usize,
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("group", DataType::Utf8, false),
+        Field::new("sites", DataType::Int64, false),
+        Field::new("controls", DataType::Int64, false),
+        Field::new("mean_average_precision", DataType::Float64, false),
+        Field::new("p_value", DataType::Float64, false),
+        Field::new("corrected_p_value", DataType::Float64, false),
+    ]))
+}
+
+impl TableFunctionImpl for ReplicateMap {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let usage = "replicate_map(table, model, group_by, control [, null_size])";
+        let exprs = args.exprs();
+        if !(4..=5).contains(&exprs.len()) {
+            return plan_err!("{usage}: 4 or 5 arguments, got {}", exprs.len());
+        }
+        let v: Vec<ScalarValue> = exprs
+            .iter()
+            .map(|e| constant(args.session(), e))
+            .collect::<Result<_>>()?;
+        let null_size = match v.get(4) {
+            None => 10_000,
+            Some(ScalarValue::Int64(Some(n))) if (1..=1_000_000).contains(n) => {
+                usize::try_from(*n).unwrap_or(10_000)
+            }
+            Some(other) => {
+                return plan_err!("{usage}: null_size must be in 1..=1000000, got {other}");
+            }
+        };
+        let table = text(&v[0], "table")?;
+        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return plan_err!("{usage}: table {table:?} is not a table name");
+        }
+        Ok(Arc::new(ReplicateMapTable {
+            table,
+            model: text(&v[1], "model")?,
+            group_by: text(&v[2], "group_by")?,
+            control: text(&v[3], "control")?,
+            null_size,
+        }))
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for the null draws.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // Bounded: the remainder is below `bound`.
+        #[allow(clippy::cast_possible_truncation)]
+        let r = (z % bound as u64) as usize;
+        r
+    }
+}
+
+/// FNV-1a of a group's name: the seed of its null draws.
+fn seed_of(name: &str) -> u64 {
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// Benjamini-Hochberg adjusted p-values, in the input order.
+fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    let n = p.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| p[*b].total_cmp(&p[*a]));
+    let mut out = vec![0.0; n];
+    let mut running = 1.0f64;
+    for (i, &ix) in order.iter().enumerate() {
+        let rank = (n - i) as f64;
+        running = running.min(p[ix] * n as f64 / rank);
+        out[ix] = running.min(1.0);
+    }
+    out
+}
+
+#[async_trait]
+impl TableProvider for ReplicateMapTable {
+    fn schema(&self) -> SchemaRef {
+        schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
+            return exec_err!("replicate_map: not a DataFusion session");
+        };
+        let ctx = SessionContext::new_with_state(state.clone());
+        let v = load_vectors(&ctx, &self.table, &self.model).await?;
+        let meta = ctx
+            .sql(&format!(
+                "SELECT site_id, CAST(({}) AS VARCHAR), coalesce(({}), false) FROM sites",
+                self.group_by, self.control
+            ))
+            .await?
+            .collect()
+            .await?;
+        let mut site_meta: HashMap<String, (Option<String>, bool)> = HashMap::new();
+        for b in &meta {
+            let ids = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+            let groups = arrow::compute::cast(b.column(1), &DataType::Utf8)?;
+            let controls = arrow::compute::cast(b.column(2), &DataType::Boolean)?;
+            let (ids, groups) = (ids.as_string::<i32>(), groups.as_string::<i32>());
+            let controls = controls.as_boolean();
+            for i in 0..b.num_rows() {
+                let g = (!groups.is_null(i)).then(|| groups.value(i).to_string());
+                site_meta.insert(ids.value(i).to_string(), (g, controls.value(i)));
+            }
+        }
+        let mut controls = Vec::new();
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, id) in v.ids.iter().enumerate() {
+            match site_meta.get(id) {
+                Some((_, true)) => controls.push(i),
+                Some((Some(g), false)) => groups.entry(g.clone()).or_default().push(i),
+                _ => {}
+            }
+        }
+        if controls.is_empty() {
+            return exec_err!(
+                "replicate_map: no site with a vector of {:?} matches the control predicate {:?}",
+                self.model,
+                self.control
+            );
+        }
+        let row = |i: usize| &v.flat[i * v.dim..(i + 1) * v.dim];
+        let dot = cellshard_stages::vector::dot;
+        let (mut names, mut sizes, mut maps, mut pvals) = (vec![], vec![], vec![], vec![]);
+        let mut ranks = Vec::new();
+        let mut pools: HashMap<(usize, usize), Vec<f64>> = HashMap::new();
+        for (name, members) in groups.iter().filter(|(_, m)| m.len() >= 2) {
+            let neg_sims = |q: usize| {
+                controls
+                    .iter()
+                    .map(|&c| dot(row(q), row(c)))
+                    .collect::<Vec<_>>()
+            };
+            let map = members
+                .iter()
+                .map(|&q| {
+                    let pos: Vec<f32> = members
+                        .iter()
+                        .filter(|&&p| p != q)
+                        .map(|&p| dot(row(q), row(p)))
+                        .collect();
+                    cellshard_stages::vector::average_precision(&pos, &neg_sims(q))
+                })
+                .sum::<f64>()
+                / members.len() as f64;
+            let (n_pos, n_total) = (members.len() - 1, members.len() - 1 + controls.len());
+            // The null APs of this (positives, total) configuration, drawn once.
+            let pool = pools.entry((n_pos, n_total)).or_insert_with(|| {
+                let mut rng = SplitMix(seed_of(&format!("{n_pos}/{n_total}")));
+                let mut next = |b: usize| rng.below(b);
+                (0..self.null_size)
+                    .map(|_| {
+                        cellshard_stages::vector::random_average_precision(
+                            n_pos, n_total, &mut ranks, &mut next,
+                        )
+                    })
+                    .collect::<Vec<f64>>()
+            });
+            // Null mAPs: means of as many draws from the pool as the group has sites.
+            let mut rng = SplitMix(seed_of(name));
+            let mut above = 0usize;
+            for _ in 0..self.null_size {
+                let null = (0..members.len())
+                    .map(|_| pool[rng.below(pool.len())])
+                    .sum::<f64>()
+                    / members.len() as f64;
+                above += usize::from(null >= map);
+            }
+            names.push(name.clone());
+            sizes.push(i64::try_from(members.len()).unwrap_or(i64::MAX));
+            maps.push(map);
+            pvals.push((1 + above) as f64 / (1 + self.null_size) as f64);
+        }
+        let corrected = benjamini_hochberg(&pvals);
+        let n_controls = i64::try_from(controls.len()).unwrap_or(i64::MAX);
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(Int64Array::from(sizes.clone())),
+                Arc::new(Int64Array::from(vec![n_controls; sizes.len()])),
+                Arc::new(Float64Array::from(maps)),
+                Arc::new(Float64Array::from(pvals)),
+                Arc::new(Float64Array::from(corrected)),
+            ],
+        )?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bh_matches_hand_values() {
+        let q = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.2]);
+        assert!((q[0] - 0.04).abs() < 1e-12, "{q:?}");
+        assert!((q[1] - 0.16 / 3.0).abs() < 1e-12, "{q:?}");
+        assert!((q[2] - 0.16 / 3.0).abs() < 1e-12, "{q:?}");
+        assert!((q[3] - 0.2).abs() < 1e-12, "{q:?}");
+    }
+}
