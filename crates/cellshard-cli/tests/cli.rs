@@ -1421,7 +1421,71 @@ fn qc_reports_the_blurred_wells_their_sites_and_the_plate() {
         &png,
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    // A site page shows its nearest neighbours once the store has embeddings.
+    let ids: Vec<String> = sql_csv(&store, None, "SELECT site_id FROM sites ORDER BY site_id")
+        .stdout
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| String::from_utf8_lossy(l).to_string())
+        .collect();
+    let vectors = {
+        use arrow::array::{Float32Builder, ListBuilder, StringArray};
+        let mut lists = ListBuilder::new(Float32Builder::new());
+        for i in 0..ids.len() {
+            (0..4).for_each(|d| {
+                lists
+                    .values()
+                    .append_value(((i * 7 + d * 3) % 11) as f32 + 1.0)
+            });
+            lists.append(true);
+        }
+        arrow::record_batch::RecordBatch::try_from_iter(vec![
+            (
+                "site_id",
+                std::sync::Arc::new(StringArray::from(ids.clone())) as arrow::array::ArrayRef,
+            ),
+            ("vector", std::sync::Arc::new(lists.finish())),
+        ])
+        .unwrap()
+    };
+    let file = dir.path().join("vectors.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&file).unwrap(),
+        vectors.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&vectors).unwrap();
+    w.close().unwrap();
+    let o = cellshard([
+        "embeddings",
+        "import",
+        "--store",
+        &store,
+        "--model",
+        "toy",
+        &file.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains(&format!("\"rows\":{}", ids.len())),
+        "{}",
+        text(&o.stdout)
+    );
     let srv = Server::start(&["--store", &store, "--bind", "127.0.0.1:0"]);
+    let (status, _, body) = srv.get(&format!("/site/{}?model=toy", ids[0]), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Nearest neighbours"), "{body}");
+    assert_eq!(
+        body.matches("class=\"tile neighbour\"").count(),
+        8,
+        "{body}"
+    );
+    assert!(
+        !body.contains(&format!("alt=\"{}\"", ids[0])),
+        "the site is not its own neighbour"
+    );
     for stat in ["focus", "saturation", "foreground", "nuclei", "qc_fail"] {
         let (status, _, body) = srv.get(&format!("/plate/HUVEC-01/1?stat={stat}&channel=1"), "");
         assert_eq!(status, 200, "{stat}: {body}");

@@ -147,6 +147,8 @@ fn pager(q: &str, page_no: usize, pages: usize) -> String {
 #[derive(Deserialize)]
 pub(super) struct SitePageParams {
     contrast: Option<String>,
+    /// The model whose nearest neighbours the page shows.
+    model: Option<String>,
 }
 
 pub(super) async fn site_page(
@@ -202,7 +204,11 @@ pub(super) async fn site_page(
             esc(&palette.label(c))
         ));
     }
-    body.push_str("</div><h2>Metadata</h2>");
+    body.push_str("</div>");
+    if v.session.versions.contains_key("embeddings") {
+        body.push_str(&neighbours(&v, &site_id, p.model.as_deref()).await);
+    }
+    body.push_str("<h2>Metadata</h2>");
     body.push_str(&html::record(&meta).unwrap_or_else(|e| html::error(&e.to_string())));
     for (h, sql) in [
         (
@@ -225,4 +231,76 @@ pub(super) async fn site_page(
         }
     }
     v.html(&title, &body)
+}
+
+/// The site's nearest neighbours under a model (the one asked for, else the first), as
+/// linked thumbnails, with a choice of model.
+async fn neighbours(v: &Shared, site_id: &str, model: Option<&str>) -> String {
+    let column = |b: &[arrow::record_batch::RecordBatch], c: usize| -> Vec<String> {
+        b.iter()
+            .flat_map(|b| {
+                arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Utf8)
+                    .map(|a| {
+                        use arrow::array::AsArray;
+                        a.as_string::<i32>()
+                            .iter()
+                            .map(|s| s.unwrap_or_default().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let models = match v
+        .query(
+            "SELECT DISTINCT model FROM embeddings ORDER BY model".into(),
+            100,
+        )
+        .await
+    {
+        Ok(b) => column(&b, 0),
+        Err(e) => return html::error(&e.to_string()),
+    };
+    let Some(model) = model
+        .filter(|m| models.iter().any(|x| x == m))
+        .map(str::to_string)
+        .or_else(|| models.first().cloned())
+    else {
+        return String::new();
+    };
+    let sid = enc(site_id);
+    let mut out = format!(
+        r#"<h2>Nearest neighbours</h2><form method="get" action="/site/{sid}">Model <select name="model" data-autosubmit>"#
+    );
+    for m in &models {
+        out.push_str(&format!(
+            r#"<option value="{}"{}>{}</option>"#,
+            esc(m),
+            if *m == model { " selected" } else { "" },
+            esc(m)
+        ));
+    }
+    out.push_str(
+        r#"</select><noscript><button>Show</button></noscript></form><div class="tiles">"#,
+    );
+    let sql = format!(
+        "SELECT site_id, similarity FROM nearest('embeddings', {}, {}, 8) ORDER BY rank",
+        literal(&model),
+        literal(site_id)
+    );
+    match v.query(sql, 8).await {
+        Ok(b) => {
+            for (n, s) in column(&b, 0).iter().zip(column(&b, 1)) {
+                let s: f64 = s.parse().unwrap_or(f64::NAN);
+                out.push_str(&format!(
+                    r#"<figure><a href="/site/{0}"><img class="tile neighbour" alt="{1}" width="96" height="96" src="/img/site/{0}?size=96"></a><figcaption>{1}<br>cosine {s:.3}</figcaption></figure>"#,
+                    enc(n),
+                    esc(n)
+                ));
+            }
+        }
+        Err(e) => out.push_str(&html::error(&e.to_string())),
+    }
+    out.push_str("</div>");
+    out
 }
