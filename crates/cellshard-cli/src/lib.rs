@@ -16,6 +16,7 @@ mod exit;
 mod feed;
 mod ingest;
 mod maintain;
+mod profile;
 mod qc;
 mod sql;
 mod synth_jump;
@@ -80,6 +81,9 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Write the rows of a query (tensors included) to a new Delta table or Parquet files.
     Export(sql::ExportArgs),
+    /// Per-site image features (intensity, texture, granularity) and well medians, raw and
+    /// normalised to each plate's controls, into the `profiles` table.
+    Profile(profile::ProfileArgs),
     /// Image QC: the plates, wells and sites that fail it (saturated, empty, out of focus),
     /// with their reasons.
     Qc(qc::QcArgs),
@@ -265,6 +269,7 @@ where
             Command::Sql(a) => status(sql::sql(a).await),
             Command::Export(a) => status(sql::export(a).await),
             Command::Qc(a) => status(qc::qc(a).await),
+            Command::Profile(a) => status(profile::profile(a).await),
             Command::Render(a) => status(view::render_cmd(a).await),
             Command::Serve(a) => status(view::serve_cmd(a).await),
             #[cfg(feature = "cluster")]

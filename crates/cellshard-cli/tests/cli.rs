@@ -1321,38 +1321,33 @@ fn a_jump_plate_runs_and_draws_by_channel_name_in_render_and_the_viewer() {
     assert!(body.contains("5 Mito"), "{body}");
 }
 
-#[test]
-fn qc_reports_the_blurred_wells_their_sites_and_the_plate() {
-    let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("raw").display().to_string();
-    let o = cellshard([
+/// A store of synthetic HUVEC-01 sites (two per well, 256 px, `synth_args` added) ingested
+/// by tiny.toml on whole images (no downsample or crop) plus `extra` pipeline text.
+fn whole_image_store(dir: &std::path::Path, synth_args: &[&str], extra: &str) -> String {
+    let raw = dir.join("raw").display().to_string();
+    let mut args = vec![
         "synth",
         "--out",
         &raw,
         "--experiments",
         "HUVEC-01",
-        "--wells",
-        "6",
         "--sites",
         "2",
         "--size",
         "256",
-        "--blur-wells",
-        "B03,B05",
-        "--blur-sigma",
-        "3",
-    ]);
+    ];
+    args.extend_from_slice(synth_args);
+    let o = cellshard(&args);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    // tiny.toml on whole 256 px images, with a [qc] section.
     let tiny = std::fs::read_to_string(repo().join("pipelines/tiny.toml")).unwrap();
     let whole = tiny
         .replace("[[stages]]\nkind = \"downsample\"\nfactor = 2\n\n", "")
         .replace("[[stages]]\nkind = \"center_crop\"\nsize = 64\n\n", "")
-        + "\n[qc]\nfocus_mads = 3\n";
+        + extra;
     assert!(!whole.contains("center_crop"), "{whole}");
-    let pipeline = dir.path().join("whole.toml");
+    let pipeline = dir.join("whole.toml");
     std::fs::write(&pipeline, whole).unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let store = dir.join("store").display().to_string();
     let o = cellshard([
         "run",
         &pipeline.display().to_string(),
@@ -1364,6 +1359,24 @@ fn qc_reports_the_blurred_wells_their_sites_and_the_plate() {
         &store,
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    store
+}
+
+#[test]
+fn qc_reports_the_blurred_wells_their_sites_and_the_plate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = whole_image_store(
+        dir.path(),
+        &[
+            "--wells",
+            "6",
+            "--blur-wells",
+            "B03,B05",
+            "--blur-sigma",
+            "3",
+        ],
+        "\n[qc]\nfocus_mads = 3\n",
+    );
     let report = dir.path().join("qc.json");
     let o = cellshard([
         "qc",
@@ -1496,6 +1509,105 @@ fn qc_reports_the_blurred_wells_their_sites_and_the_plate() {
         let (status, _, _) = srv.get(&format!("/img/plate/HUVEC-01/1?stat={stat}&channel=1"), "");
         assert_eq!(status, 200, "{stat}");
     }
+}
+
+/// The rows of a CSV query after its header, split at commas.
+fn csv_rows(store: &str, query: &str) -> Vec<Vec<String>> {
+    let out = cellshard(["sql", "--store", store, "--format", "csv", "-c", query]);
+    assert!(out.status.success(), "{query}: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn profiles_find_the_positive_controls_and_center_scale_matches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Plate 1's first 100 wells: the negative control, 9 positive controls (a strong
+    // per-siRNA phenotype), the rest treatments (a weak one); two sites each.
+    let store = whole_image_store(dir.path(), &["--wells", "100"], "");
+    let o = cellshard([
+        "profile",
+        "--store",
+        &store,
+        "--control",
+        "well_type = 'treatment'",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["sites"], 200, "{report}");
+    assert_eq!(report["wells"], 100, "{report}");
+    assert_eq!(report["dim"], 6 * 16, "{report}");
+    assert_eq!(report["features"][0], "w1_mean", "{report}");
+    // Treatments are the plate's reference: each normalised feature has mean 0 over them.
+    let off = sql_one(
+        &store,
+        "SELECT max(abs(m)) FROM (SELECT i, avg(vector[i]) AS m
+         FROM (SELECT unnest(range(1, 97)) AS i, vector
+               FROM profiles p JOIN sites s USING (site_id) WHERE s.well_type = 'treatment')
+         GROUP BY i)",
+    );
+    assert!(off.parse::<f64>().unwrap() < 1e-3, "{off}");
+    // Well rows are the medians of their two sites (the mean, for two).
+    let wells = sql_one(
+        &store,
+        "SELECT count(*) FROM profiles w JOIN (SELECT well, avg(features[1]) AS m FROM profiles
+         WHERE level = 'site' GROUP BY well) s USING (well)
+         WHERE w.level = 'well' AND w.sites = 2 AND abs(w.features[1] - s.m) < 1e-6",
+    );
+    assert_eq!(wells, "100");
+    // Replicates of each positive control find each other among the treatments; the
+    // negative control's two sites do not stand out; shuffled labels score near chance.
+    let map = |group: &str| -> Vec<(String, f64, f64)> {
+        csv_rows(
+            &store,
+            &format!(
+                "SELECT \"group\", mean_average_precision, p_value FROM replicate_map('profiles',
+                 'vector', '{group}', 'well_type = ''treatment''') ORDER BY 1"
+            ),
+        )
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap(), r[2].parse().unwrap()))
+        .collect()
+    };
+    let by_sirna = map("CASE WHEN well_type <> ''treatment'' THEN sirna_id END");
+    assert_eq!(by_sirna.len(), 10, "{by_sirna:?}");
+    let (neg, pos): (Vec<_>, Vec<_>) = by_sirna.iter().partition(|g| g.0 == "1138");
+    let mean = |v: &[&(String, f64, f64)]| v.iter().map(|g| g.1).sum::<f64>() / v.len() as f64;
+    let pos_map = mean(&pos);
+    let significant = pos.iter().filter(|g| g.2 < 0.05).count();
+    assert!(pos_map > 0.5 && significant * 2 > pos.len(), "{by_sirna:?}");
+    assert!(neg[0].1 < pos_map - 0.3, "{by_sirna:?}");
+    // Labels shuffled: the positive-control sites in groups across wells.
+    let shuffled = map(
+        "CASE WHEN well_type = ''positive_control'' THEN (CAST(substr(well, 2) AS INT) + site) % 6 END",
+    );
+    let shuffled_map = mean(&shuffled.iter().collect::<Vec<_>>());
+    assert!(shuffled_map < 0.25, "{shuffled:?}");
+    // center_scale in SQL equals the stored normalisation.
+    let diff = sql_one(
+        &store,
+        "SELECT max(abs(c[5] - vector[5])) FROM (SELECT p.vector, center_scale(p.features,
+           s.well_type = 'treatment') OVER (PARTITION BY s.experiment, s.plate) AS c
+         FROM profiles p JOIN sites s USING (site_id))",
+    );
+    assert!(diff.parse::<f64>().unwrap() < 1e-4, "{diff}");
+    // A second run of one plate replaces its rows; a bad option is a usage error.
+    let o = cellshard([
+        "profile",
+        "--store",
+        &store,
+        "--plate",
+        "1",
+        "--scaling",
+        "robust",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(sql_one(&store, "SELECT count(*) FROM profiles"), "300");
+    let o = cellshard(["profile", "--store", &store, "--scaling", "median"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! A [`StoreTable`] travels as its pinned file list, so the scheduler plans exactly the
 //! version the client registered without re-reading the Delta log. A tensor function
-//! travels by name with its fallback tensor shape.
+//! travels by name with its fallback tensor shape; `nearest` and `replicate_map` travel with
+//! their arguments and the pinned tables they read.
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 
 /// Marks a serialized [`StoreTable`] among the table providers Ballista's codec knows.
 const STORE_TABLE: &[u8] = b"cellshard.store_table.v1:";
+
+/// Marks a serialized table function (`nearest`, `replicate_map`) with its tables.
+const FUNCTION_TABLE: &[u8] = b"cellshard.function_table.v1:";
 
 /// A tensor function's bytes, or what `otherwise` (Ballista's codec) writes for others.
 fn encode_udf(
@@ -75,6 +79,9 @@ impl LogicalExtensionCodec for LogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
+        if let Some(f) = buf.strip_prefix(FUNCTION_TABLE) {
+            return cellshard_sql::travel::decode(f);
+        }
         match buf.strip_prefix(STORE_TABLE) {
             Some(table) => Ok(Arc::new(StoreTable::decode(table, schema)?)),
             None => self
@@ -89,6 +96,11 @@ impl LogicalExtensionCodec for LogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
+        if let Some(f) = cellshard_sql::travel::encode(node.as_ref()) {
+            buf.extend_from_slice(FUNCTION_TABLE);
+            buf.extend_from_slice(&f?);
+            return Ok(());
+        }
         match node.downcast_ref::<StoreTable>() {
             Some(table) => {
                 buf.extend_from_slice(STORE_TABLE);

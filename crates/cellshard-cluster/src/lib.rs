@@ -218,6 +218,7 @@ fn server_state(
     for f in udf::functions(&udf::StoreTensor::default()) {
         state.register_udf(Arc::new(f))?;
     }
+    state.register_udwf(Arc::new(udf::center_scale_udwf()))?;
     Ok(state)
 }
 

@@ -6,6 +6,7 @@
 //! in a plan that also runs on a Ballista cluster (`cellshard-cluster`).
 
 mod as_of;
+mod carried;
 mod class;
 pub mod export;
 pub mod guard;
@@ -15,6 +16,7 @@ mod output;
 mod provider;
 pub mod replicate_map;
 mod spec;
+pub mod travel;
 pub mod udf;
 
 pub use as_of::AsOf;
@@ -295,6 +297,7 @@ impl Session {
             .register_udtf("nearest", Arc::new(nearest::Nearest::default()));
         self.ctx
             .register_udtf("replicate_map", Arc::new(replicate_map::ReplicateMap));
+        self.ctx.register_udwf(udf::center_scale_udwf());
         udf::register(
             &self.ctx,
             &udf::StoreTensor {

@@ -20,9 +20,11 @@ use datafusion::catalog::{Session as DfSession, TableFunctionArgs, TableFunction
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::execution::context::{SessionContext, SessionState};
+use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{ColumnarValue, ExecutionPlan};
+
+use crate::carried::{Carried, Tables, args_from, args_to, capture, context};
 
 /// The `nearest` table function. A session's tables are pinned to one version each, so the
 /// unit vectors it reads are kept for the session's next searches (a model's `N x D`
@@ -44,20 +46,56 @@ pub(crate) struct Vectors {
 }
 
 /// What to search for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Query {
     Site(String),
     Vector(Vec<f32>),
 }
 
-#[derive(Debug)]
-struct NearestTable {
-    cache: Cache,
+/// `nearest`'s arguments.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Args {
     table: String,
     model: String,
     query: Query,
     k: usize,
     filter: Option<String>,
+}
+
+/// A call of `nearest`, with the tables it reads.
+#[derive(Debug)]
+pub(crate) struct NearestTable {
+    cache: Cache,
+    args: Args,
+    tables: Tables,
+}
+
+impl NearestTable {
+    /// From [`Carried`]'s arguments and tables.
+    pub(crate) fn from_wire(
+        args: serde_json::Value,
+        tables: Tables,
+    ) -> Result<Arc<dyn TableProvider>> {
+        Ok(Arc::new(Self {
+            cache: Cache::default(),
+            args: args_from(args)?,
+            tables,
+        }))
+    }
+}
+
+impl Carried for NearestTable {
+    fn function(&self) -> &'static str {
+        "nearest"
+    }
+
+    fn args(&self) -> Result<serde_json::Value> {
+        args_to(&self.args)
+    }
+
+    fn tables(&self) -> &Tables {
+        &self.tables
+    }
 }
 
 fn schema() -> SchemaRef {
@@ -144,13 +182,21 @@ impl TableFunctionImpl for Nearest {
             Some(f) => Some(text(f, "where")?),
             None => None,
         };
+        let mut reads = vec![table.as_str()];
+        if filter.is_some() {
+            reads.push("sites");
+        }
+        let tables = capture(args.session(), &reads)?;
         Ok(Arc::new(NearestTable {
             cache: self.cache.clone(),
-            table,
-            model,
-            query,
-            k,
-            filter,
+            args: Args {
+                table,
+                model,
+                query,
+                k,
+                filter,
+            },
+            tables,
         }))
     }
 }
@@ -248,16 +294,14 @@ impl TableProvider for NearestTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-            return exec_err!("nearest: not a DataFusion session");
-        };
-        let ctx = SessionContext::new_with_state(state.clone());
-        let key = (self.table.clone(), self.model.clone());
+        let ctx = context(state, &self.tables)?;
+        let a = &self.args;
+        let key = (a.table.clone(), a.model.clone());
         let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
         let vectors = match cached {
             Some(v) => v,
             None => {
-                let v = Arc::new(load_vectors(&ctx, &self.table, &self.model).await?);
+                let v = Arc::new(load_vectors(&ctx, &a.table, &a.model).await?);
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(key, v.clone());
                 }
@@ -265,15 +309,12 @@ impl TableProvider for NearestTable {
             }
         };
         let (ids, flat, dim) = (&vectors.ids, &vectors.flat, vectors.dim);
-        let (mut q, skip) = match &self.query {
+        let (mut q, skip) = match &a.query {
             Query::Vector(v) => (v.clone(), None),
             Query::Site(s) => match ids.iter().position(|i| i == s) {
                 Some(p) => (flat[p * dim..(p + 1) * dim].to_vec(), Some(p)),
                 None => {
-                    return exec_err!(
-                        "nearest: site {s:?} has no vector of model {:?}",
-                        self.model
-                    );
+                    return exec_err!("nearest: site {s:?} has no vector of model {:?}", a.model);
                 }
             },
         };
@@ -281,7 +322,7 @@ impl TableProvider for NearestTable {
             return exec_err!(
                 "nearest: the query has {} values, model {:?} has {dim}",
                 q.len(),
-                self.model
+                a.model
             );
         }
         cellshard_stages::vector::normalize(&mut q, dim);
@@ -290,7 +331,7 @@ impl TableProvider for NearestTable {
             scores[p] = f32::NEG_INFINITY;
         }
         // Candidates must meet `where` over sites.
-        if let Some(f) = &self.filter {
+        if let Some(f) = &a.filter {
             let sql = format!("SELECT site_id FROM sites WHERE {f}");
             let keep: std::collections::HashSet<String> = ctx
                 .sql(&sql)
@@ -316,7 +357,7 @@ impl TableProvider for NearestTable {
                 }
             }
         }
-        let best: Vec<(usize, f32)> = cellshard_stages::vector::top_k(&scores, self.k)
+        let best: Vec<(usize, f32)> = cellshard_stages::vector::top_k(&scores, a.k)
             .into_iter()
             .filter(|(_, s)| *s > f32::NEG_INFINITY)
             .collect();

@@ -25,23 +25,58 @@ use datafusion::catalog::{Session as DfSession, TableFunctionArgs, TableFunction
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::execution::context::{SessionContext, SessionState};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::carried::{Carried, Tables, args_from, args_to, capture, context};
 use crate::nearest::{constant, load_vectors, text};
 
 /// The `replicate_map` table function.
 #[derive(Debug, Default)]
 pub struct ReplicateMap;
 
-#[derive(Debug)]
-struct ReplicateMapTable {
+/// `replicate_map`'s arguments.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Args {
     table: String,
     model: String,
     group_by: String,
     control: String,
     null_size: usize,
+}
+
+/// A call of `replicate_map`, with the tables it reads.
+#[derive(Debug)]
+pub(crate) struct ReplicateMapTable {
+    args: Args,
+    tables: Tables,
+}
+
+impl ReplicateMapTable {
+    /// From [`Carried`]'s arguments and tables.
+    pub(crate) fn from_wire(
+        args: serde_json::Value,
+        tables: Tables,
+    ) -> Result<Arc<dyn TableProvider>> {
+        Ok(Arc::new(Self {
+            args: args_from(args)?,
+            tables,
+        }))
+    }
+}
+
+impl Carried for ReplicateMapTable {
+    fn function(&self) -> &'static str {
+        "replicate_map"
+    }
+
+    fn args(&self) -> Result<serde_json::Value> {
+        args_to(&self.args)
+    }
+
+    fn tables(&self) -> &Tables {
+        &self.tables
+    }
 }
 
 fn schema() -> SchemaRef {
@@ -79,12 +114,16 @@ impl TableFunctionImpl for ReplicateMap {
         if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return plan_err!("{usage}: table {table:?} is not a table name");
         }
+        let tables = capture(args.session(), &[table.as_str(), "sites"])?;
         Ok(Arc::new(ReplicateMapTable {
-            table,
-            model: text(&v[1], "model")?,
-            group_by: text(&v[2], "group_by")?,
-            control: text(&v[3], "control")?,
-            null_size,
+            args: Args {
+                table,
+                model: text(&v[1], "model")?,
+                group_by: text(&v[2], "group_by")?,
+                control: text(&v[3], "control")?,
+                null_size,
+            },
+            tables,
         }))
     }
 }
@@ -145,15 +184,13 @@ impl TableProvider for ReplicateMapTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(state) = state.as_any().downcast_ref::<SessionState>() else {
-            return exec_err!("replicate_map: not a DataFusion session");
-        };
-        let ctx = SessionContext::new_with_state(state.clone());
-        let v = load_vectors(&ctx, &self.table, &self.model).await?;
+        let ctx = context(state, &self.tables)?;
+        let a = &self.args;
+        let v = load_vectors(&ctx, &a.table, &a.model).await?;
         let meta = ctx
             .sql(&format!(
                 "SELECT site_id, CAST(({}) AS VARCHAR), coalesce(({}), false) FROM sites",
-                self.group_by, self.control
+                a.group_by, a.control
             ))
             .await?
             .collect()
@@ -182,8 +219,8 @@ impl TableProvider for ReplicateMapTable {
         if controls.is_empty() {
             return exec_err!(
                 "replicate_map: no site with a vector of {:?} matches the control predicate {:?}",
-                self.model,
-                self.control
+                a.model,
+                a.control
             );
         }
         let row = |i: usize| &v.flat[i * v.dim..(i + 1) * v.dim];
@@ -215,7 +252,7 @@ impl TableProvider for ReplicateMapTable {
             let pool = pools.entry((n_pos, n_total)).or_insert_with(|| {
                 let mut rng = SplitMix(seed_of(&format!("{n_pos}/{n_total}")));
                 let mut next = |b: usize| rng.below(b);
-                (0..self.null_size)
+                (0..a.null_size)
                     .map(|_| {
                         cellshard_stages::vector::random_average_precision(
                             n_pos, n_total, &mut ranks, &mut next,
@@ -226,7 +263,7 @@ impl TableProvider for ReplicateMapTable {
             // Null mAPs: means of as many draws from the pool as the group has sites.
             let mut rng = SplitMix(seed_of(name));
             let mut above = 0usize;
-            for _ in 0..self.null_size {
+            for _ in 0..a.null_size {
                 let null = (0..members.len())
                     .map(|_| pool[rng.below(pool.len())])
                     .sum::<f64>()
@@ -236,7 +273,7 @@ impl TableProvider for ReplicateMapTable {
             names.push(name.clone());
             sizes.push(i64::try_from(members.len()).unwrap_or(i64::MAX));
             maps.push(map);
-            pvals.push((1 + above) as f64 / (1 + self.null_size) as f64);
+            pvals.push((1 + above) as f64 / (1 + a.null_size) as f64);
         }
         let corrected = benjamini_hochberg(&pvals);
         let n_controls = i64::try_from(controls.len()).unwrap_or(i64::MAX);

@@ -13,6 +13,7 @@ pub mod image;
 pub mod normalize;
 pub mod plane;
 pub mod png;
+pub mod profile;
 pub mod qc;
 pub mod tensor;
 pub mod tiff;

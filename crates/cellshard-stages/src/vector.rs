@@ -99,6 +99,77 @@ pub fn random_average_precision(
         / n_pos as f64
 }
 
+/// How [`center_scale`] centres and scales each feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// Mean and standard deviation (pycytominer's `standardize`).
+    Standardize,
+    /// Median and 1.4826 x the median absolute deviation (pycytominer's `mad_robustize`).
+    Robust,
+}
+
+impl Scaling {
+    /// From its name: `standardize` or `robust` (`mad_robustize`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "standardize" => Some(Self::Standardize),
+            "robust" | "mad_robustize" => Some(Self::Robust),
+            _ => None,
+        }
+    }
+}
+
+/// Smallest scale divided by, so a feature constant over the references does not explode.
+pub const SCALE_EPSILON: f32 = 1e-6;
+
+/// Centre and scale every row of `flat` (rows of `dim`) by the statistics of the rows
+/// `reference` marks (all rows when none is marked): `(x - centre) / max(scale, eps)`, per
+/// feature, as pycytominer's `normalize` and EFAAR's control centering do for a plate.
+pub fn center_scale(flat: &mut [f32], dim: usize, reference: &[bool], how: Scaling) {
+    let rows = flat.len() / dim.max(1);
+    let any = reference.iter().take(rows).any(|r| *r);
+    let refs: Vec<usize> = (0..rows)
+        .filter(|&i| !any || reference.get(i).copied().unwrap_or(false))
+        .collect();
+    if refs.is_empty() {
+        return;
+    }
+    let mut col = Vec::with_capacity(refs.len());
+    for j in 0..dim {
+        col.clear();
+        col.extend(refs.iter().map(|&i| f64::from(flat[i * dim + j])));
+        let (centre, scale) = match how {
+            Scaling::Standardize => {
+                let n = col.len() as f64;
+                let mean = col.iter().sum::<f64>() / n;
+                let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                (mean, var.sqrt())
+            }
+            Scaling::Robust => {
+                let median = median(&mut col);
+                let mut dev: Vec<f64> = col.iter().map(|v| (v - median).abs()).collect();
+                (median, 1.4826 * self::median(&mut dev))
+            }
+        };
+        #[allow(clippy::cast_possible_truncation, reason = "feature values are f32")]
+        let (centre, scale) = (centre as f32, (scale as f32).max(SCALE_EPSILON));
+        for i in 0..rows {
+            let v = &mut flat[i * dim + j];
+            *v = (*v - centre) / scale;
+        }
+    }
+}
+
+/// The median of `v` (reordered); the mean of the middle two for an even count.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +208,26 @@ mod tests {
             .sum::<f64>()
             / 40_000.0;
         assert!((m - 25.0 / 48.0).abs() < 0.01, "{m}");
+    }
+
+    #[test]
+    fn center_scale_uses_the_references_or_all_rows() {
+        // Two features; references are rows 0 and 1.
+        let mut m = vec![1.0, 10.0, 3.0, 10.0, 5.0, 40.0];
+        center_scale(&mut m, 2, &[true, true, false], Scaling::Standardize);
+        // Feature 0: mean 2, sd 1; feature 1: mean 10, sd 0 (eps).
+        assert_eq!(&m[..4], &[-1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(m[4], 3.0);
+        assert!((m[5] - 30.0 / SCALE_EPSILON).abs() / m[5] < 1e-6, "{m:?}");
+        // No reference marked: all rows; robust uses the median and 1.4826 MAD.
+        let mut r = vec![1.0, 2.0, 4.0, 9.0];
+        center_scale(&mut r, 1, &[false; 4], Scaling::Robust);
+        // median 3, deviations 2,1,1,6 -> MAD 1.5.
+        let s = 1.4826 * 1.5;
+        for (got, x) in r.iter().zip([1.0f32, 2.0, 4.0, 9.0]) {
+            assert!((got - (x - 3.0) / s).abs() < 1e-6, "{r:?}");
+        }
+        assert_eq!(Scaling::parse("mad_robustize"), Some(Scaling::Robust));
+        assert_eq!(Scaling::parse("median"), None);
     }
 }

@@ -97,6 +97,39 @@ fn check(model: &str, site_ids: &[String], dim: usize, values: &[f32]) -> Result
     Ok(())
 }
 
+/// Parquet settings of the vector tables: zstd at its default level.
+pub(crate) fn zstd_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
+/// Write `batch` as one file per partition of `layout` (named from `tag` and the
+/// process), encoded off the async threads; the files' `Add` actions.
+pub(crate) async fn write_parts(
+    layout: &FileLayout,
+    batch: &RecordBatch,
+    tag: &str,
+) -> Result<Vec<deltalake::kernel::Add>> {
+    let mut adds = Vec::new();
+    for (i, (values, part)) in layout.split(batch)?.into_iter().enumerate() {
+        let name = format!("part-{tag}-{i}-{}.zstd.parquet", std::process::id());
+        let mut file = layout.file(&values, &name).await?;
+        let file = tokio::task::spawn_blocking(move || {
+            file.write(&part)?;
+            file.close()?;
+            Ok::<_, Error>(file)
+        })
+        .await
+        .map_err(|e| Error::Write {
+            url: layout.table.url.to_string(),
+            message: format!("encoding failed: {e}"),
+        })??;
+        adds.push(file.finish().await?);
+    }
+    Ok(adds)
+}
+
 /// Replace model `model`'s rows of the store at `root` with `site_ids[i]` ->
 /// `values[i * dim..(i + 1) * dim]`, in one commit.
 pub async fn write_embeddings(
@@ -142,26 +175,9 @@ pub async fn write_embeddings(
         schema: schema.clone(),
         partitions: vec!["model".into()],
         stats_columns: vec!["site_id".into(), "dim".into()],
-        properties: WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build(),
+        properties: zstd_properties(),
     };
-    let mut adds = Vec::new();
-    for (values, part) in layout.split(&batch)? {
-        let name = format!("part-{:x}-{}.zstd.parquet", now, std::process::id());
-        let mut file = layout.file(&values, &name).await?;
-        let file = tokio::task::spawn_blocking(move || {
-            file.write(&part)?;
-            file.close()?;
-            Ok::<_, Error>(file)
-        })
-        .await
-        .map_err(|e| Error::Write {
-            url: loc.url.to_string(),
-            message: format!("encoding failed: {e}"),
-        })??;
-        adds.push(file.finish().await?);
-    }
+    let adds = write_parts(&layout, &batch, &format!("{now:x}")).await?;
     let wanted = Value::String(model.to_string());
     let same_model =
         |f: &FileView| f.partitions.get("model").cloned().flatten().as_deref() == wanted.as_str();

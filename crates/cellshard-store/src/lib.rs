@@ -16,6 +16,7 @@ pub mod io;
 pub mod location;
 pub mod maintain;
 pub mod pause;
+pub mod profiles;
 pub mod publish;
 pub mod read;
 pub mod schema;

@@ -20,7 +20,14 @@ use crate::schema::{self, RejectRow, RunRow, SITES_PARTITIONS, SITES_STATS_COLUM
 use crate::{Error, Location, Result};
 
 /// Table folder names under the store root.
-pub const TABLES: [&str; 5] = ["sites", "plate_stats", "rejects", "runs", "embeddings"];
+pub const TABLES: [&str; 6] = [
+    "sites",
+    "plate_stats",
+    "rejects",
+    "runs",
+    "embeddings",
+    "profiles",
+];
 
 /// The plate a commit replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

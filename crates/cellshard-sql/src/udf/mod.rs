@@ -16,6 +16,7 @@
 //! | `tensor_thumbnail(t [, size])` | RGB PNG (default 128 px) in the channels' colours |
 
 mod args;
+mod center_scale;
 mod channel;
 mod tensor;
 mod thumbnail;
@@ -33,6 +34,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use args::{binaries, ints, is_binary};
+pub use center_scale::{NAME as CENTER_SCALE, center_scale_udwf};
 pub use tensor::{Dtype, TensorSpec};
 pub use thumbnail::{
     auto_maxima, channel_intensity, channel_intensity_with, composite, composite_with, rgb_png,
