@@ -8,6 +8,8 @@
 //!   store's table provider against delta-rs'.
 //! - `s3`: ingest from local disk against S3 over loopback, on the same raw sites.
 //! - `synth-site`: the time to render and encode one synthetic site at full size.
+//! - `vectors`: `nearest` queries per second and `replicate_map`'s time over the whole
+//!   RxRx1 design's sites, against numpy.
 //!
 //! `cargo run --release -p cellshard-bench -- ingest` gives the README's ingest figures.
 //! The pipeline runs are `cellshard run` in a child process of this binary (its hidden
@@ -19,6 +21,7 @@ mod ingest;
 mod pushdown;
 mod s3;
 mod synth_site;
+mod vectors;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -50,6 +53,8 @@ enum Command {
     S3(s3::S3Args),
     /// Render and encode one synthetic site, channel by channel, on one thread.
     SynthSite(synth_site::SynthSiteArgs),
+    /// nearest and replicate_map over one vector per site of the RxRx1 design, and numpy.
+    Vectors(vectors::VectorArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
             Command::Cluster(a) => cluster::cluster(a).await,
             Command::S3(a) => s3::s3(a).await,
             Command::SynthSite(a) => synth_site::synth_site(&a),
+            Command::Vectors(a) => vectors::vectors(a).await,
         }
     });
     match result {

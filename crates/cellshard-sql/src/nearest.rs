@@ -41,6 +41,8 @@ type Cache = Arc<Mutex<HashMap<(String, String), Arc<Vectors>>>>;
 #[derive(Debug)]
 pub(crate) struct Vectors {
     pub(crate) ids: Vec<String>,
+    /// Row of each id.
+    pub(crate) index: HashMap<String, usize>,
     pub(crate) flat: Vec<f32>,
     pub(crate) dim: usize,
 }
@@ -205,21 +207,39 @@ pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Cosine similarities of every row of `flat` (unit rows) to `q` (a unit vector), on
-/// every core.
-fn similarities(flat: &[f32], dim: usize, q: &[f32]) -> Vec<f32> {
+/// The `k` rows of `flat` (unit rows of `dim`) most similar to `q` (a unit vector), among
+/// those `keep` marks (all when None), best first: each core scans its share of the rows
+/// with its own heap of `k`, and the shares' bests are merged.
+fn most_similar(
+    flat: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    keep: Option<&[bool]>,
+) -> Vec<(usize, f32)> {
     let n = flat.len() / dim;
-    let mut out = vec![0f32; n];
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(n.max(1));
     let per = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        for (chunk, rows) in out.chunks_mut(per).zip(flat.chunks(per * dim)) {
-            s.spawn(move || cellshard_stages::vector::dots(rows, dim, q, chunk));
-        }
+    let mut best: Vec<(usize, f32)> = std::thread::scope(|s| {
+        let handles: Vec<_> = flat
+            .chunks(per * dim)
+            .enumerate()
+            .map(|(t, rows)| {
+                let first = t * per;
+                let keep = keep.map(|m| &m[first..(first + per).min(m.len())]);
+                s.spawn(move || cellshard_stages::vector::best_dots(rows, dim, q, k, first, keep))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
-    out
+    best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    best.truncate(k);
+    best
 }
 
 /// The vectors of `model` in `table` (or of column `model`, for a table without a `model`
@@ -274,7 +294,17 @@ pub(crate) async fn load_vectors(
         return exec_err!("nearest: {} has no vectors of model {:?}", table, model);
     };
     cellshard_stages::vector::normalize(&mut flat, dim);
-    Ok(Vectors { ids, flat, dim })
+    let index = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i))
+        .collect();
+    Ok(Vectors {
+        ids,
+        index,
+        flat,
+        dim,
+    })
 }
 
 #[async_trait]
@@ -294,13 +324,14 @@ impl TableProvider for NearestTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let ctx = context(state, &self.tables)?;
+        // A context only when something must be read: building one costs a millisecond.
         let a = &self.args;
         let key = (a.table.clone(), a.model.clone());
         let cached = self.cache.lock().ok().and_then(|c| c.get(&key).cloned());
         let vectors = match cached {
             Some(v) => v,
             None => {
+                let ctx = context(state, &self.tables)?;
                 let v = Arc::new(load_vectors(&ctx, &a.table, &a.model).await?);
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(key, v.clone());
@@ -311,7 +342,7 @@ impl TableProvider for NearestTable {
         let (ids, flat, dim) = (&vectors.ids, &vectors.flat, vectors.dim);
         let (mut q, skip) = match &a.query {
             Query::Vector(v) => (v.clone(), None),
-            Query::Site(s) => match ids.iter().position(|i| i == s) {
+            Query::Site(s) => match vectors.index.get(s).copied() {
                 Some(p) => (flat[p * dim..(p + 1) * dim].to_vec(), Some(p)),
                 None => {
                     return exec_err!("nearest: site {s:?} has no vector of model {:?}", a.model);
@@ -326,41 +357,26 @@ impl TableProvider for NearestTable {
             );
         }
         cellshard_stages::vector::normalize(&mut q, dim);
-        let mut scores = similarities(flat, dim, &q);
-        if let Some(p) = skip {
-            scores[p] = f32::NEG_INFINITY;
-        }
-        // Candidates must meet `where` over sites.
+        // Candidates: not the query site, and meeting `where` over sites.
+        let mut keep: Option<Vec<bool>> = None;
         if let Some(f) = &a.filter {
             let sql = format!("SELECT site_id FROM sites WHERE {f}");
-            let keep: std::collections::HashSet<String> = ctx
-                .sql(&sql)
-                .await?
-                .collect()
-                .await?
-                .iter()
-                .flat_map(|b| {
-                    let c = arrow::compute::cast(b.column(0), &DataType::Utf8).ok();
-                    c.map(|c| {
-                        c.as_string::<i32>()
-                            .iter()
-                            .flatten()
-                            .map(str::to_string)
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-                })
-                .collect();
-            for (s, id) in scores.iter_mut().zip(ids) {
-                if !keep.contains(id) {
-                    *s = f32::NEG_INFINITY;
+            let mut mask = vec![false; ids.len()];
+            let ctx = context(state, &self.tables)?;
+            for b in ctx.sql(&sql).await?.collect().await? {
+                let c = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+                for id in c.as_string::<i32>().iter().flatten() {
+                    if let Some(&i) = vectors.index.get(id) {
+                        mask[i] = true;
+                    }
                 }
             }
+            keep = Some(mask);
         }
-        let best: Vec<(usize, f32)> = cellshard_stages::vector::top_k(&scores, a.k)
-            .into_iter()
-            .filter(|(_, s)| *s > f32::NEG_INFINITY)
-            .collect();
+        if let Some(p) = skip {
+            keep.get_or_insert_with(|| vec![true; ids.len()])[p] = false;
+        }
+        let best = most_similar(flat, dim, &q, a.k, keep.as_deref());
         let batch = RecordBatch::try_new(
             schema(),
             vec![

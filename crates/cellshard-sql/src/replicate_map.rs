@@ -128,30 +128,6 @@ impl TableFunctionImpl for ReplicateMap {
     }
 }
 
-/// A small deterministic generator (SplitMix64) for the null draws.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn below(&mut self, bound: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // Bounded: the remainder is below `bound`.
-        #[allow(clippy::cast_possible_truncation)]
-        let r = (z % bound as u64) as usize;
-        r
-    }
-}
-
-/// FNV-1a of a group's name: the seed of its null draws.
-fn seed_of(name: &str) -> u64 {
-    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
-    })
-}
-
 /// Benjamini-Hochberg adjusted p-values, in the input order.
 fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
     let n = p.len();
@@ -223,58 +199,42 @@ impl TableProvider for ReplicateMapTable {
                 a.control
             );
         }
-        let row = |i: usize| &v.flat[i * v.dim..(i + 1) * v.dim];
-        let dot = cellshard_stages::vector::dot;
-        let (mut names, mut sizes, mut maps, mut pvals) = (vec![], vec![], vec![], vec![]);
-        let mut ranks = Vec::new();
-        let mut pools: HashMap<(usize, usize), Vec<f64>> = HashMap::new();
-        for (name, members) in groups.iter().filter(|(_, m)| m.len() >= 2) {
-            let neg_sims = |q: usize| {
-                controls
-                    .iter()
-                    .map(|&c| dot(row(q), row(c)))
-                    .collect::<Vec<_>>()
-            };
-            let map = members
-                .iter()
-                .map(|&q| {
-                    let pos: Vec<f32> = members
-                        .iter()
-                        .filter(|&&p| p != q)
-                        .map(|&p| dot(row(q), row(p)))
-                        .collect();
-                    cellshard_stages::vector::average_precision(&pos, &neg_sims(q))
-                })
-                .sum::<f64>()
-                / members.len() as f64;
-            let (n_pos, n_total) = (members.len() - 1, members.len() - 1 + controls.len());
-            // The null APs of this (positives, total) configuration, drawn once.
-            let pool = pools.entry((n_pos, n_total)).or_insert_with(|| {
-                let mut rng = SplitMix(seed_of(&format!("{n_pos}/{n_total}")));
-                let mut next = |b: usize| rng.below(b);
-                (0..a.null_size)
-                    .map(|_| {
-                        cellshard_stages::vector::random_average_precision(
-                            n_pos, n_total, &mut ranks, &mut next,
+        // Groups are scored on every core; each draw is seeded by its group or
+        // configuration, so the result does not depend on the split.
+        let scored: Vec<(&String, &Vec<usize>)> =
+            groups.iter().filter(|g| g.1.len() >= 2).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(scored.len().max(1));
+        let per = scored.len().div_ceil(threads).max(1);
+        let results: Vec<(f64, f64)> = std::thread::scope(|s| {
+            let handles: Vec<_> = scored
+                .chunks(per)
+                .map(|chunk| {
+                    let (v, controls) = (&v, &controls);
+                    s.spawn(move || {
+                        cellshard_stages::map::score_groups(
+                            chunk,
+                            &v.flat,
+                            v.dim,
+                            controls,
+                            a.null_size,
                         )
                     })
-                    .collect::<Vec<f64>>()
-            });
-            // Null mAPs: means of as many draws from the pool as the group has sites.
-            let mut rng = SplitMix(seed_of(name));
-            let mut above = 0usize;
-            for _ in 0..a.null_size {
-                let null = (0..members.len())
-                    .map(|_| pool[rng.below(pool.len())])
-                    .sum::<f64>()
-                    / members.len() as f64;
-                above += usize::from(null >= map);
-            }
-            names.push(name.clone());
-            sizes.push(i64::try_from(members.len()).unwrap_or(i64::MAX));
-            maps.push(map);
-            pvals.push((1 + above) as f64 / (1 + a.null_size) as f64);
-        }
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let names: Vec<String> = scored.iter().map(|g| g.0.clone()).collect();
+        let sizes: Vec<i64> = scored
+            .iter()
+            .map(|g| i64::try_from(g.1.len()).unwrap_or(i64::MAX))
+            .collect();
+        let maps: Vec<f64> = results.iter().map(|r| r.0).collect();
+        let pvals: Vec<f64> = results.iter().map(|r| r.1).collect();
         let corrected = benjamini_hochberg(&pvals);
         let n_controls = i64::try_from(controls.len()).unwrap_or(i64::MAX);
         let batch = RecordBatch::try_new(

@@ -10,6 +10,7 @@ pub mod downsample;
 pub mod histogram;
 pub mod illum;
 pub mod image;
+pub mod map;
 pub mod normalize;
 pub mod plane;
 pub mod png;

@@ -51,6 +51,61 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
     idx.into_iter().map(|i| (i, scores[i])).collect()
 }
 
+/// A candidate in [`best_dots`]' heap, ordered so the heap's top is the worst kept: lower
+/// score, then higher index, is worse.
+#[derive(Debug, Clone, Copy)]
+struct Worst(f32, usize);
+
+impl PartialEq for Worst {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Greater = worse, so a max-heap's top is the worst.
+        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
+
+/// The `k` rows of `rows` (rows of `dim`) with the highest dot product with `q`, as
+/// (`first + row`, score), best first, ties by index; rows `keep` marks false (when given,
+/// indexed from 0 like `rows`) are left out. One pass, a heap of `k`: no per-row buffer.
+pub fn best_dots(
+    rows: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    first: usize,
+    keep: Option<&[bool]>,
+) -> Vec<(usize, f32)> {
+    let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+    if k == 0 {
+        return Vec::new();
+    }
+    for (i, row) in rows.chunks_exact(dim).enumerate() {
+        if keep.is_some_and(|m| !m.get(i).copied().unwrap_or(false)) {
+            continue;
+        }
+        let c = Worst(dot(row, q), first + i);
+        if heap.len() < k {
+            heap.push(c);
+        } else if heap.peek().is_some_and(|w| c < *w) {
+            heap.pop();
+            heap.push(c);
+        }
+    }
+    let mut out: Vec<(usize, f32)> = heap.into_iter().map(|Worst(s, i)| (i, s)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
 /// Average precision of retrieving the positives among positives and negatives ranked by
 /// similarity (highest first; on a tie a positive ranks first, as copairs orders them):
 /// the mean over positives of the precision at each one's rank. NaN without positives.
@@ -229,5 +284,30 @@ mod tests {
         }
         assert_eq!(Scaling::parse("mad_robustize"), Some(Scaling::Robust));
         assert_eq!(Scaling::parse("median"), None);
+    }
+
+    #[test]
+    fn best_dots_equals_a_full_sort() {
+        let dim = 3;
+        let rows: Vec<f32> = (0..300).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        let q = [0.5, -1.0, 2.0];
+        let keep: Vec<bool> = (0..100).map(|i| i % 7 != 3).collect();
+        for k in [1, 5, 40, 100, 500] {
+            let mut all: Vec<(usize, f32)> = rows
+                .chunks_exact(dim)
+                .enumerate()
+                .filter(|(i, _)| keep[*i])
+                .map(|(i, r)| (i + 1000, dot(r, &q)))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            all.truncate(k);
+            assert_eq!(
+                best_dots(&rows, dim, &q, k, 1000, Some(&keep)),
+                all,
+                "k {k}"
+            );
+        }
+        assert_eq!(best_dots(&rows, dim, &q, 3, 0, None).len(), 3);
+        assert!(best_dots(&rows, dim, &q, 0, 0, None).is_empty());
     }
 }
