@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use cellshard_sql::Session;
-use cellshard_sql::udf::{Dtype, TensorSpec};
+use cellshard_sql::udf::TensorSpec;
 use cellshard_stages::profile::{column_medians, feature_names, site_features};
 use cellshard_stages::vector::{Scaling, center_scale};
 use cellshard_store::Location;
@@ -49,32 +49,12 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Channel `c` of tensor `t` as values in `[0, 1]` (integers over their type's maximum).
-fn unit_plane(spec: &TensorSpec, t: &[u8], c: usize) -> Vec<f32> {
-    let n = spec.height * spec.width;
-    let size = spec.dtype.size();
-    let b = &t[c * n * size..(c + 1) * n * size];
-    match spec.dtype {
-        Dtype::U8 => b.iter().map(|&v| f32::from(v) / 255.0).collect(),
-        Dtype::U16 => b
-            .chunks_exact(2)
-            .map(|v| f32::from(u16::from_le_bytes([v[0], v[1]])) / 65535.0)
-            .collect(),
-        Dtype::F16 => b
-            .chunks_exact(2)
-            .map(|v| half::f16::from_le_bytes([v[0], v[1]]).to_f32())
-            .collect(),
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
-            .collect(),
-    }
-}
-
 /// Features of each tensor, on `threads` threads.
 fn features_of(spec: &TensorSpec, tensors: &[&[u8]], threads: usize) -> Vec<Vec<f32>> {
     let one = |t: &[u8]| {
-        let planes: Vec<Vec<f32>> = (0..spec.channels).map(|c| unit_plane(spec, t, c)).collect();
+        let planes: Vec<Vec<f32>> = (0..spec.channels)
+            .map(|c| spec.unit_channel(t, c))
+            .collect();
         let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
         site_features(&refs, spec.width, spec.height)
     };
@@ -146,10 +126,15 @@ async fn plate_profiles(
         let mut keep = Vec::new();
         let mut tensors = Vec::new();
         for i in 0..b.num_rows() {
-            if t.is_valid(i) && t.value(i).len() == bytes {
-                keep.push(i);
-                tensors.push(t.value(i));
+            let len = if t.is_valid(i) { t.value(i).len() } else { 0 };
+            if len != bytes {
+                anyhow::bail!(
+                    "site {}: its tensor has {len} bytes, its shape needs {bytes}",
+                    ids[i].as_deref().unwrap_or("?")
+                );
             }
+            keep.push(i);
+            tensors.push(t.value(i));
         }
         for (i, f) in keep.into_iter().zip(features_of(&spec, &tensors, threads)) {
             sites.push((

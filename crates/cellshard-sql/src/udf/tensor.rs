@@ -110,6 +110,28 @@ impl TensorSpec {
         Ok(())
     }
 
+    /// Channel `c` (0-based) of `t`, whose length [`Self::check`] has accepted, as values in
+    /// `[0, 1]` for integer types (divided by the type's maximum) and as stored for floats.
+    pub fn unit_channel(&self, t: &[u8], c: usize) -> Vec<f32> {
+        let n = self.plane() * self.dtype.size();
+        let b = &t[c * n..(c + 1) * n];
+        match self.dtype {
+            Dtype::U8 => b.iter().map(|&v| f32::from(v) / 255.0).collect(),
+            Dtype::U16 => b
+                .chunks_exact(2)
+                .map(|v| f32::from(u16::from_le_bytes([v[0], v[1]])) / 65535.0)
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|v| half::f16::from_le_bytes([v[0], v[1]]).to_f32())
+                .collect(),
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+                .collect(),
+        }
+    }
+
     /// Channel `c` (1-based) of `t` as raw bytes.
     pub(super) fn channel_bytes<'a>(&self, t: &'a [u8], c: i64) -> Result<&'a [u8]> {
         self.check(t)?;
