@@ -125,12 +125,12 @@ async fn plate_profiles(
         let bytes = spec.channels * spec.height * spec.width * spec.dtype.size();
         let mut keep = Vec::new();
         let mut tensors = Vec::new();
-        for i in 0..b.num_rows() {
+        for (i, id) in ids.iter().enumerate() {
             let len = if t.is_valid(i) { t.value(i).len() } else { 0 };
             if len != bytes {
                 anyhow::bail!(
                     "site {}: its tensor has {len} bytes, its shape needs {bytes}",
-                    ids[i].as_deref().unwrap_or("?")
+                    id.as_deref().unwrap_or("?")
                 );
             }
             keep.push(i);
