@@ -443,3 +443,65 @@ async fn partition_pruning_opens_only_the_files_a_predicate_can_match() {
     assert_eq!(f.files(), all);
     assert_eq!(f.len(), count(either).await);
 }
+
+/// Every tensor of an epoch, by sample, through the feed.
+async fn tensors_by_sample(store: &str) -> BTreeMap<u64, Vec<u8>> {
+    let feed = Feed::open(opts(store, 8, 1, 0)).await.unwrap();
+    let per = feed.tensor_bytes();
+    let mut out = BTreeMap::new();
+    for step in 0..feed.steps(0) {
+        let b = feed.read(0, step * 8).await.unwrap();
+        for (slot, s) in b.samples.iter().enumerate() {
+            if let Some(s) = s {
+                out.insert(*s, b.tensors[slot * per..(slot + 1) * per].to_vec());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lz4_and_uncompressed_stores_feed_the_same_tensors_as_zstd() {
+    let dir = tempfile::tempdir().unwrap();
+    let zstd = store(dir.path()).await;
+    let raw = dir.path().join("raw").display().to_string();
+    let want = tensors_by_sample(&zstd).await;
+    assert_eq!(want.len(), 48);
+    let mut sizes = BTreeMap::new();
+    for codec in ["lz4", "none"] {
+        let mut p = pipeline("tiny.toml");
+        p.sink.tensor_codec = match codec {
+            "lz4" => cellshard_core::pipeline::TensorCodec::Lz4,
+            _ => cellshard_core::pipeline::TensorCodec::None,
+        };
+        assert_ne!(
+            p.hash(),
+            pipeline("tiny.toml").hash(),
+            "the codec is in the hash"
+        );
+        let out = dir.path().join(codec).display().to_string();
+        let s = run(p, &raw, &[format!("{raw}/metadata.csv")], &out, 2).await;
+        assert_eq!(s.sites.stored, 48);
+        assert_eq!(tensors_by_sample(&out).await, want, "{codec}");
+        let feed = Feed::open(opts(&out, 8, 1, 0)).await.unwrap();
+        let (rate, name) = feed.codec_limit(4, 0.01, 1).await.unwrap();
+        assert_eq!(name, codec);
+        assert!(rate > 0.0);
+        sizes.insert(codec, feed.bytes_to_read());
+        // Other readers: DataFusion reads the column in its codec.
+        let q = "SELECT CAST(sum(tensor_mean(tensor, 2)) AS VARCHAR) FROM sites";
+        assert_eq!(
+            strings(&sql(&out, q).await, 0),
+            strings(&sql(&zstd, q).await, 0),
+            "{codec}"
+        );
+    }
+    let zstd_bytes = Feed::open(opts(&zstd, 8, 1, 0))
+        .await
+        .unwrap()
+        .bytes_to_read();
+    assert!(
+        zstd_bytes < sizes["lz4"] && sizes["lz4"] < sizes["none"],
+        "zstd {zstd_bytes}, {sizes:?}"
+    );
+}

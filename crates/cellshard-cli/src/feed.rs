@@ -219,40 +219,54 @@ fn bench(a: &FeedArgs, steps: u64) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (feed, limit) = rt.block_on(async {
+    let (feed, (limit_one, codec), (limit_all, _)) = rt.block_on(async {
         let feed = Feed::open(a.options(0)?).await?;
-        let limit = feed.zstd_limit(32, 2.0).await?;
-        Ok::<_, anyhow::Error>((feed, limit))
+        let one = feed.codec_limit(32, 2.0, 1).await?;
+        let all = feed.codec_limit(32, 2.0, cores).await?;
+        Ok::<_, anyhow::Error>((feed, one, all))
     })?;
     let batch_mib = (feed.tensor_bytes() as u64 * feed.rank_batch()) >> 20;
     let [c, h, w] = feed.tensor_dims();
     println!(
-        "cellshard feed bench: {} ({} rows of {c}x{h}x{w}, {} MiB of pages, global batch {})",
+        "cellshard feed bench: {} ({} rows of {c}x{h}x{w}, {} MiB of {codec} pages, global batch {})",
         a.store,
         feed.len(),
         feed.bytes_to_read() >> 20,
         a.batch_size
     );
+    let what = if codec == "none" { "copy" } else { codec };
     println!(
-        "  zstd alone, 1 thread:    {limit:.1} tensors/s (the limit: the same pages, in memory)"
+        "  {what} alone, 1 thread:    {limit_one:.1} tensors/s (the limit: the same pages, in memory)"
     );
-    let one = pass(a, 1, steps)?;
+    println!("  {what} alone, {cores} threads:   {limit_all:.1} tensors/s");
+    // A first pass brings the pages into the page cache, so both timed passes read them
+    // from memory; then each is the best of two, interleaved.
+    let warm = pass(a, cores, steps)?;
+    let (mut one, mut all) = (pass(a, 1, steps)?, pass(a, cores, steps)?);
+    let (one2, all2) = (pass(a, 1, steps)?, pass(a, cores, steps)?);
+    if one2.rate > one.rate {
+        one = one2;
+    }
+    if all2.rate > all.rate {
+        all = all2;
+    }
     println!(
-        "  feed, 1 decode thread:   {:.1} tensors/s = {:.2} of the limit ({:.1} per CPU-second)",
+        "  feed, 1 decode thread:   {:.1} tensors/s = {:.2} of the 1-thread limit ({:.1} per CPU-second)",
         one.rate,
-        one.rate / limit,
+        one.rate / limit_one,
         one.per_cpu_second
     );
-    let all = pass(a, cores, steps)?;
     println!(
-        "  feed, {cores} decode threads:  {:.1} tensors/s = {:.2}x one thread ({:.1} per CPU-second)",
+        "  feed, {cores} decode threads:  {:.1} tensors/s = {:.2} of the {cores}-thread limit, {:.2}x one thread ({:.1} per CPU-second)",
         all.rate,
+        all.rate / limit_all,
         all.rate / one.rate,
         all.per_cpu_second
     );
     println!(
-        "  first batch:             {:.3} s (open the store, select, read one batch)",
-        one.first_batch.min(all.first_batch)
+        "  first batch:             {:.3} s (open the store, select, read one batch; {:.3} s on the first pass)",
+        one.first_batch.min(all.first_batch),
+        warm.first_batch
     );
     println!(
         "  resume mid-epoch:        {:.3} s (open from a cursor, read one batch)",

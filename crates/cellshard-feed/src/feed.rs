@@ -442,11 +442,17 @@ impl Feed {
         BatchStream { rx, task }
     }
 
-    /// The limit of reading: tensors per second that one thread decompresses with zstd
-    /// alone from the pages of the first `rows` selected rows, already in memory, into a
-    /// reused buffer (repeated for at least `seconds`).
-    pub async fn zstd_limit(&self, rows: usize, seconds: f64) -> Result<f64> {
-        self.reader.zstd_limit(rows, seconds).await
+    /// The limit of reading: tensors per second that `threads` threads decompress with the
+    /// store's codec alone (a copy, for uncompressed pages) from the pages of the first
+    /// `rows` selected rows, already in memory, into reused buffers (repeated for at least
+    /// `seconds`); and the codec's name.
+    pub async fn codec_limit(
+        &self,
+        rows: usize,
+        seconds: f64,
+        threads: usize,
+    ) -> Result<(f64, &'static str)> {
+        self.reader.codec_limit(rows, seconds, threads).await
     }
 
     /// Hand a batch's tensor buffer back for a later batch to reuse (optional: a batch

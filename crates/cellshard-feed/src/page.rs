@@ -19,6 +19,19 @@ pub(crate) enum Codec {
     Plain,
     /// zstd frames.
     Zstd,
+    /// LZ4 blocks (Parquet's LZ4_RAW).
+    Lz4,
+}
+
+impl Codec {
+    /// Its name in a pipeline file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "none",
+            Self::Zstd => "zstd",
+            Self::Lz4 => "lz4",
+        }
+    }
 }
 
 /// The tensor column of one file: its leaf index and codec.
@@ -48,9 +61,10 @@ pub(crate) fn tensor_column(meta: &ParquetMetaData, name: &str) -> Result<Tensor
         let c = match chunk.compression() {
             Compression::ZSTD(_) => Codec::Zstd,
             Compression::UNCOMPRESSED => Codec::Plain,
+            Compression::LZ4_RAW => Codec::Lz4,
             other => {
                 return Err(format!(
-                    "{name} pages are compressed with {other}, not zstd"
+                    "{name} pages are compressed with {other}, not zstd, lz4 (LZ4_RAW) or none"
                 ));
             }
         };
@@ -149,14 +163,22 @@ pub(crate) fn decode(
     let values = body
         .get(levels..)
         .ok_or_else(|| bad("the page's levels overrun it"))?;
-    let plain: &[u8] = if codec == Codec::Zstd && compressed {
-        scratch.clear();
-        scratch.reserve(header.uncompressed as usize);
-        zstd.decompress_to_buffer(values, scratch)
-            .map_err(|e| PageError::Bad(format!("zstd: {e}")))?;
-        scratch
-    } else {
-        values
+    let plain: &[u8] = match codec {
+        Codec::Zstd if compressed => {
+            scratch.clear();
+            scratch.reserve(header.uncompressed as usize);
+            zstd.decompress_to_buffer(values, scratch)
+                .map_err(|e| PageError::Bad(format!("zstd: {e}")))?;
+            scratch
+        }
+        Codec::Lz4 if compressed => {
+            let size = (header.uncompressed as usize).saturating_sub(levels);
+            scratch.resize(size, 0);
+            let n = lz4_flex::block::decompress_into(values, scratch)
+                .map_err(|e| PageError::Bad(format!("lz4: {e}")))?;
+            &scratch[..n]
+        }
+        _ => values,
     };
     let len = plain
         .get(..4)

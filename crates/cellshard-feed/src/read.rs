@@ -257,9 +257,15 @@ impl Reader {
             .collect())
     }
 
-    /// Tensors per second that one thread decompresses with zstd alone from the pages of
-    /// the first `rows` selected rows, already in memory (for at least `seconds`).
-    pub(crate) async fn zstd_limit(&self, rows: usize, seconds: f64) -> Result<f64> {
+    /// Tensors per second that `threads` threads decompress with the store's codec alone
+    /// (zstd, lz4, or a copy for uncompressed pages) from the pages of the first `rows`
+    /// selected rows, already in memory (for at least `seconds`); and the codec's name.
+    pub(crate) async fn codec_limit(
+        &self,
+        rows: usize,
+        seconds: f64,
+        threads: usize,
+    ) -> Result<(f64, &'static str)> {
         let rows = rows.min(self.pages.len());
         let mut pages = Vec::with_capacity(rows);
         for s in 0..rows {
@@ -274,26 +280,31 @@ impl Reader {
             .map(|p| payload(p))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(Error::Usage)?;
-        if self.columns.iter().any(|c| c.codec != Codec::Zstd) {
+        let codec = self.columns.first().map_or(Codec::Plain, |c| c.codec);
+        if self.columns.iter().any(|c| c.codec != codec) {
             return Err(Error::Usage(
-                "the tensor pages are not zstd-compressed".into(),
+                "the tensor pages use more than one codec".into(),
             ));
         }
-        let mut z = zstd::bulk::Decompressor::new()
-            .map_err(|e| Error::Usage(format!("zstd context: {e}")))?;
-        let mut out = Vec::new();
+        let payloads = &payloads;
         let started = std::time::Instant::now();
+        let counts: Vec<Result<u64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|_| s.spawn(move || codec_loop(codec, payloads, seconds)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Usage("a codec thread panicked".into())))
+                })
+                .collect()
+        });
         let mut n = 0u64;
-        while n == 0 || started.elapsed().as_secs_f64() < seconds {
-            for (body, size) in &payloads {
-                out.clear();
-                out.reserve(*size);
-                z.decompress_to_buffer(body, &mut out)
-                    .map_err(|e| Error::Usage(format!("zstd: {e}")))?;
-                n += u64::from(out.len() == *size);
-            }
+        for c in counts {
+            n += c?;
         }
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        Ok((n as f64 / started.elapsed().as_secs_f64(), codec.name()))
     }
 
     /// Hand a batch's tensor buffer back for a later batch to reuse.
@@ -304,6 +315,40 @@ impl Reader {
             spare.push(tensors);
         }
     }
+}
+
+/// Decompress (or, for uncompressed pages, copy) every payload, again and again for at
+/// least `seconds`; the payloads done.
+fn codec_loop(codec: Codec, payloads: &[(&[u8], usize)], seconds: f64) -> Result<u64> {
+    let mut z =
+        zstd::bulk::Decompressor::new().map_err(|e| Error::Usage(format!("zstd context: {e}")))?;
+    let mut out: Vec<u8> = Vec::new();
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    while n == 0 || started.elapsed().as_secs_f64() < seconds {
+        for (body, size) in payloads {
+            let done = match codec {
+                Codec::Zstd => {
+                    out.clear();
+                    out.reserve(*size);
+                    z.decompress_to_buffer(body, &mut out)
+                        .map_err(|e| Error::Usage(format!("zstd: {e}")))?
+                }
+                Codec::Lz4 => {
+                    out.resize(*size, 0);
+                    lz4_flex::block::decompress_into(body, &mut out)
+                        .map_err(|e| Error::Usage(format!("lz4: {e}")))?
+                }
+                Codec::Plain => {
+                    out.clear();
+                    out.extend_from_slice(body);
+                    out.len()
+                }
+            };
+            n += u64::from(done == *size);
+        }
+    }
+    Ok(n)
 }
 
 /// Decode one page on the calling (pool) thread, with its scratch buffer.

@@ -110,6 +110,7 @@ pub async fn run(opts: RunOptions) -> Result<RunSummary> {
         * u64::from(width)
         * transform.output.size() as u64;
     let shard = ShardSettings {
+        codec: p.sink.tensor_codec,
         zstd_level: p.sink.zstd_level,
         rows_per_group: rows_per_group(p.sink.row_group_size.bytes(), tensor_bytes),
         target_file_size: p.sink.target_file_size.bytes(),

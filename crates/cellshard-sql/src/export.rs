@@ -165,6 +165,7 @@ pub async fn export(session: &Session, sql: &str, opts: &ExportOptions) -> Resul
         (s.channels * s.height * s.width * s.dtype.size()) as u64
     });
     let settings = ShardSettings {
+        codec: cellshard_core::pipeline::TensorCodec::Zstd,
         zstd_level: opts.zstd_level,
         rows_per_group: rows_per_group(opts.row_group_bytes, tensor_bytes),
         target_file_size: opts.target_file_size,

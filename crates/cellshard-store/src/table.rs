@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
+use cellshard_core::pipeline::TensorCodec;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Add, StructType};
@@ -54,7 +55,9 @@ impl PlateScope {
 /// Parquet settings of the `sites` shards.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardSettings {
-    /// ZSTD level of the tensor column.
+    /// The tensor column's codec.
+    pub codec: TensorCodec,
+    /// ZSTD level of the tensor column, when it is zstd.
     pub zstd_level: i32,
     /// Rows per row group (derived from the byte target and the tensor size).
     pub rows_per_group: usize,
@@ -63,7 +66,7 @@ pub struct ShardSettings {
 }
 
 impl ShardSettings {
-    /// Writer properties: tensor column ZSTD at the pipeline's level, no dictionary, no
+    /// Writer properties: tensor column in the pipeline's codec, no dictionary, no
     /// statistics, one value per page; other columns parquet's default ZSTD level (1), with
     /// statistics.
     pub fn writer_properties(&self) -> Result<WriterProperties> {
@@ -72,9 +75,14 @@ impl ShardSettings {
             url: "sink.zstd_level".into(),
             message: e.to_string(),
         })?;
+        let codec = match self.codec {
+            TensorCodec::Zstd => Compression::ZSTD(level),
+            TensorCodec::Lz4 => Compression::LZ4_RAW,
+            TensorCodec::None => Compression::UNCOMPRESSED,
+        };
         Ok(WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_column_compression(tensor.clone(), Compression::ZSTD(level))
+            .set_column_compression(tensor.clone(), codec)
             .set_column_dictionary_enabled(tensor.clone(), false)
             .set_column_statistics_enabled(tensor.clone(), EnabledStatistics::None)
             .set_column_data_page_size_limit(tensor, 1)

@@ -19,7 +19,7 @@ use crate::layout::RXRX1_LAYOUT;
 use crate::{ByteSize, Error, LayoutTemplate, Result};
 
 pub use qc::QcConfig;
-pub use sink::Sink;
+pub use sink::{Sink, TensorCodec};
 pub use stage::{
     IllumSource, Illumination, ImageFormat, NormalizeMethod, OutputDtype, Reference, Stage,
 };
@@ -220,6 +220,9 @@ impl Pipeline {
             channels: &'a Channels,
             stages: &'a [Stage],
             zstd_level: i32,
+            // Absent from pipelines that keep the default codec, so their hash is unchanged.
+            #[serde(skip_serializing_if = "TensorCodec::is_default")]
+            tensor_codec: TensorCodec,
             // Absent from pipelines without a [qc] section, so their hash is unchanged.
             #[serde(skip_serializing_if = "Option::is_none")]
             qc: Option<&'a QcConfig>,
@@ -229,6 +232,7 @@ impl Pipeline {
             channels: &self.source.channels,
             stages: self.stages.list(),
             zstd_level: self.sink.zstd_level,
+            tensor_codec: self.sink.tensor_codec,
             qc: self.qc.as_ref(),
         };
         // Serialising plain structs of owned data cannot fail.

@@ -12,8 +12,13 @@ use crate::ByteSize;
 pub struct Sink {
     /// Store root URL or local path; tables live in folders below it.
     pub url: String,
-    /// ZSTD level of the tensor column (1..=22). The other columns are small and use the
-    /// store's fixed level (parquet's default ZSTD level, 1), not this one.
+    /// How the tensor column is compressed: `zstd` (the default), `lz4` (Parquet's
+    /// LZ4_RAW: faster to read, larger) or `none`. All are Parquet's own codecs, so every
+    /// Parquet reader reads the store.
+    #[serde(default, skip_serializing_if = "TensorCodec::is_default")]
+    pub tensor_codec: TensorCodec,
+    /// ZSTD level of the tensor column (1..=22), when it is zstd. The other columns are
+    /// small and use the store's fixed level (parquet's default ZSTD level, 1), not this one.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
     /// Target uncompressed bytes per row group.
@@ -27,6 +32,35 @@ pub struct Sink {
     /// Object store options for the sink.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// The tensor column's codec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TensorCodec {
+    /// zstd at `zstd_level`.
+    #[default]
+    Zstd,
+    /// LZ4 blocks (Parquet's LZ4_RAW).
+    Lz4,
+    /// Stored as is.
+    None,
+}
+
+impl TensorCodec {
+    /// Whether this is the default (zstd).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Zstd
+    }
+
+    /// Its name in a pipeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Zstd => "zstd",
+            Self::Lz4 => "lz4",
+            Self::None => "none",
+        }
+    }
 }
 
 fn default_zstd_level() -> i32 {
