@@ -54,6 +54,9 @@ pub(crate) struct Reader {
     /// Batch buffers handed back with [`Reader::recycle`]: a new batch reuses one instead
     /// of fresh memory (whose page faults cost as much as a fifth of the decoding).
     spare: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// For a local store, each file's path: the decode threads read its pages themselves,
+    /// by position into a reused buffer, with no per-page allocation or hand-off.
+    local: Option<Arc<Vec<std::path::PathBuf>>>,
 }
 
 /// Spare batch buffers kept, at most.
@@ -98,7 +101,9 @@ impl Reader {
             .thread_name(|i| format!("cellshard-decode-{i}"))
             .build()
             .map_err(|e| Error::Usage(format!("cannot start the decode threads: {e}")))?;
+        let local = local_paths(&sites, &selection);
         Ok(Reader {
+            local,
             sites,
             selection,
             columns,
@@ -118,6 +123,83 @@ impl Reader {
     pub(crate) fn bytes_to_read(&self) -> u64 {
         self.pages.iter().map(|p| p.end - p.start).sum()
     }
+}
+
+/// The local file of each of `selection`'s files, when the store is a local directory
+/// (as object_store's local store maps a path: the root URL joined with its parts).
+fn local_paths(sites: &Location, selection: &Selection) -> Option<Arc<Vec<std::path::PathBuf>>> {
+    if sites.url.scheme() != "file" || !cfg!(unix) {
+        return None;
+    }
+    let root = url::Url::parse("file:///").ok()?;
+    let paths = selection
+        .files
+        .iter()
+        .map(|f| {
+            let mut u = root.clone();
+            u.path_segments_mut()
+                .ok()?
+                .pop_if_empty()
+                .extend(f.path.parts().map(|p| p.as_ref().to_string()));
+            u.to_file_path().ok().filter(|p| p.is_file())
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Arc::new(paths))
+}
+
+/// A decode thread's page buffer and its open local file (by index).
+type LocalReader = (Vec<u8>, Option<(usize, std::fs::File)>);
+
+thread_local! {
+    /// Each decode thread's page read from a local file and its open file, kept between
+    /// pages.
+    static LOCAL: RefCell<LocalReader> =
+        const { RefCell::new((Vec::new(), None)) };
+}
+
+/// Read page `range` of local file `file` (of `paths`) into this thread's buffer and hand
+/// it to `f`.
+#[cfg(unix)]
+fn with_local_page<T>(
+    paths: &[std::path::PathBuf],
+    file: usize,
+    range: &Range<u64>,
+    f: impl FnOnce(&[u8]) -> T,
+) -> std::io::Result<T> {
+    use std::os::unix::fs::FileExt;
+    LOCAL.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (buf, open) = &mut *cell;
+        if open.as_ref().is_none_or(|(i, _)| *i != file) {
+            *open = Some((file, std::fs::File::open(&paths[file])?));
+        }
+        let Some((_, handle)) = open.as_ref() else {
+            return Err(std::io::Error::other("no open file"));
+        };
+        let len = usize::try_from(range.end - range.start).map_err(std::io::Error::other)?;
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        handle.read_exact_at(&mut buf[..len], range.start)?;
+        Ok(f(&buf[..len]))
+    })
+}
+
+#[cfg(not(unix))]
+fn with_local_page<T>(
+    _: &[std::path::PathBuf],
+    _: usize,
+    _: &Range<u64>,
+    _: impl FnOnce(&[u8]) -> T,
+) -> std::io::Result<T> {
+    Err(std::io::Error::other("local reads need unix"))
+}
+
+/// A slot's page: fetched bytes, or where to read it from a local file.
+#[derive(Clone)]
+enum Slot {
+    Fetched(Fetched),
+    Local(u32, u32, Range<u64>),
 }
 
 thread_local! {
@@ -161,15 +243,24 @@ impl Reader {
             .map(|(_, _, r)| r.end - r.start)
             .sum();
         let permit = self.in_flight.acquire(wanted).await;
-        let mut slots: Vec<Option<Fetched>> = vec![None; samples.len()];
-        let mut fetches = futures::stream::iter(by_file)
-            .map(|(file, rows)| self.fetch(file, rows))
-            .buffer_unordered(FILES_IN_FLIGHT);
-        while let Some(part) = fetches.try_next().await? {
-            for (slot, page) in part {
-                slots[slot] = Some(page);
+        let mut slots: Vec<Option<Slot>> = vec![None; samples.len()];
+        if self.local.is_some() {
+            for (file, rows) in by_file {
+                for (slot, row, range) in rows {
+                    slots[slot] = Some(Slot::Local(file, row, range));
+                }
+            }
+        } else {
+            let mut fetches = futures::stream::iter(by_file)
+                .map(|(file, rows)| self.fetch(file, rows))
+                .buffer_unordered(FILES_IN_FLIGHT);
+            while let Some(part) = fetches.try_next().await? {
+                for (slot, page) in part {
+                    slots[slot] = Some(Slot::Fetched(page));
+                }
             }
         }
+        let local = self.local.clone();
         let len = self.selection.shape.bytes();
         let (pool, codecs, sites, files) = (
             self.pool.clone(),
@@ -190,13 +281,28 @@ impl Reader {
                     .par_chunks_mut(len.max(1))
                     .zip(slots.par_iter())
                     .try_for_each(|(out, page)| {
-                        let Some((file, row, bytes)) = page else {
-                            // A padded slot (a reused buffer holds an older batch).
-                            out.fill(0);
-                            return Ok(());
+                        let (file, row, decoded) = match page {
+                            None => {
+                                // A padded slot (a reused buffer holds an older batch).
+                                out.fill(0);
+                                return Ok(());
+                            }
+                            Some(Slot::Fetched((file, row, bytes))) => {
+                                (file, row, decode_one(bytes, codecs[*file as usize], out))
+                            }
+                            Some(Slot::Local(file, row, range)) => {
+                                let paths = local.as_deref().map_or(&[][..], Vec::as_slice);
+                                let codec = codecs[*file as usize];
+                                let read = with_local_page(paths, *file as usize, range, |p| {
+                                    decode_one(p, codec, out)
+                                });
+                                let decoded = read.unwrap_or_else(|e| {
+                                    Err(PageError::Bad(format!("cannot read the page: {e}")))
+                                });
+                                (file, row, decoded)
+                            }
                         };
-                        let codec = codecs[*file as usize];
-                        decode_one(bytes, codec, out).map_err(|e| {
+                        decoded.map_err(|e| {
                             let path = sites.display(&files.files[*file as usize].path);
                             match e {
                                 PageError::Length(got) => Error::Shape {

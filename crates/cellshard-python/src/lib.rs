@@ -18,6 +18,11 @@ use pyo3::types::{PyBytes, PyDict};
 mod arrow;
 mod embeddings;
 
+/// mimalloc for the package's Rust memory, as the `cellshard` binary uses: the feed's
+/// fetched pages and batch buffers are reused instead of mapped and faulted in afresh.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use arrow::ArrowData;
 
 /// The Python exception of a failure of `class` (`cellshard.errors`), saying `message`.
