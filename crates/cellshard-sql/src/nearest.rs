@@ -122,6 +122,27 @@ pub(crate) fn constant(session: &dyn DfSession, e: &Expr) -> Result<ScalarValue>
     }
 }
 
+/// A vector table function's 4 or 5 arguments as constants, and its first, the name of the
+/// table it reads.
+pub(crate) fn table_call(
+    args: &TableFunctionArgs,
+    usage: &str,
+) -> Result<(Vec<ScalarValue>, String)> {
+    let exprs = args.exprs();
+    if !(4..=5).contains(&exprs.len()) {
+        return plan_err!("{usage}: 4 or 5 arguments, got {}", exprs.len());
+    }
+    let v: Vec<ScalarValue> = exprs
+        .iter()
+        .map(|e| constant(args.session(), e))
+        .collect::<Result<_>>()?;
+    let table = text(&v[0], "table")?;
+    if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return plan_err!("{usage}: table {table:?} is not a table name");
+    }
+    Ok((v, table))
+}
+
 pub(crate) fn text(v: &ScalarValue, what: &str) -> Result<String> {
     match v {
         ScalarValue::Utf8(Some(s))
@@ -134,18 +155,7 @@ pub(crate) fn text(v: &ScalarValue, what: &str) -> Result<String> {
 impl TableFunctionImpl for Nearest {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let usage = "nearest(table, model, query_site_id | vector, k [, where])";
-        let exprs = args.exprs();
-        if !(4..=5).contains(&exprs.len()) {
-            return plan_err!("{usage}: 4 or 5 arguments, got {}", exprs.len());
-        }
-        let v: Vec<ScalarValue> = exprs
-            .iter()
-            .map(|e| constant(args.session(), e))
-            .collect::<Result<_>>()?;
-        let table = text(&v[0], "table")?;
-        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return plan_err!("{usage}: table {table:?} is not a table name");
-        }
+        let (v, table) = table_call(&args, usage)?;
         let model = text(&v[1], "model")?;
         let query = match &v[2] {
             ScalarValue::Utf8(Some(s))

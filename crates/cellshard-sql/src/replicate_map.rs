@@ -29,7 +29,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::carried::{Carried, Tables, args_from, args_to, capture, context};
-use crate::nearest::{constant, load_vectors, text};
+use crate::nearest::{load_vectors, table_call, text};
 
 /// The `replicate_map` table function.
 #[derive(Debug, Default)]
@@ -93,14 +93,7 @@ fn schema() -> SchemaRef {
 impl TableFunctionImpl for ReplicateMap {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         let usage = "replicate_map(table, model, group_by, control [, null_size])";
-        let exprs = args.exprs();
-        if !(4..=5).contains(&exprs.len()) {
-            return plan_err!("{usage}: 4 or 5 arguments, got {}", exprs.len());
-        }
-        let v: Vec<ScalarValue> = exprs
-            .iter()
-            .map(|e| constant(args.session(), e))
-            .collect::<Result<_>>()?;
+        let (v, table) = table_call(&args, usage)?;
         let null_size = match v.get(4) {
             None => 10_000,
             Some(ScalarValue::Int64(Some(n))) if (1..=1_000_000).contains(n) => {
@@ -110,10 +103,6 @@ impl TableFunctionImpl for ReplicateMap {
                 return plan_err!("{usage}: null_size must be in 1..=1000000, got {other}");
             }
         };
-        let table = text(&v[0], "table")?;
-        if !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return plan_err!("{usage}: table {table:?} is not a table name");
-        }
         let tables = capture(args.session(), &[table.as_str(), "sites"])?;
         Ok(Arc::new(ReplicateMapTable {
             args: Args {
