@@ -428,11 +428,18 @@ impl Feed {
         let (tx, rx) = mpsc::channel(1);
         let feed = self.clone();
         let task = tokio::spawn(async move {
-            // The channel holds one batch; the rest of `ahead` are being read.
+            // The channel holds one batch; the rest of `ahead` are being read, each by its
+            // own task, so a read waiting its turn keeps going while this one waits for
+            // the consumer (turns held by unpolled reads would stall every other reader).
             let mut reads = futures::stream::iter(starts)
-                .map(|s| feed.read(epoch, s))
+                .map(|s| {
+                    let feed = feed.clone();
+                    ReadTask(tokio::spawn(async move { feed.read(epoch, s).await }))
+                })
                 .buffered(ahead.saturating_sub(1).max(1));
             while let Some(b) = reads.next().await {
+                let b =
+                    b.unwrap_or_else(|e| Err(Error::Internal(format!("a read task failed: {e}"))));
                 let failed = b.is_err();
                 if tx.send(b).await.is_err() || failed {
                     break;
@@ -464,6 +471,26 @@ impl Feed {
     /// Decode threads of this feed.
     pub fn threads(&self) -> usize {
         self.reader.threads()
+    }
+}
+
+/// One batch's read on its own runtime task, stopped when dropped.
+struct ReadTask(tokio::task::JoinHandle<Result<Batch>>);
+
+impl std::future::Future for ReadTask {
+    type Output = std::result::Result<Result<Batch>, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for ReadTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -51,6 +51,10 @@ pub(crate) struct Reader {
     pages: Vec<Range<u64>>,
     pool: Arc<rayon::ThreadPool>,
     in_flight: ByteBudget,
+    /// Turns to decode: a batch takes one after its pages are fetched, in order, so the
+    /// decode threads finish the oldest batch first instead of spreading over every batch
+    /// read ahead (which delays each of them and thrashes the caches).
+    decoding: Arc<tokio::sync::Semaphore>,
     /// Batch buffers handed back with [`Reader::recycle`]: a new batch reuses one instead
     /// of fresh memory (whose page faults cost as much as a fifth of the decoding).
     spare: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
@@ -61,6 +65,9 @@ pub(crate) struct Reader {
 
 /// Spare batch buffers kept, at most.
 const SPARE: usize = 4;
+
+/// Batches decoded at once: one on the threads, the next ready to start.
+const DECODES: usize = 2;
 
 impl Reader {
     /// The reader of `selection`'s rows in `sites`: every file's tensor column must be
@@ -110,6 +117,7 @@ impl Reader {
             pages,
             pool: Arc::new(pool),
             in_flight: ByteBudget::new(read_budget),
+            decoding: Arc::new(tokio::sync::Semaphore::new(DECODES)),
             spare: Arc::default(),
         })
     }
@@ -269,7 +277,16 @@ impl Reader {
             self.selection.clone(),
         );
         let spare = self.spare.clone();
+        let turn = self
+            .decoding
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(format!("the decode turns closed: {e}")))?;
+        // Both permits go with the job and are released when it ends, not when this
+        // future is next polled: a stream's read-ahead may not poll it for a while.
         let tensors = tokio::task::spawn_blocking(move || {
+            let _held = (permit, turn);
             let want = slots.len() * len;
             let reused = spare.lock().ok().and_then(|mut s| {
                 let at = s.iter().position(|b| b.len() == want)?;
@@ -323,7 +340,6 @@ impl Reader {
         })
         .await
         .map_err(|e| Error::Usage(format!("a decode job failed: {e}")))??;
-        drop(permit);
         let take = UInt32Array::from(take);
         Ok(Batch {
             tensors,
