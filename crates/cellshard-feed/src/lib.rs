@@ -16,16 +16,19 @@
 pub mod cursor;
 pub mod feed;
 pub mod index;
+mod local;
 pub mod order;
 mod page;
 mod read;
 pub mod split;
+mod stream;
 
 pub use cursor::Cursor;
-pub use feed::{BatchStream, Feed, FeedOptions, MEMORY_BUDGET, READ_BUDGET, ShuffleQuality};
+pub use feed::{Feed, FeedOptions, MEMORY_BUDGET, READ_BUDGET, ShuffleQuality};
 pub use order::Tail;
 pub use read::Batch;
 pub use split::SplitSpec;
+pub use stream::BatchStream;
 
 /// Result with the feed [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

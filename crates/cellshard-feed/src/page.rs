@@ -3,6 +3,7 @@
 //! found in the offset index, fetched by byte range, and its value decompressed with zstd
 //! straight from the page bytes. Files written otherwise are refused when the feed opens.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use parquet::basic::Compression;
@@ -194,6 +195,27 @@ pub(crate) fn decode(
     Ok(())
 }
 
+/// Whether `head`, the first bytes of an uncompressed tensor page of `page_len` bytes, is
+/// everything ahead of its one value of `value_len` bytes: a PLAIN page whose value ends the
+/// page. Then the value can be read straight into its place.
+pub(crate) fn plain_head(head: &[u8], page_len: usize, value_len: usize) -> bool {
+    let Ok((header, used)) = PageHeader::parse(head) else {
+        return false;
+    };
+    let levels = match header.kind {
+        PageKind::V1 => 0,
+        PageKind::V2 { levels, .. } => levels,
+    };
+    let at = used + levels;
+    header.encoding == 0
+        && header.num_values == 1
+        && used + header.compressed as usize == page_len
+        && header.uncompressed == header.compressed
+        && at + 4 == head.len()
+        && head.len() + value_len == page_len
+        && head[at..].try_into().map(u32::from_le_bytes).ok() == u32::try_from(value_len).ok()
+}
+
 /// The compressed value bytes of a tensor page (its levels skipped) and their decompressed
 /// size: what zstd alone decompresses, for the feed's limit.
 pub(crate) fn payload(page: &[u8]) -> Result<(&[u8], usize), String> {
@@ -206,6 +228,28 @@ pub(crate) fn payload(page: &[u8]) -> Result<(&[u8], usize), String> {
         .get(used + levels..used + header.compressed as usize)
         .ok_or("the page is shorter than its header says")?;
     Ok((body, header.uncompressed as usize - levels))
+}
+
+thread_local! {
+    /// Each decode thread's decompressed page and zstd context, kept between pages.
+    static SCRATCH: RefCell<Option<(Vec<u8>, zstd::bulk::Decompressor<'static>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Decode one page on the calling (pool) thread, with its scratch buffer.
+pub(crate) fn decode_one(page: &[u8], codec: Codec, out: &mut [u8]) -> Result<(), PageError> {
+    SCRATCH.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            let z = zstd::bulk::Decompressor::new()
+                .map_err(|e| PageError::Bad(format!("zstd context: {e}")))?;
+            *cell = Some((Vec::new(), z));
+        }
+        let Some((scratch, z)) = cell.as_mut() else {
+            return Err(PageError::Bad("no zstd context".into()));
+        };
+        decode(page, codec, out, scratch, z)
+    })
 }
 
 #[cfg(test)]
@@ -291,6 +335,15 @@ mod tests {
                         expected(row as usize, 1000),
                         "{version:?} {codec} {row}"
                     );
+                    // An uncompressed page's value is its last bytes, after a checked head.
+                    let head = &page[..page.len().saturating_sub(1000)];
+                    let direct = plain_head(head, page.len(), 1000);
+                    assert_eq!(direct, codec == Compression::UNCOMPRESSED, "{version:?}");
+                    if direct {
+                        assert_eq!(&page[head.len()..], out.as_slice());
+                        assert!(!plain_head(&page[..page.len() - 999], page.len(), 999));
+                        assert!(!plain_head(&head[..head.len() - 1], page.len() - 1, 1000));
+                    }
                 }
                 assert!(locate(&meta, col.leaf, 7).unwrap_err().contains("past"));
             }

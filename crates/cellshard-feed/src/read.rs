@@ -2,7 +2,6 @@
 //! (a few files at once, within the read budget), then decompressed on the feed's own
 //! threads, never on the async runtime's.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,7 +15,8 @@ use object_store::ObjectStore;
 use rayon::prelude::*;
 
 use crate::index::{Selection, take_rows};
-use crate::page::{Codec, PageError, TensorColumn, decode, locate, payload, tensor_column};
+use crate::local::{decode_local, local_paths};
+use crate::page::{Codec, PageError, TensorColumn, decode_one, locate, payload, tensor_column};
 use crate::{Error, Result};
 
 /// Files fetched at once for one step.
@@ -133,87 +133,11 @@ impl Reader {
     }
 }
 
-/// The local file of each of `selection`'s files, when the store is a local directory
-/// (as object_store's local store maps a path: the root URL joined with its parts).
-fn local_paths(sites: &Location, selection: &Selection) -> Option<Arc<Vec<std::path::PathBuf>>> {
-    if sites.url.scheme() != "file" || !cfg!(unix) {
-        return None;
-    }
-    let root = url::Url::parse("file:///").ok()?;
-    let paths = selection
-        .files
-        .iter()
-        .map(|f| {
-            let mut u = root.clone();
-            u.path_segments_mut()
-                .ok()?
-                .pop_if_empty()
-                .extend(f.path.parts().map(|p| p.as_ref().to_string()));
-            u.to_file_path().ok().filter(|p| p.is_file())
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Arc::new(paths))
-}
-
-/// A decode thread's page buffer and its open local file (by index).
-type LocalReader = (Vec<u8>, Option<(usize, std::fs::File)>);
-
-thread_local! {
-    /// Each decode thread's page read from a local file and its open file, kept between
-    /// pages.
-    static LOCAL: RefCell<LocalReader> =
-        const { RefCell::new((Vec::new(), None)) };
-}
-
-/// Read page `range` of local file `file` (of `paths`) into this thread's buffer and hand
-/// it to `f`.
-#[cfg(unix)]
-fn with_local_page<T>(
-    paths: &[std::path::PathBuf],
-    file: usize,
-    range: &Range<u64>,
-    f: impl FnOnce(&[u8]) -> T,
-) -> std::io::Result<T> {
-    use std::os::unix::fs::FileExt;
-    LOCAL.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let (buf, open) = &mut *cell;
-        if open.as_ref().is_none_or(|(i, _)| *i != file) {
-            *open = Some((file, std::fs::File::open(&paths[file])?));
-        }
-        let Some((_, handle)) = open.as_ref() else {
-            return Err(std::io::Error::other("no open file"));
-        };
-        let len = usize::try_from(range.end - range.start).map_err(std::io::Error::other)?;
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        handle.read_exact_at(&mut buf[..len], range.start)?;
-        Ok(f(&buf[..len]))
-    })
-}
-
-#[cfg(not(unix))]
-fn with_local_page<T>(
-    _: &[std::path::PathBuf],
-    _: usize,
-    _: &Range<u64>,
-    _: impl FnOnce(&[u8]) -> T,
-) -> std::io::Result<T> {
-    Err(std::io::Error::other("local reads need unix"))
-}
-
 /// A slot's page: fetched bytes, or where to read it from a local file.
 #[derive(Clone)]
 enum Slot {
     Fetched(Fetched),
     Local(u32, u32, Range<u64>),
-}
-
-thread_local! {
-    /// Each decode thread's decompressed page and zstd context, kept between pages.
-    static SCRATCH: RefCell<Option<(Vec<u8>, zstd::bulk::Decompressor<'static>)>> =
-        const { RefCell::new(None) };
 }
 
 /// One slot's page: (file, row in file, bytes).
@@ -310,9 +234,7 @@ impl Reader {
                             Some(Slot::Local(file, row, range)) => {
                                 let paths = local.as_deref().map_or(&[][..], Vec::as_slice);
                                 let codec = codecs[*file as usize];
-                                let read = with_local_page(paths, *file as usize, range, |p| {
-                                    decode_one(p, codec, out)
-                                });
+                                let read = decode_local(paths, *file as usize, range, codec, out);
                                 let decoded = read.unwrap_or_else(|e| {
                                     Err(PageError::Bad(format!("cannot read the page: {e}")))
                                 });
@@ -471,20 +393,4 @@ fn codec_loop(codec: Codec, payloads: &[(&[u8], usize)], seconds: f64) -> Result
         }
     }
     Ok(n)
-}
-
-/// Decode one page on the calling (pool) thread, with its scratch buffer.
-fn decode_one(page: &[u8], codec: Codec, out: &mut [u8]) -> Result<(), PageError> {
-    SCRATCH.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.is_none() {
-            let z = zstd::bulk::Decompressor::new()
-                .map_err(|e| PageError::Bad(format!("zstd context: {e}")))?;
-            *cell = Some((Vec::new(), z));
-        }
-        let Some((scratch, z)) = cell.as_mut() else {
-            return Err(PageError::Bad("no zstd context".into()));
-        };
-        decode(page, codec, out, scratch, z)
-    })
 }
