@@ -329,7 +329,7 @@ def run_one(work, name, stores, epochs, g):
                 first = time.perf_counter() - t0
             x = np.ascontiguousarray(x)
             assert x.dtype == np.uint8 and x.shape[1:] == shape, (x.dtype, x.shape)
-            touched += int(x.view(np.uint8).sum(dtype=np.uint64) & 1)
+            touched += int(x.reshape(-1).view(np.uint64).sum(dtype=np.uint64) & 1)
             order.extend(int(i) for i in idx)
             if len(idx) == g:
                 blocks.append(len({int(i) // BLOCK for i in idx}))
@@ -474,9 +474,9 @@ def main():
                   file=sys.stderr, flush=True)
     cold = all(x["cold"] for v in res.values() for x in v)
     uni = uniform_spread(n, g)
-    print(f"# feed_compare: {datetime.date.today()}, {machine()}")
-    print(f"# {versions()}")
-    print(f"# {n} rows of {'x'.join(map(str, m['shape']))} uint8, batches of {g}, "
+    print(f"feed_compare: {datetime.date.today()}, {machine()}")
+    print(versions())
+    print(f"{n} rows of {'x'.join(map(str, m['shape']))} uint8, batches of {g}, "
           f"{a.epochs} epochs, median of {a.rounds} interleaved rounds; page cache "
           f"{'dropped before each configuration' if cold else 'NOT dropped (no permission)'}; "
           f"every row exactly once in every epoch")

@@ -8,9 +8,9 @@
 # release build. ARGS go to feed_compare.py (e.g. --rounds 1, --only litdata).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-work=${1:-target/feed-compare}
-shift || true
-[ "${1:-}" = "--" ] && shift
+work=target/feed-compare
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then work=$1; shift; fi
+if [ "${1:-}" = "--" ]; then shift; fi
 profile=${PROFILE:-dev}
 cargo build --quiet --profile "$profile" -p cellshard-cli
 bin=target/$([ "$profile" = dev ] && echo debug || echo "$profile")/cellshard
