@@ -14,8 +14,9 @@ consumer touches every byte of each batch once (a sum, as a copy to a device wou
 Per configuration it prints the median over rounds of: tensors/s in epoch 1 (which includes
 opening the dataset and, for a cold page cache, reading the disk) and epoch 2, the time to
 the first batch, the peak memory of the process and its workers (summed PSS, sampled every
-50 ms), disk bytes, and the shuffle spread: distinct 64-row blocks of the storage order that
-one batch draws from, beside what a uniform shuffle gives. Every configuration must deliver
+50 ms), disk bytes (for cellshard, the tensor pages of the store's current version), and the
+shuffle spread: distinct 64-row blocks of the storage order that one batch draws from, beside
+what a uniform shuffle gives. Every configuration must deliver
 every row exactly once per epoch, or the script fails.
 """
 
@@ -339,7 +340,12 @@ def run_one(work, name, stores, epochs, g):
                              f"({len(order)} rows, {len(set(order))} distinct, of {n})")
         rates.append(n / secs)
         spreads.append(float(np.mean(blocks)) if blocks else float("nan"))
-    print(json.dumps({"rates": rates, "first": first, "spread": spreads[-1]}))
+    out = {"rates": rates, "first": first, "spread": spreads[-1]}
+    if builder is None:  # the tensor pages of the store's current version
+        import cellshard
+
+        out["disk"] = cellshard.Dataset(path, batch_size=g).bytes_to_read
+    print(json.dumps(out))
 
 
 def tree_pss(root):
@@ -491,7 +497,7 @@ def main():
         path = codec if builder is None else os.path.join(
             a.work, {build_litdata: "litdata", build_webdataset: "wds",
                      build_streaming: "mds", build_lance: "lance"}[builder] + f"-{codec}")
-        disk = du(os.path.join(path, "sites") if builder is None else path)
+        disk = res[k][0]["disk"] if builder is None else du(path)
         med = lambda f: statistics.median(f(x) for x in res[k])  # noqa: E731
         e1, e2 = med(lambda x: x["rates"][0]), med(lambda x: x["rates"][-1])
         table[k] = (system, shuffle, e1, e2)

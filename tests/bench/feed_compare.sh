@@ -20,8 +20,7 @@ if [ ! -f "$work/raw/metadata.csv" ]; then
 fi
 stores=()
 for codec in zstd lz4 none; do
-  if [ ! -d "$work/store-$codec/sites" ]; then
-    cat >"$work/$codec.toml" <<TOML
+  cat >"$work/$codec.toml" <<TOML
 name = "feed-compare-$codec"
 description = "512x512 16-bit synthetic sites to 6x512x512 uint8, tensor codec $codec"
 
@@ -48,8 +47,8 @@ tensor_codec = "$codec"
 row_group_size = "32MiB"
 target_file_size = "256MiB"
 TOML
-    "$bin" run "$work/$codec.toml" >/dev/null
-  fi
+  # Incremental: plates already stored are skipped, a run cut short is finished.
+  "$bin" run --incremental "$work/$codec.toml" >/dev/null
   stores+=(--store "$codec=$work/store-$codec")
 done
 py=target/benchenv/bin/python
