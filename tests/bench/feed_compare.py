@@ -75,12 +75,27 @@ def rows_of(work):
     return rows, tuple(m["shape"])
 
 
-def built(path):
-    return os.path.exists(os.path.join(path, ".built"))
+def cached(prefix):
+    """A format builder `f(path, work, codec)` as `builder(work, codec) -> path`: built once
+    under WORK/{prefix}-{codec} (a `.built` mark when complete), reused after."""
+
+    def wrap(f):
+        def builder(work, codec):
+            path = format_path(work, builder, codec)
+            if not os.path.exists(os.path.join(path, ".built")):
+                shutil.rmtree(path, ignore_errors=True)
+                f(path, work, codec)
+                open(os.path.join(path, ".built"), "w").close()
+            return path
+
+        builder.prefix = prefix
+        return builder
+
+    return wrap
 
 
-def mark(path):
-    open(os.path.join(path, ".built"), "w").close()
+def format_path(work, builder, codec):
+    return os.path.join(work, f"{builder.prefix}-{codec}")
 
 
 class LitSample:
@@ -94,29 +109,21 @@ class LitSample:
         return {"index": i, "tensor": np.asarray(rows[i]).reshape(shape)}
 
 
-def build_litdata(work, codec):
+@cached("litdata")
+def build_litdata(path, work, codec):
     import litdata
 
-    path = os.path.join(work, f"litdata-{codec}")
-    if built(path):
-        return path
-    shutil.rmtree(path, ignore_errors=True)
     n = len(rows_of(work)[0])
     # zstd-1 in frames of 256 samples, the writer's default wrap.
     kw = {"compression": f"zstd:{ZSTD_LEVEL}"} if codec == "zstd" else {}
     litdata.optimize(fn=LitSample(work), inputs=list(range(n)), output_dir=path,
                      chunk_bytes="64MB", num_workers=1, **kw)
-    mark(path)
-    return path
 
 
-def build_webdataset(work, codec):
+@cached("wds")
+def build_webdataset(path, work, codec):
     import webdataset as wds
 
-    path = os.path.join(work, f"wds-{codec}")
-    if built(path):
-        return path
-    shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     rows, _ = rows_of(work)
     ext = "tar.gz" if codec == "gz" else "tar"
@@ -124,37 +131,27 @@ def build_webdataset(work, codec):
                          verbose=0) as w:
         for i in range(len(rows)):
             w.write({"__key__": f"{i:07d}", "u8": rows[i].tobytes(), "index.txt": str(i)})
-    mark(path)
-    return path
 
 
-def build_streaming(work, codec):
+@cached("mds")
+def build_streaming(path, work, codec):
     from streaming import MDSWriter
 
-    path = os.path.join(work, f"mds-{codec}")
-    if built(path):
-        return path
-    shutil.rmtree(path, ignore_errors=True)
     rows, _ = rows_of(work)
     kw = {"compression": f"zstd:{ZSTD_LEVEL}"} if codec == "zstd" else {}
     with MDSWriter(out=path, columns={"tensor": "bytes", "index": "int"},
                    size_limit=1 << 26, **kw) as w:
         for i in range(len(rows)):
             w.write({"tensor": rows[i].tobytes(), "index": i})
-    mark(path)
     with open(os.path.join(path, ".files"), "w") as f:
         f.write("\n".join(sorted(os.listdir(path))))
-    return path
 
 
-def build_lance(work, codec):
+@cached("lance")
+def build_lance(path, work, codec):
     import lance
     import pyarrow as pa
 
-    path = os.path.join(work, f"lance-{codec}")
-    if built(path):
-        return path
-    shutil.rmtree(path, ignore_errors=True)
     rows, _ = rows_of(work)
     md = ({"lance-encoding:compression": "zstd",
            "lance-encoding:compression-level": str(ZSTD_LEVEL)} if codec == "zstd"
@@ -169,8 +166,6 @@ def build_lance(work, codec):
                                    pa.array(idx, pa.int64())], schema=schema)
 
     lance.write_dataset(pa.RecordBatchReader.from_batches(schema, batches()), path)
-    mark(path)
-    return path
 
 
 # ---------------------------------------------------------------- the readers
@@ -494,10 +489,7 @@ def main():
     table = {}
     for k in names:
         system, settings, shuffle, builder, codec, _, _ = configs(stores)[k]
-        path = codec if builder is None else os.path.join(
-            a.work, {build_litdata: "litdata", build_webdataset: "wds",
-                     build_streaming: "mds", build_lance: "lance"}[builder] + f"-{codec}")
-        disk = res[k][0]["disk"] if builder is None else du(path)
+        disk = res[k][0]["disk"] if builder is None else du(format_path(a.work, builder, codec))
         med = lambda f: statistics.median(f(x) for x in res[k])  # noqa: E731
         e1, e2 = med(lambda x: x["rates"][0]), med(lambda x: x["rates"][-1])
         table[k] = (system, shuffle, e1, e2)
