@@ -65,20 +65,23 @@ fn with_local_file<T>(
     })
 }
 
-/// Decode page `range` of local file `file` (of `paths`) into `out`. An uncompressed page
-/// whose header checks out is read straight into `out` (one copy, the kernel's); any other
-/// is read whole into the thread's buffer and decoded from there.
+/// Decode page `range` of local file `file` (of `paths`) into `dst[room..]` (see
+/// [`decode_one`]). An uncompressed page whose header checks out is read straight into
+/// place (one copy, the kernel's); any other is read whole into the thread's buffer and
+/// decoded from there.
 #[cfg(unix)]
 pub(crate) fn decode_local(
     paths: &[std::path::PathBuf],
     file: usize,
     range: &Range<u64>,
     codec: Codec,
-    out: &mut [u8],
+    dst: &mut [u8],
+    room: usize,
 ) -> std::io::Result<Result<(), PageError>> {
     use std::os::unix::fs::FileExt;
     let len = usize::try_from(range.end - range.start).map_err(std::io::Error::other)?;
     with_local_file(paths, file, |handle, buf| {
+        let out = &mut dst[room..];
         if codec == Codec::Plain && len > out.len() {
             let head = len - out.len();
             buf.resize(buf.len().max(head), 0);
@@ -90,7 +93,7 @@ pub(crate) fn decode_local(
         }
         buf.resize(buf.len().max(len), 0);
         handle.read_exact_at(&mut buf[..len], range.start)?;
-        Ok(decode_one(&buf[..len], codec, out))
+        Ok(decode_one(&buf[..len], codec, dst, room))
     })
 }
 
@@ -101,6 +104,7 @@ pub(crate) fn decode_local(
     _: &Range<u64>,
     _: Codec,
     _: &mut [u8],
+    _: usize,
 ) -> std::io::Result<Result<(), PageError>> {
     Err(std::io::Error::other("local reads need unix"))
 }

@@ -133,12 +133,19 @@ pub(crate) enum PageError {
     Length(usize),
 }
 
-/// Decode the one value of a tensor page into `out` (exactly the tensor's bytes); `scratch`
-/// holds the decompressed page between calls.
+/// Bytes of the length ahead of a PLAIN binary value.
+pub(crate) const PREFIX: usize = 4;
+
+/// Decode the one value of a tensor page into `dst[room..]` (exactly the tensor's bytes);
+/// `scratch` holds the decompressed page between calls. With `room` = [`PREFIX`], the
+/// `PREFIX` bytes ahead of the value are free to clobber: a compressed page is then
+/// decompressed in place, its length prefix landing in them, instead of into `scratch` and
+/// copied. `room` is 0 or [`PREFIX`].
 pub(crate) fn decode(
     page: &[u8],
     codec: Codec,
-    out: &mut [u8],
+    dst: &mut [u8],
+    room: usize,
     scratch: &mut Vec<u8>,
     zstd: &mut zstd::bulk::Decompressor<'static>,
 ) -> Result<(), PageError> {
@@ -164,8 +171,13 @@ pub(crate) fn decode(
     let values = body
         .get(levels..)
         .ok_or_else(|| bad("the page's levels overrun it"))?;
+    let size = (header.uncompressed as usize).saturating_sub(levels);
+    let in_place = room == PREFIX && size == dst.len() && compressed;
     let plain: &[u8] = match codec {
         Codec::Zstd if compressed => {
+            if in_place && landed(zstd.decompress_to_buffer(values, dst).ok(), dst) {
+                return Ok(());
+            }
             scratch.clear();
             scratch.reserve(header.uncompressed as usize);
             zstd.decompress_to_buffer(values, scratch)
@@ -173,7 +185,9 @@ pub(crate) fn decode(
             scratch
         }
         Codec::Lz4 if compressed => {
-            let size = (header.uncompressed as usize).saturating_sub(levels);
+            if in_place && landed(lz4_flex::block::decompress_into(values, dst).ok(), dst) {
+                return Ok(());
+            }
             scratch.resize(size, 0);
             let n = lz4_flex::block::decompress_into(values, scratch)
                 .map_err(|e| PageError::Bad(format!("lz4: {e}")))?;
@@ -181,18 +195,28 @@ pub(crate) fn decode(
         }
         _ => values,
     };
+    let out = &mut dst[room..];
     let len = plain
-        .get(..4)
+        .get(..PREFIX)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .ok_or_else(|| bad("the page has no value"))?;
     let value = plain
-        .get(4..4 + len)
+        .get(PREFIX..PREFIX + len)
         .ok_or_else(|| bad("the value is longer than its page"))?;
     if len != out.len() {
         return Err(PageError::Length(len));
     }
     out.copy_from_slice(value);
     Ok(())
+}
+
+/// Whether an in-place decompression of `n` bytes filled `dst` with a length prefix and a
+/// value of exactly the rest. Anything else is decoded again through the scratch buffer,
+/// which names what is wrong.
+fn landed(n: Option<usize>, dst: &[u8]) -> bool {
+    let value = dst.len() - PREFIX;
+    n == Some(dst.len())
+        && dst[..PREFIX].try_into().map(u32::from_le_bytes).ok() == u32::try_from(value).ok()
 }
 
 /// Whether `head`, the first bytes of an uncompressed tensor page of `page_len` bytes, is
@@ -236,8 +260,14 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// Decode one page on the calling (pool) thread, with its scratch buffer.
-pub(crate) fn decode_one(page: &[u8], codec: Codec, out: &mut [u8]) -> Result<(), PageError> {
+/// Decode one page into `dst[room..]` on the calling (pool) thread, with its scratch
+/// buffer (see [`decode`]).
+pub(crate) fn decode_one(
+    page: &[u8],
+    codec: Codec,
+    dst: &mut [u8],
+    room: usize,
+) -> Result<(), PageError> {
     SCRATCH.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
@@ -248,7 +278,7 @@ pub(crate) fn decode_one(page: &[u8], codec: Codec, out: &mut [u8]) -> Result<()
         let Some((scratch, z)) = cell.as_mut() else {
             return Err(PageError::Bad("no zstd context".into()));
         };
-        decode(page, codec, out, scratch, z)
+        decode(page, codec, dst, room, scratch, z)
     })
 }
 
@@ -316,6 +346,7 @@ mod tests {
         for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
             for codec in [
                 Compression::ZSTD(Default::default()),
+                Compression::LZ4_RAW,
                 Compression::UNCOMPRESSED,
             ] {
                 let bytes = file(7, 1000, version, codec);
@@ -329,12 +360,22 @@ mod tests {
                     let page = &bytes[usize::try_from(range.start).unwrap()
                         ..usize::try_from(range.end).unwrap()];
                     let mut out = vec![0u8; 1000];
-                    decode(page, col.codec, &mut out, &mut scratch, &mut z).unwrap();
+                    decode(page, col.codec, &mut out, 0, &mut scratch, &mut z).unwrap();
                     assert_eq!(
                         out,
                         expected(row as usize, 1000),
                         "{version:?} {codec} {row}"
                     );
+                    // In place: the value lands after the prefix room, which alone is
+                    // clobbered; the bytes around are left alone.
+                    let mut slots = vec![0xEEu8; 3 + PREFIX + 1000 + 3];
+                    let dst = &mut slots[3..3 + PREFIX + 1000];
+                    let mut unused = Vec::new();
+                    decode(page, col.codec, dst, PREFIX, &mut unused, &mut z).unwrap();
+                    assert_eq!(unused.capacity(), 0, "{version:?} {codec}: not in place");
+                    assert_eq!(&slots[3 + PREFIX..3 + PREFIX + 1000], out.as_slice());
+                    assert_eq!(&slots[..3], &[0xEE; 3]);
+                    assert_eq!(&slots[3 + PREFIX + 1000..], &[0xEE; 3]);
                     // An uncompressed page's value is its last bytes, after a checked head.
                     let head = &page[..page.len().saturating_sub(1000)];
                     let direct = plain_head(head, page.len(), 1000);
@@ -367,7 +408,13 @@ mod tests {
         let mut scratch = Vec::new();
         let mut wrong = vec![0u8; 499];
         assert_eq!(
-            decode(page, col.codec, &mut wrong, &mut scratch, &mut z),
+            decode(page, col.codec, &mut wrong, 0, &mut scratch, &mut z),
+            Err(PageError::Length(500))
+        );
+        // A page that does not fill the room in place says why through the scratch path.
+        let mut wrong = vec![0u8; PREFIX + 501];
+        assert_eq!(
+            decode(page, col.codec, &mut wrong, PREFIX, &mut scratch, &mut z),
             Err(PageError::Length(500))
         );
         let mut out = vec![0u8; 500];
@@ -375,6 +422,7 @@ mod tests {
             &page[..page.len() - 9],
             col.codec,
             &mut out,
+            0,
             &mut scratch,
             &mut z,
         );
@@ -385,8 +433,8 @@ mod tests {
         let mut garbage = page.to_vec();
         let n = garbage.len();
         garbage[n - 40..].fill(0xAB);
-        assert!(decode(&garbage, col.codec, &mut out, &mut scratch, &mut z).is_err());
-        assert!(decode(&[0x15], col.codec, &mut out, &mut scratch, &mut z).is_err());
+        assert!(decode(&garbage, col.codec, &mut out, 0, &mut scratch, &mut z).is_err());
+        assert!(decode(&[0x15], col.codec, &mut out, 0, &mut scratch, &mut z).is_err());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use rayon::prelude::*;
 
 use crate::index::{Selection, take_rows};
 use crate::local::{decode_local, local_paths};
-use crate::page::{Codec, PageError, TensorColumn, decode_one, locate, payload, tensor_column};
+use crate::page::{
+    Codec, PREFIX, PageError, TensorColumn, decode_one, locate, payload, tensor_column,
+};
 use crate::{Error, Result};
 
 /// Files fetched at once for one step.
@@ -217,46 +219,18 @@ impl Reader {
                 Some(s.swap_remove(at))
             });
             let mut tensors = reused.unwrap_or_else(|| vec![0u8; want]);
+            let fill = Fill {
+                codecs: &codecs,
+                local: local.as_deref().map_or(&[][..], Vec::as_slice),
+                sites: &sites,
+                files: &files,
+            };
+            let run = run_len(slots.len(), pool.current_num_threads());
             pool.install(|| {
                 tensors
-                    .par_chunks_mut(len.max(1))
-                    .zip(slots.par_iter())
-                    .try_for_each(|(out, page)| {
-                        let (file, row, decoded) = match page {
-                            None => {
-                                // A padded slot (a reused buffer holds an older batch).
-                                out.fill(0);
-                                return Ok(());
-                            }
-                            Some(Slot::Fetched((file, row, bytes))) => {
-                                (file, row, decode_one(bytes, codecs[*file as usize], out))
-                            }
-                            Some(Slot::Local(file, row, range)) => {
-                                let paths = local.as_deref().map_or(&[][..], Vec::as_slice);
-                                let codec = codecs[*file as usize];
-                                let read = decode_local(paths, *file as usize, range, codec, out);
-                                let decoded = read.unwrap_or_else(|e| {
-                                    Err(PageError::Bad(format!("cannot read the page: {e}")))
-                                });
-                                (file, row, decoded)
-                            }
-                        };
-                        decoded.map_err(|e| {
-                            let path = sites.display(&files.files[*file as usize].path);
-                            match e {
-                                PageError::Length(got) => Error::Shape {
-                                    path,
-                                    row: *row,
-                                    len: got,
-                                    expected: out.len(),
-                                },
-                                PageError::Bad(m) => Error::Read {
-                                    path,
-                                    message: format!("row {row}: {m}"),
-                                },
-                            }
-                        })
-                    })
+                    .par_chunks_mut((run * len).max(1))
+                    .zip(slots.par_chunks(run))
+                    .try_for_each(|(chunk, pages)| fill.run(chunk, pages, len))
             })?;
             Ok::<_, Error>(tensors)
         })
@@ -358,6 +332,73 @@ impl Reader {
         {
             spare.push(tensors);
         }
+    }
+}
+
+/// Slots decoded in order by one thread: long enough that most tensors decompress in
+/// place, short enough that every thread gets a share of the batch.
+fn run_len(slots: usize, threads: usize) -> usize {
+    slots.div_ceil(2 * threads.max(1)).clamp(1, 16)
+}
+
+/// What the decode threads need to fill a batch's slots.
+struct Fill<'a> {
+    codecs: &'a [Codec],
+    local: &'a [std::path::PathBuf],
+    sites: &'a Location,
+    files: &'a Selection,
+}
+
+impl Fill<'_> {
+    /// Fill a run of consecutive slots (`chunk`, `len` bytes each) from the last to the
+    /// first: a slot's page decompresses in place with its length prefix in the last bytes
+    /// of the slot before, which is written afterwards. The run's first slot has no such
+    /// room (the slot before is another run's) and goes through the scratch buffer.
+    fn run(&self, chunk: &mut [u8], pages: &[Option<Slot>], len: usize) -> Result<()> {
+        for (i, page) in pages.iter().enumerate().rev() {
+            let room = if i > 0 && len >= PREFIX { PREFIX } else { 0 };
+            let dst = &mut chunk[i * len - room..(i + 1) * len];
+            self.slot(dst, room, page.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Decode one slot's page into `dst[room..]`, or zeros for a padded slot.
+    fn slot(&self, dst: &mut [u8], room: usize, page: Option<&Slot>) -> Result<()> {
+        let (file, row, decoded) = match page {
+            None => {
+                // A padded slot (a reused buffer holds an older batch).
+                dst[room..].fill(0);
+                return Ok(());
+            }
+            Some(Slot::Fetched((file, row, bytes))) => (
+                file,
+                row,
+                decode_one(bytes, self.codecs[*file as usize], dst, room),
+            ),
+            Some(Slot::Local(file, row, range)) => {
+                let codec = self.codecs[*file as usize];
+                let read = decode_local(self.local, *file as usize, range, codec, dst, room);
+                let decoded = read
+                    .unwrap_or_else(|e| Err(PageError::Bad(format!("cannot read the page: {e}"))));
+                (file, row, decoded)
+            }
+        };
+        decoded.map_err(|e| {
+            let path = self.sites.display(&self.files.files[*file as usize].path);
+            match e {
+                PageError::Length(got) => Error::Shape {
+                    path,
+                    row: *row,
+                    len: got,
+                    expected: dst.len() - room,
+                },
+                PageError::Bad(m) => Error::Read {
+                    path,
+                    message: format!("row {row}: {m}"),
+                },
+            }
+        })
     }
 }
 
