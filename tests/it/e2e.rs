@@ -137,6 +137,11 @@ async fn synth_run_sql_end_to_end() {
                 }
             }
             assert_eq!(data_pages as i64, rgm.num_rows());
+            // The small columns are LZ4, so a reader opens them without zstd contexts.
+            assert_eq!(
+                rgm.column(plate_idx).compression(),
+                parquet::basic::Compression::LZ4_RAW
+            );
             let stats = rgm.column(plate_idx).statistics().unwrap();
             let (lo, hi) = match stats {
                 parquet::file::statistics::Statistics::Int32(s) => {

@@ -12,7 +12,7 @@ use cellshard_store::schema::TENSOR;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
@@ -46,6 +46,21 @@ impl AsyncFileReader for ObjectReader {
         async move {
             self.store
                 .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        }
+        .boxed()
+    }
+
+    /// All of a row group's metadata column chunks in one request: the store reads a
+    /// local file's ranges under one open and merges nearby ranges of a remote one.
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
                 .await
                 .map_err(|e| ParquetError::External(Box::new(e)))
         }
@@ -222,58 +237,14 @@ pub(crate) async fn select(
     let mut batches = Vec::new();
     let mut shape = None;
     let mut names: Option<Vec<String>> = None;
-    for (i, (relative, size, partitions)) in files.into_iter().enumerate() {
-        let file = u32::try_from(i).map_err(|_| Error::Store {
-            url: sites.url.to_string(),
-            message: "the sites table has more than 2^32 files".into(),
-        })?;
-        let path = sites.path(&relative);
-        let read_err = |e: ParquetError| Error::Read {
-            path: sites.display(&path),
-            message: e.to_string(),
-        };
-        let mut reader = ObjectReader {
-            store: sites.store.clone(),
-            path: path.clone(),
-            size,
-        };
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-        let meta = ArrowReaderMetadata::load_async(&mut reader, options)
-            .await
-            .map_err(read_err)?;
-        let schema = meta.schema().clone();
-        let tensor = schema
-            .index_of(TENSOR)
-            .map_err(|_| read_err(ParquetError::General("no tensor column".into())))?;
-        shape = shape.or_else(|| TensorShape::from_field(schema.field(tensor)));
-        names = names.or_else(|| {
-            let text = schema
-                .field(tensor)
-                .metadata()
-                .get("cellshard.channel_names")?;
-            serde_json::from_str::<Vec<String>>(text)
-                .ok()
-                .filter(|v| !v.is_empty())
-        });
-        let roots: Vec<usize> = (0..schema.fields().len())
-            .filter(|&c| c != tensor)
-            .collect();
-        let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone())
-            .with_projection(mask)
-            .build()
-            .map_err(read_err)?;
-        let mut row = 0u32;
-        let parts: Vec<_> = stream.try_collect().await.map_err(read_err)?;
-        for b in parts {
-            let next = u32::try_from(b.num_rows())
-                .ok()
-                .and_then(|n| row.checked_add(n))
-                .ok_or_else(|| read_err(ParquetError::General("more than 2^32 rows".into())))?;
-            batches.push(with_position(&b, file, row..next, &partitions)?);
-            row = next;
-        }
-        refs.push(FileRef { path, size, meta });
+    let mut loaded = futures::stream::iter(files.into_iter().enumerate())
+        .map(|(i, listed)| load_file(sites, i, listed))
+        .buffered(FILES_OPENED);
+    while let Some(f) = loaded.try_next().await? {
+        shape = shape.or(f.shape);
+        names = names.or(f.names);
+        batches.extend(f.batches);
+        refs.push(f.file);
     }
     let shape = shape.ok_or_else(|| Error::Store {
         url: sites.url.to_string(),
@@ -404,6 +375,78 @@ fn nullable(batch: &RecordBatch) -> Result<RecordBatch> {
 
 /// `batch` with its file index, row numbers (`rows`, one per row of `batch`) and partition
 /// values as columns.
+/// Data files whose footers and metadata columns are read at once.
+const FILES_OPENED: usize = 8;
+
+/// One data file as the selection needs it.
+struct LoadedFile {
+    file: FileRef,
+    /// Its rows' metadata columns, with their positions.
+    batches: Vec<RecordBatch>,
+    shape: Option<TensorShape>,
+    names: Option<Vec<String>>,
+}
+
+/// Read data file `i` of the listing: its footer and page index, then every column but
+/// the tensor.
+async fn load_file(sites: &Location, i: usize, listed: ListedFile) -> Result<LoadedFile> {
+    let (relative, size, partitions) = listed;
+    let file = u32::try_from(i).map_err(|_| Error::Store {
+        url: sites.url.to_string(),
+        message: "the sites table has more than 2^32 files".into(),
+    })?;
+    let path = sites.path(&relative);
+    let read_err = |e: ParquetError| Error::Read {
+        path: sites.display(&path),
+        message: e.to_string(),
+    };
+    let mut reader = ObjectReader {
+        store: sites.store.clone(),
+        path: path.clone(),
+        size,
+    };
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let meta = ArrowReaderMetadata::load_async(&mut reader, options)
+        .await
+        .map_err(read_err)?;
+    let schema = meta.schema().clone();
+    let tensor = schema
+        .index_of(TENSOR)
+        .map_err(|_| read_err(ParquetError::General("no tensor column".into())))?;
+    let shape = TensorShape::from_field(schema.field(tensor));
+    let names = schema
+        .field(tensor)
+        .metadata()
+        .get("cellshard.channel_names")
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .filter(|v| !v.is_empty());
+    let roots: Vec<usize> = (0..schema.fields().len())
+        .filter(|&c| c != tensor)
+        .collect();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+    let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta.clone())
+        .with_projection(mask)
+        .build()
+        .map_err(read_err)?;
+    let mut row = 0u32;
+    let parts: Vec<_> = stream.try_collect().await.map_err(read_err)?;
+    let mut batches = Vec::with_capacity(parts.len());
+    for b in parts {
+        let next = u32::try_from(b.num_rows())
+            .ok()
+            .and_then(|n| row.checked_add(n))
+            .ok_or_else(|| read_err(ParquetError::General("more than 2^32 rows".into())))?;
+        batches.push(with_position(&b, file, row..next, &partitions)?);
+        row = next;
+    }
+    Ok(LoadedFile {
+        file: FileRef { path, size, meta },
+        batches,
+        shape,
+        names,
+    })
+}
+
 fn with_position(
     batch: &RecordBatch,
     file: u32,

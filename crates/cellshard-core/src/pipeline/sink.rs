@@ -18,7 +18,7 @@ pub struct Sink {
     #[serde(default, skip_serializing_if = "TensorCodec::is_default")]
     pub tensor_codec: TensorCodec,
     /// ZSTD level of the tensor column (1..=22), when it is zstd. The other columns are
-    /// small and use the store's fixed level (parquet's default ZSTD level, 1), not this one.
+    /// small and always LZ4 (LZ4_RAW), cheap for every reader to open.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
     /// Target uncompressed bytes per row group.
