@@ -221,8 +221,10 @@ fn bench(a: &FeedArgs, steps: u64) -> Result<()> {
         .build()?;
     let (feed, (limit_one, codec), (limit_all, _)) = rt.block_on(async {
         let feed = Feed::open(a.options(0)?).await?;
-        let one = feed.codec_limit(32, 2.0, 1).await?;
-        let all = feed.codec_limit(32, 2.0, cores).await?;
+        // 256 MiB of decoded tensors' pages, more than any CPU cache, as an epoch's are.
+        let rows = ((256usize << 20) / feed.tensor_bytes().max(1)).max(32);
+        let one = feed.codec_limit(rows, 2.0, 1).await?;
+        let all = feed.codec_limit(rows, 2.0, cores).await?;
         Ok::<_, anyhow::Error>((feed, one, all))
     })?;
     let batch_mib = (feed.tensor_bytes() as u64 * feed.rank_batch()) >> 20;

@@ -411,15 +411,17 @@ impl Feed {
 
     /// The limit of reading: tensors per second that `threads` threads decompress with the
     /// store's codec alone (a copy, for uncompressed pages) from the pages of the first
-    /// `rows` selected rows, already in memory, into reused buffers (repeated for at least
-    /// `seconds`); and the codec's name.
+    /// `rows` selected rows, already in memory, each thread into the slots of a rank batch's
+    /// buffer in turn (repeated for at least `seconds`); and the codec's name. Take enough
+    /// rows that their pages do not fit the CPU's caches, as an epoch's do not.
     pub async fn codec_limit(
         &self,
         rows: usize,
         seconds: f64,
         threads: usize,
     ) -> Result<(f64, &'static str)> {
-        self.reader.codec_limit(rows, seconds, threads).await
+        let slots = usize::try_from(self.rank_batch()).unwrap_or(usize::MAX);
+        self.reader.codec_limit(rows, seconds, threads, slots).await
     }
 
     /// Hand a batch's tensor buffer back for a later batch to reuse (optional: a batch

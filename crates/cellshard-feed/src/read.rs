@@ -277,12 +277,15 @@ impl Reader {
 
     /// Tensors per second that `threads` threads decompress with the store's codec alone
     /// (zstd, lz4, or a copy for uncompressed pages) from the pages of the first `rows`
-    /// selected rows, already in memory (for at least `seconds`); and the codec's name.
+    /// selected rows, already in memory, each thread into the slots of its own buffer of
+    /// `slots` tensors in turn, as a batch is filled (for at least `seconds`); and the
+    /// codec's name.
     pub(crate) async fn codec_limit(
         &self,
         rows: usize,
         seconds: f64,
         threads: usize,
+        slots: usize,
     ) -> Result<(f64, &'static str)> {
         let rows = rows.min(self.pages.len());
         let mut pages = Vec::with_capacity(rows);
@@ -308,7 +311,7 @@ impl Reader {
         let started = std::time::Instant::now();
         let counts: Vec<Result<u64>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads.max(1))
-                .map(|_| s.spawn(move || codec_loop(codec, payloads, seconds)))
+                .map(|_| s.spawn(move || codec_loop(codec, payloads, seconds, slots)))
                 .collect();
             handles
                 .into_iter()
@@ -403,31 +406,37 @@ impl Fill<'_> {
 }
 
 /// Decompress (or, for uncompressed pages, copy) every payload, again and again for at
-/// least `seconds`; the payloads done.
-fn codec_loop(codec: Codec, payloads: &[(&[u8], usize)], seconds: f64) -> Result<u64> {
+/// least `seconds`, each into the next of `slots` slots of one buffer (a batch's worth of
+/// memory, written as the feed writes a batch, not one slot that stays in the cache); the
+/// payloads done.
+fn codec_loop(
+    codec: Codec,
+    payloads: &[(&[u8], usize)],
+    seconds: f64,
+    slots: usize,
+) -> Result<u64> {
     let mut z =
         zstd::bulk::Decompressor::new().map_err(|e| Error::Usage(format!("zstd context: {e}")))?;
-    let mut out: Vec<u8> = Vec::new();
+    let slot = payloads.iter().map(|p| p.1).max().unwrap_or(0);
+    // A batch of 32 slots of a Cell Painting tensor is tens of MB: past any CPU cache.
+    let slots = slots.clamp(1, 32);
+    let mut out = vec![0u8; slot * slots];
     let started = std::time::Instant::now();
-    let mut n = 0u64;
+    let (mut n, mut at) = (0u64, 0usize);
     while n == 0 || started.elapsed().as_secs_f64() < seconds {
         for (body, size) in payloads {
+            let dst = &mut out[at * slot..at * slot + size];
+            at = (at + 1) % slots;
             let done = match codec {
-                Codec::Zstd => {
-                    out.clear();
-                    out.reserve(*size);
-                    z.decompress_to_buffer(body, &mut out)
-                        .map_err(|e| Error::Usage(format!("zstd: {e}")))?
-                }
-                Codec::Lz4 => {
-                    out.resize(*size, 0);
-                    lz4_flex::block::decompress_into(body, &mut out)
-                        .map_err(|e| Error::Usage(format!("lz4: {e}")))?
-                }
+                Codec::Zstd => z
+                    .decompress_to_buffer(body, dst)
+                    .map_err(|e| Error::Usage(format!("zstd: {e}")))?,
+                Codec::Lz4 => lz4_flex::block::decompress_into(body, dst)
+                    .map_err(|e| Error::Usage(format!("lz4: {e}")))?,
                 Codec::Plain => {
-                    out.clear();
-                    out.extend_from_slice(body);
-                    out.len()
+                    let m = body.len().min(dst.len());
+                    dst[..m].copy_from_slice(&body[..m]);
+                    m
                 }
             };
             n += u64::from(done == *size);
