@@ -68,8 +68,8 @@ fn with_local_file<T>(
 /// Decode page `range` of local file `file` (of `paths`) into `dst[room..]` (see
 /// [`decode_one`]). An uncompressed page whose header checks out is read straight into
 /// place (one copy, the kernel's); any other is read whole into the thread's buffer and
-/// decoded from there.
-#[cfg(unix)]
+/// decoded from there. Only unix hosts read by position ([`local_paths`] finds no local
+/// files elsewhere, so the feed fetches through the object store there).
 pub(crate) fn decode_local(
     paths: &[std::path::PathBuf],
     file: usize,
@@ -78,33 +78,29 @@ pub(crate) fn decode_local(
     dst: &mut [u8],
     room: usize,
 ) -> std::io::Result<Result<(), PageError>> {
-    use std::os::unix::fs::FileExt;
-    let len = usize::try_from(range.end - range.start).map_err(std::io::Error::other)?;
-    with_local_file(paths, file, |handle, buf| {
-        let out = &mut dst[room..];
-        if codec == Codec::Plain && len > out.len() {
-            let head = len - out.len();
-            buf.resize(buf.len().max(head), 0);
-            handle.read_exact_at(&mut buf[..head], range.start)?;
-            if plain_head(&buf[..head], len, out.len()) {
-                handle.read_exact_at(out, range.start + head as u64)?;
-                return Ok(Ok(()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(range.end - range.start).map_err(std::io::Error::other)?;
+        with_local_file(paths, file, |handle, buf| {
+            let out = &mut dst[room..];
+            if codec == Codec::Plain && len > out.len() {
+                let head = len - out.len();
+                buf.resize(buf.len().max(head), 0);
+                handle.read_exact_at(&mut buf[..head], range.start)?;
+                if plain_head(&buf[..head], len, out.len()) {
+                    handle.read_exact_at(out, range.start + head as u64)?;
+                    return Ok(Ok(()));
+                }
             }
-        }
-        buf.resize(buf.len().max(len), 0);
-        handle.read_exact_at(&mut buf[..len], range.start)?;
-        Ok(decode_one(&buf[..len], codec, dst, room))
-    })
-}
-
-#[cfg(not(unix))]
-pub(crate) fn decode_local(
-    _: &[std::path::PathBuf],
-    _: usize,
-    _: &Range<u64>,
-    _: Codec,
-    _: &mut [u8],
-    _: usize,
-) -> std::io::Result<Result<(), PageError>> {
-    Err(std::io::Error::other("local reads need unix"))
+            buf.resize(buf.len().max(len), 0);
+            handle.read_exact_at(&mut buf[..len], range.start)?;
+            Ok(decode_one(&buf[..len], codec, dst, room))
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (paths, file, range, codec, dst, room);
+        Err(std::io::Error::other("local reads need unix"))
+    }
 }
